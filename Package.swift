@@ -1,0 +1,50 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// One target per layer; imports only point down this list:
+//   RollSystem (syscalls through one funnel, byte paths, *at helpers)
+//   RollDelta  (hot core: rolling checksum, signatures, deltas; stdlib only)
+//   RollTree   (walking a source tree, content hashes, manifests)
+//   RollWire   (framed messages, handshake, limits)
+//   RollStore  (releases, staging, publish/switch, rollback, retention, lock)
+//   RollSession (the two sides of a push over any byte stream)
+//   roll       (command line; the only place that wires transports)
+let package = Package(
+    name: "roll",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "roll", targets: ["roll"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "4.0.0"..<"5.0.0"),
+    ],
+    targets: [
+        .target(name: "CRollSystem"),
+        .target(name: "RollSystem", dependencies: ["CRollSystem"]),
+        .target(name: "RollDelta"),
+        .target(
+            name: "RollTree",
+            dependencies: ["RollSystem", "RollDelta", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(name: "RollWire", dependencies: ["RollSystem", "RollTree"]),
+        .target(name: "RollStore", dependencies: ["RollSystem", "RollTree"]),
+        .target(name: "RollSession", dependencies: ["RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
+        .executableTarget(
+            name: "roll",
+            dependencies: [
+                "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(name: "RollTestSupport", dependencies: ["RollSystem", "RollTree"], path: "Tests/RollTestSupport"),
+        .testTarget(name: "RollDeltaTests", dependencies: ["RollDelta"]),
+        .testTarget(name: "RollTreeTests", dependencies: ["RollTree", "RollTestSupport"]),
+        .testTarget(name: "RollWireTests", dependencies: ["RollWire", "RollTestSupport"]),
+        .testTarget(name: "RollStoreTests", dependencies: ["RollStore", "RollTestSupport"]),
+        .testTarget(
+            name: "RollIntegrationTests",
+            dependencies: ["roll", "RollTree", "RollStore", "RollTestSupport"]
+        ),
+    ]
+)

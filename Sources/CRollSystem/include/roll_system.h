@@ -1,0 +1,17 @@
+#ifndef ROLL_SYSTEM_H
+#define ROLL_SYSTEM_H
+
+// Linux calls that glibc declares only under _GNU_SOURCE, which Swift's Glibc module does
+// not define; each shim is the plain call.
+
+#include <sys/types.h>
+
+int roll_syncfs(int fd);
+ssize_t roll_copy_file_range(int fd_in, int fd_out, size_t len);
+// renameat2(2); flags such as RENAME_EXCHANGE (2) and RENAME_NOREPLACE (1).
+int roll_renameat2(int olddirfd, const char *_Nonnull oldpath, int newdirfd, const char *_Nonnull newpath, unsigned int flags);
+
+// pipe2(2) with O_CLOEXEC, so a spawned child inherits only what it is given.
+int roll_pipe_cloexec(int fds[_Nonnull 2]);
+
+#endif

@@ -1,0 +1,17 @@
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "roll_system.h"
+
+int roll_syncfs(int fd) { return syncfs(fd); }
+
+ssize_t roll_copy_file_range(int fd_in, int fd_out, size_t len) {
+    return copy_file_range(fd_in, NULL, fd_out, NULL, len, 0);
+}
+
+int roll_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+int roll_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -1,0 +1,2 @@
+// The delta core lands here.
+public enum RollDeltaPlaceholder {}

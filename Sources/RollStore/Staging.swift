@@ -1,0 +1,194 @@
+import RollSystem
+import RollTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A release being built in `releases/.staging-<id>`. Nothing in it is visible to the app
+/// until ``Store/publish(_:manifest:record:)`` renames it into place.
+public final class Staging {
+    public let id: ReleaseID
+    public let store: Store
+    let name: [UInt8]
+    let dir: Descriptor
+    let cursor: DirectoryCursor
+    private var directories: [Entry] = []
+    public private(set) var bytesWritten: UInt64 = 0
+
+    init(store: Store, id: ReleaseID) throws {
+        self.store = store
+        self.id = id
+        let name = Array((Store.stagingPrefix + id.description).utf8)
+        self.name = name
+        dir = try doing("creating the staging folder") {
+            try store.releases.makeDirectory(name, mode: 0o700)
+            return try Descriptor.openDirectory(at: store.releases.fd, name, display: "\(store.path)/releases/\(id)")
+        }
+        cursor = DirectoryCursor(base: dir)
+    }
+
+    /// Creates a directory. It stays writable by us until ``finish()`` gives it its mode.
+    public func makeDirectory(_ entry: Entry) throws {
+        try doing("creating \(entry.path)") {
+            try cursor.directory(entry.path.parentBytes).makeDirectory(entry.path.lastComponent, mode: 0o700)
+        }
+        directories.append(entry)
+    }
+
+    public func makeSymlink(_ entry: Entry) throws {
+        try doing("creating symlink \(entry.path)") {
+            let parent = try cursor.directory(entry.path.parentBytes)
+            try parent.makeSymlink(entry.path.lastComponent, target: entry.target)
+            try setTimes(dir: parent, name: entry.path.lastComponent, seconds: entry.mtime.seconds, nanoseconds: entry.mtime.nanoseconds)
+        }
+    }
+
+    /// Makes `entry` from a file with the same content in a published release (or in this
+    /// staging folder): a hard link when mode and mtime match too, else a local copy (a
+    /// link would change the other release's file). Returns false, having done nothing,
+    /// when the source is not the regular file of the expected size: the caller then asks
+    /// for the content instead.
+    public func reuse(_ entry: Entry, from source: DirectoryCursor, path: RelativePath, sourceMode: UInt32,
+                      sourceMtime: Timestamp) throws -> ReuseOutcome {
+        let srcDir: Descriptor
+        let st: stat
+        do {
+            srcDir = try source.directory(path.parentBytes)
+            st = try srcDir.statEntry(path.lastComponent)
+        } catch {
+            return .unavailable
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) == entry.size else { return .unavailable }
+        let parent = try doing("opening the folder of \(entry.path)") { try cursor.directory(entry.path.parentBytes) }
+        if sourceMode == entry.mode && sourceMtime == entry.mtime && (UInt32(st.st_mode) & Entry.permissionMask) == entry.mode {
+            try doing("linking \(entry.path)") { try srcDir.link(path.lastComponent, to: parent, as: entry.path.lastComponent) }
+            return .linked
+        }
+        try doing("copying \(entry.path)") {
+            let input = try Descriptor.open(at: srcDir.fd, path.lastComponent, flags: O_RDONLY)
+            let output = try Descriptor.open(at: parent.fd, entry.path.lastComponent, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            var left = Int(entry.size)
+            while left > 0 {
+                let n = try sys("copy_file_range", entry.path.description) { roll_copy_file_range(input.fd, output.fd, left) }
+                if n == 0 { throw SystemError(call: "copy_file_range", path: entry.path.description, errno: EIO) }
+                left -= n
+            }
+            try finishFile(output, entry)
+        }
+        bytesWritten += entry.size
+        return .copied
+    }
+
+    public enum ReuseOutcome { case linked, copied, unavailable }
+
+    /// A source cursor over this staging folder, for content that arrives once and is
+    /// needed at several paths.
+    public func selfCursor() -> DirectoryCursor { DirectoryCursor(base: dir) }
+
+    /// Opens a new file for `entry`'s content; the name must not exist (`O_EXCL`) and no
+    /// component of its path may be a symlink.
+    public func createFile(_ entry: Entry) throws -> IncomingFile {
+        let file = try doing("creating \(entry.path)") {
+            try Descriptor.open(at: cursor.directory(entry.path.parentBytes).fd, entry.path.lastComponent,
+                                flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600,
+                                display: "\(store.path)/releases/\(id)/\(entry.path)")
+        }
+        return IncomingFile(entry: entry, file: file, staging: self)
+    }
+
+    fileprivate func finishFile(_ file: Descriptor, _ entry: Entry) throws {
+        _ = try sys("fchmod", entry.path.description) { fchmod(file.fd, mode_t(entry.mode)) }
+        var times = [timespec](repeating: timespec(tv_sec: Int(entry.mtime.seconds), tv_nsec: Int(entry.mtime.nanoseconds)), count: 2)
+        _ = try sys("futimens", entry.path.description) { futimens(file.fd, &times) }
+    }
+
+    fileprivate func added(_ n: UInt64) { bytesWritten += n }
+
+    /// Gives directories their modes and times, deepest first (creating entries changes a
+    /// directory's mtime; a read-only mode would stop us writing into it).
+    func finish() throws {
+        cursor.reset()
+        // The release's own folder: readable by the web server that serves it.
+        _ = try doing("setting the mode of release \(id)") { try sys("fchmod", "\(id)") { fchmod(dir.fd, 0o755) } }
+        for entry in directories.reversed() {
+            try doing("setting the mode of \(entry.path)") {
+                let parent = try cursor.directory(entry.path.parentBytes)
+                let name = entry.path.lastComponent
+                _ = try withCPath(name) { p in try sys("fchmodat", entry.path.description) { fchmodat(parent.fd, p, mode_t(entry.mode), 0) } }
+                try setTimes(dir: parent, name: name, seconds: entry.mtime.seconds, nanoseconds: entry.mtime.nanoseconds)
+            }
+        }
+        cursor.reset()
+    }
+
+    /// Removes the staging folder (after a failure).
+    public func discard() {
+        cursor.reset()
+        try? store.releases.removeTree(name)
+    }
+}
+
+/// A file being received: bytes are hashed as they are written and checked against the
+/// manifest's digest before the file gets its mode.
+public final class IncomingFile {
+    public let entry: Entry
+    let file: Descriptor
+    unowned let staging: Staging
+    private var hasher = ContentHasher()
+    public private(set) var size: UInt64 = 0
+
+    init(entry: Entry, file: Descriptor, staging: Staging) {
+        self.entry = entry
+        self.file = file
+        self.staging = staging
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard size + UInt64(bytes.count) <= entry.size else {
+            throw StoreError(.verification, "\(entry.path): more data than its size \(entry.size)")
+        }
+        try doing("writing \(entry.path)") { try file.write(bytes) }
+        hasher.update(bytes)
+        size += UInt64(bytes.count)
+    }
+
+    /// Checks size and digest; on success the file gets its mode and mtime.
+    public func finish() throws {
+        let digest = hasher.finalize()
+        guard size == entry.size, digest == entry.digest else {
+            throw StoreError(.verification, "\(entry.path): content does not match its digest (got \(size) bytes, \(digest.shortHex))")
+        }
+        try doing("finishing \(entry.path)") { try staging.finishFile(file, entry) }
+        staging.added(size)
+    }
+}
+
+extension Store {
+    /// Starts a new release. Call with the lock held.
+    public func beginStaging() throws -> Staging {
+        try Staging(store: self, id: nextReleaseID())
+    }
+
+    /// A cursor over a published release, for reusing its files.
+    public func releaseCursor(_ id: ReleaseID) throws -> DirectoryCursor {
+        DirectoryCursor(base: try openRelease(id))
+    }
+
+    /// Publishes a fully written staging folder as a release and makes it `current`:
+    /// directory modes, then every write flushed to disk, then the record, then the rename
+    /// into `releases/<id>`, then the switch. A crash at any point leaves `current` on a
+    /// complete release; leftovers are removed by ``recover()``.
+    public func publish(_ staging: Staging, manifest: Manifest, record: ReleaseRecord) throws {
+        try staging.finish()
+        try doing("flushing the release to disk") {
+            _ = try sys("syncfs", path) { roll_syncfs(staging.dir.fd) }
+        }
+        try writeManifest(manifest, for: staging.id)
+        try write(record)
+        try doing("publishing release \(staging.id)") {
+            try releases.rename(staging.name, to: releases, as: Array(staging.id.description.utf8))
+            try releases.sync()
+        }
+        try switchCurrent(to: staging.id)
+    }
+}

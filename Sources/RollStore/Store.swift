@@ -1,0 +1,341 @@
+import RollSystem
+import RollTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The release store under one root folder:
+///
+/// ```
+/// <root>/releases/<id>/   one per deploy, immutable once published
+/// <root>/shared/          persistent files linked into every release
+/// <root>/current          symlink to releases/<id>, only ever replaced by rename(2)
+/// <root>/.roll/           lock, state/<id>, manifests/<id>, sequence
+/// ```
+///
+/// Every operation works through descriptors opened below the root with `O_NOFOLLOW`, so
+/// a symlink planted anywhere in the tree is never followed by the store.
+public final class Store {
+    public let path: String
+    let root: Descriptor
+    let releases: Descriptor
+    let meta: Descriptor
+    let state: Descriptor
+    let manifests: Descriptor
+
+    static let currentName = Array("current".utf8)
+    static let stagingPrefix = ".staging-"
+
+    /// Opens the store at `path`, creating the folder and its layout if needed.
+    public init(path: String, create: Bool = true) throws {
+        self.path = path
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            if (st.st_mode & S_IFMT) == S_IFLNK {
+                // The root may be reached through a link the user made; everything below is ours.
+                if stat(path, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR {
+                    throw StoreError(.notADirectory, "\(path) is a symlink that does not lead to a directory")
+                }
+            } else if (st.st_mode & S_IFMT) != S_IFDIR {
+                throw StoreError(.notADirectory, "\(path) is not a directory",
+                                 hint: "name a folder (it is created if missing) as the deploy root")
+            }
+        } else if errno == ENOENT && create {
+            try doing("creating \(path)") { try makeDirectories(path) }
+        } else if errno == ENOENT {
+            throw StoreError(.notADirectory, "\(path) does not exist", hint: "push to it first")
+        } else {
+            throw StoreError.wrap(SystemError(call: "stat", path: path, errno: errno), doing: "opening the root")
+        }
+        let rootFD = try doing("opening \(path)") { try sys("open", path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
+        root = Descriptor(rootFD, name: path)
+        func sub(_ parent: Descriptor, _ name: String) throws -> Descriptor {
+            let bytes = Array(name.utf8)
+            if try doing("checking \(parent.name)/\(name)", { try parent.statEntryIfPresent(bytes) }) == nil {
+                guard create else { throw StoreError(.notADirectory, "\(path) is not a roll root (no \(name))") }
+                try doing("creating \(parent.name)/\(name)") {
+                    do { try parent.makeDirectory(bytes, mode: 0o755) } catch let e as SystemError where e.errno == EEXIST {}
+                }
+            }
+            return try doing("opening \(parent.name)/\(name)") { try Descriptor.openDirectory(at: parent.fd, bytes, display: parent.name + "/" + name) }
+        }
+        releases = try sub(root, "releases")
+        meta = try sub(root, ".roll")
+        state = try sub(meta, "state")
+        manifests = try sub(meta, "manifests")
+        if create { _ = try sub(root, "shared") }
+        try checkCurrentIsOurs()
+    }
+
+    // MARK: - current
+
+    /// The release `current` points at, or nil before the first push.
+    public func currentRelease() throws -> ReleaseID? {
+        guard let st = try doing("checking \(path)/current", { try root.statEntryIfPresent(Store.currentName) }) else { return nil }
+        guard (st.st_mode & S_IFMT) == S_IFLNK else { throw foreignCurrent("is not a symlink") }
+        let target = try doing("reading \(path)/current") { try root.readLink(Store.currentName) }
+        let text = String(decoding: target, as: UTF8.self)
+        guard text.hasPrefix("releases/"), let id = ReleaseID(String(text.dropFirst("releases/".count))) else {
+            throw foreignCurrent("points at \(text), not at a release of this root")
+        }
+        return id
+    }
+
+    private func checkCurrentIsOurs() throws { _ = try currentRelease() }
+
+    private func foreignCurrent(_ what: String) -> StoreError {
+        StoreError(.foreignCurrent, "\(path)/current \(what); roll only replaces a current it made",
+                   hint: "move \(path)/current aside (e.g. mv current current.old) and push again")
+    }
+
+    /// Points `current` at `id` by renaming a fresh symlink over it: at every moment
+    /// `current` exists and names a complete release.
+    public func switchCurrent(to id: ReleaseID) throws {
+        let tmp = Array("current.tmp-\(getpid())".utf8)
+        try doing("switching \(path)/current to \(id)") {
+            try? root.unlink(tmp)
+            try root.makeSymlink(tmp, target: Array("releases/\(id)".utf8))
+            try root.rename(tmp, to: root, as: Store.currentName)
+            try root.sync()
+        }
+    }
+
+    // MARK: - records
+
+    public func record(_ id: ReleaseID) throws -> ReleaseRecord? {
+        let name = Array(id.description.utf8)
+        let file: Descriptor
+        do {
+            file = try Descriptor.open(at: state.fd, name, flags: O_RDONLY, display: "\(path)/.roll/state/\(id)")
+        } catch let e as SystemError where e.errno == ENOENT {
+            return nil
+        } catch let e as SystemError {
+            throw StoreError.wrap(e, doing: "reading the record of \(id)")
+        }
+        let bytes = try doing("reading the record of \(id)") { try file.readAll(limit: 64 << 10) }
+        do { return try ReleaseRecord(decoding: bytes, id: id) } catch {
+            throw StoreError(.corrupt, "\(path)/.roll/state/\(id) is damaged: \(error)")
+        }
+    }
+
+    public func write(_ record: ReleaseRecord) throws {
+        try doing("writing the record of \(record.id)") {
+            try writeAtomically(record.encoded(), in: state, name: record.id.description)
+        }
+    }
+
+    /// Writes a small file by writing a temporary one, syncing it and renaming it over the
+    /// old: a reader sees the old or the new content, never a torn one.
+    func writeAtomically(_ bytes: [UInt8], in dir: Descriptor, name: String) throws {
+        let tmp = Array(".\(name).tmp-\(getpid())".utf8)
+        try? dir.unlink(tmp)
+        let file = try Descriptor.open(at: dir.fd, tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644,
+                                       display: dir.name + "/" + name)
+        try file.write(bytes)
+        try file.sync()
+        try dir.rename(tmp, to: dir, as: Array(name.utf8))
+        try dir.sync()
+    }
+
+    public func manifest(of id: ReleaseID) throws -> Manifest? {
+        let file: Descriptor
+        do {
+            file = try Descriptor.open(at: manifests.fd, Array(id.description.utf8), flags: O_RDONLY,
+                                       display: "\(path)/.roll/manifests/\(id)")
+        } catch let e as SystemError where e.errno == ENOENT {
+            return nil
+        }
+        let bytes = try doing("reading the manifest of \(id)") { try file.readAll(limit: 1 << 30) }
+        do { return try Manifest(decoding: bytes) } catch {
+            throw StoreError(.corrupt, "\(path)/.roll/manifests/\(id) is damaged: \(error)")
+        }
+    }
+
+    func writeManifest(_ manifest: Manifest, for id: ReleaseID) throws {
+        try doing("writing the manifest of \(id)") {
+            try writeAtomically(manifest.encoded(), in: manifests, name: id.description)
+        }
+    }
+
+    // MARK: - listing
+
+    /// Ids of release folders (published ones; staging folders are not listed).
+    public func releaseDirectories() throws -> [ReleaseID] {
+        try doing("listing \(path)/releases") {
+            try releases.entries().compactMap { ReleaseID(String(decoding: $0.name, as: UTF8.self)) }.sorted()
+        }
+    }
+
+    /// Every release the store knows of, oldest first, with its role.
+    public func list() throws -> [ReleaseStatus] {
+        let dirs = Set(try releaseDirectories())
+        let recorded = try doing("listing \(path)/.roll/state") {
+            try state.entries().compactMap { ReleaseID(String(decoding: $0.name, as: UTF8.self)) }
+        }
+        let ids = dirs.union(recorded).sorted()
+        let active = try currentRelease()
+        var records = [ReleaseRecord]()
+        for id in ids {
+            if let r = try record(id) {
+                records.append(r)
+            } else {
+                // A folder without a record: published by a version that kept none, or
+                // its record was lost. It is complete (only complete trees are renamed here).
+                records.append(ReleaseRecord(id: id, state: .published, created: 0))
+            }
+        }
+        let target = Store.rollbackTarget(records: records, dirs: dirs, active: active)
+        return records.map { r in
+            let role: ReleaseStatus.Role
+            if r.id == active { role = .active }
+            else if r.state == .failed { role = .failed }
+            else if r.id == target { role = .previous }
+            else { role = .kept }
+            return ReleaseStatus(record: r, role: role, onDisk: dirs.contains(r.id))
+        }
+    }
+
+    /// The newest good release older than the active one.
+    static func rollbackTarget(records: [ReleaseRecord], dirs: Set<ReleaseID>, active: ReleaseID?) -> ReleaseID? {
+        guard let active else { return nil }
+        return records.filter { $0.state == .published && $0.id < active && dirs.contains($0.id) }.map(\.id).max()
+    }
+
+    // MARK: - sequence
+
+    /// The next release id. The sequence is stored so that ids are never reused, even
+    /// after every release with a high number was pruned.
+    public func nextReleaseID(time: Int64 = currentTime()) throws -> ReleaseID {
+        let name = Array("sequence".utf8)
+        var last = 0
+        if let file = try? Descriptor.open(at: meta.fd, name, flags: O_RDONLY),
+           let bytes = try? file.readAll(limit: 64), let text = String(validating: bytes, as: UTF8.self) {
+            last = Int(text.trimmingSpaces) ?? 0
+        }
+        for id in try releaseDirectories() { last = max(last, id.sequence) }
+        let recorded = (try? state.entries().compactMap { ReleaseID(String(decoding: $0.name, as: UTF8.self)) }) ?? []
+        for id in recorded { last = max(last, id.sequence) }
+        let id = ReleaseID(sequence: last + 1, time: time)
+        try doing("writing \(path)/.roll/sequence") { try writeAtomically(Array("\(last + 1)\n".utf8), in: meta, name: "sequence") }
+        return id
+    }
+
+    // MARK: - release folders
+
+    /// Opens a published release's folder.
+    public func openRelease(_ id: ReleaseID) throws -> Descriptor {
+        try doing("opening release \(id)") {
+            try Descriptor.openDirectory(at: releases.fd, Array(id.description.utf8), display: "\(path)/releases/\(id)")
+        }
+    }
+
+    /// Removes what a killed push left behind: staging folders and temporary links.
+    /// Call only while holding the lock.
+    @discardableResult
+    public func recover() throws -> [String] {
+        var removed = [String]()
+        try doing("cleaning \(path)/releases") {
+            for e in try releases.entries() where e.name.starts(with: Array(Store.stagingPrefix.utf8)) {
+                try releases.removeTree(e.name)
+                removed.append(String(decoding: e.name, as: UTF8.self))
+            }
+            for e in try root.entries() where e.name.starts(with: Array("current.tmp-".utf8)) {
+                try root.unlink(e.name)
+            }
+        }
+        return removed
+    }
+
+    // MARK: - rollback and retention
+
+    /// Switches `current` to `id`, or to the rollback target when `id` is nil. Returns the
+    /// release switched away from and the one now active.
+    public func rollback(to id: ReleaseID? = nil) throws -> (from: ReleaseID?, to: ReleaseID) {
+        let all = try list()
+        let active = all.first { $0.role == .active }?.record.id
+        let target: ReleaseID
+        if let id {
+            guard let status = all.first(where: { $0.record.id == id }) else {
+                throw StoreError(.unknownRelease, "no release \(id) in \(path)", hint: "`roll releases \(path)` lists them")
+            }
+            guard status.record.state == .published, status.onDisk else {
+                throw StoreError(.noRollbackTarget, "release \(id) failed and cannot go live", hint: "pick a good release from `roll releases \(path)`")
+            }
+            target = id
+        } else {
+            guard let t = all.first(where: { $0.role == .previous })?.record.id else {
+                throw StoreError(.noRollbackTarget, "no earlier good release to roll back to in \(path)",
+                                 hint: "`roll releases \(path)` lists what is kept")
+            }
+            target = t
+        }
+        if target != active { try switchCurrent(to: target) }
+        return (active, target)
+    }
+
+    /// Removes releases beyond the newest `keep` good ones. Never removes the active
+    /// release or the rollback target; failed releases do not count toward `keep` and go
+    /// once they are older than every kept release.
+    @discardableResult
+    public func prune(keep: Int) throws -> [ReleaseID] {
+        let all = try list()
+        let good = all.filter { $0.record.state == .published && $0.onDisk }.map(\.record.id).sorted(by: >)
+        var keepSet = Set(good.prefix(max(keep, 1)))
+        for s in all where s.role == .active || s.role == .previous { keepSet.insert(s.record.id) }
+        let oldestKept = keepSet.min()
+        var removed = [ReleaseID]()
+        for s in all {
+            let id = s.record.id
+            if keepSet.contains(id) { continue }
+            if s.record.state == .failed, let oldestKept, id > oldestKept { continue }
+            try remove(id)
+            removed.append(id)
+        }
+        return removed
+    }
+
+    func remove(_ id: ReleaseID) throws {
+        let name = Array(id.description.utf8)
+        try doing("removing release \(id)") {
+            try releases.removeTree(name)
+            try? manifests.unlink(name)
+            try? state.unlink(name)
+        }
+    }
+
+    /// Disk blocks used by the store (bytes), counting each hard-linked inode once.
+    public func diskUsage() throws -> UInt64 {
+        var seen = Set<UInt64>()
+        func walk(_ dir: Descriptor) throws -> UInt64 {
+            var total: UInt64 = 0
+            for e in try dir.entries() {
+                let st = try dir.statEntry(e.name)
+                if (st.st_mode & S_IFMT) == S_IFDIR {
+                    total += try walk(Descriptor.openDirectory(at: dir.fd, e.name))
+                } else if seen.insert(UInt64(st.st_ino)).inserted {
+                    total += UInt64(st.st_blocks) * 512
+                }
+            }
+            return total
+        }
+        return try doing("measuring \(path)") { try walk(releases) }
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        String(drop { $0 == " " || $0 == "\n" }.reversed().drop { $0 == " " || $0 == "\n" }.reversed())
+    }
+}
+
+/// `mkdir -p`.
+func makeDirectories(_ path: String) throws {
+    var prefix = path.hasPrefix("/") ? "/" : ""
+    for part in path.split(separator: "/") {
+        prefix += part
+        if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            throw SystemError(call: "mkdir", path: prefix, errno: errno)
+        }
+        prefix += "/"
+    }
+}

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Owns one file descriptor and closes it when released.
+///
+/// `@unchecked Sendable`: the descriptor number is immutable and the kernel serialises
+/// operations on it; callers never share one for concurrent reads or writes.
+public final class Descriptor: @unchecked Sendable {
+    public let fd: Int32
+    public let name: String
+
+    public init(_ fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
+
+    deinit { close(fd) }
+
+    /// `openat(2)` relative to `dir` (or `AT_FDCWD`), never following a final symlink and
+    /// always close-on-exec.
+    public static func open(
+        at dir: Int32 = AT_FDCWD, _ path: some Collection<UInt8>, flags: Int32, mode: mode_t = 0,
+        display: String? = nil
+    ) throws -> Descriptor {
+        let name = display ?? displayPath(path)
+        let fd = try withCPath(path) { p in
+            try sys("open", name) { Glibc.openat(dir, p, flags | O_CLOEXEC | O_NOFOLLOW, mode) }
+        }
+        return Descriptor(fd, name: name)
+    }
+
+    public static func open(_ path: String, flags: Int32, mode: mode_t = 0) throws -> Descriptor {
+        try open(at: AT_FDCWD, Array(path.utf8), flags: flags, mode: mode, display: path)
+    }
+
+    /// Opens a directory below `dir`, refusing a symlink in place of it.
+    public static func openDirectory(at dir: Int32 = AT_FDCWD, _ name: some Collection<UInt8>, display: String? = nil) throws -> Descriptor {
+        try open(at: dir, name, flags: O_RDONLY | O_DIRECTORY, display: display)
+    }
+
+    public func stat() throws -> stat {
+        var st = Glibc.stat()
+        _ = try sys("fstat", name) { fstat(fd, &st) }
+        return st
+    }
+
+    /// Reads up to `buffer.count` bytes; 0 means end of file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try sys("read", name) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Reads until `buffer` is full or end of file; returns the count read.
+    public func readFully(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        try sys("pread", name) { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = try sys("write", name) { Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done) }
+            done += n
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    public func sync() throws { _ = try sys("fsync", name) { fsync(fd) } }
+
+    /// Reads the whole file (for small metadata files only: callers bound the size).
+    public func readAll(limit: Int) throws -> [UInt8] {
+        var out = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            if n == 0 { return out }
+            out += chunk[..<n]
+            if out.count > limit {
+                throw SystemError(call: "read", path: name, errno: EFBIG)
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import RollSystem
+
+/// What a tree entry is. Other file types (devices, FIFOs, sockets) are never part of a
+/// release.
+public enum EntryKind: UInt8, Sendable {
+    case directory = 1
+    case file = 2
+    case symlink = 3
+}
+
+/// A modification time with nanoseconds, as `stat(2)` reports it.
+public struct Timestamp: Hashable, Sendable, Comparable {
+    public var seconds: Int64
+    public var nanoseconds: Int32
+
+    public init(seconds: Int64, nanoseconds: Int32) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool {
+        (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
+    }
+}
+
+/// One file, directory or symlink of a tree, with everything a release keeps of it.
+public struct Entry: Sendable, Equatable {
+    public var path: RelativePath
+    public var kind: EntryKind
+    /// Permission bits only: setuid, setgid and sticky bits are never carried into a
+    /// release (a pushed tree must not be able to plant a setuid program).
+    public var mode: UInt32
+    public var mtime: Timestamp
+    /// Content size of a file; 0 for others.
+    public var size: UInt64
+    /// Content digest of a file.
+    public var digest: ContentDigest?
+    /// Target of a symlink, verbatim: never resolved, never followed.
+    public var target: [UInt8]
+
+    public static let permissionMask: UInt32 = 0o777
+
+    public init(path: RelativePath, kind: EntryKind, mode: UInt32, mtime: Timestamp, size: UInt64 = 0,
+                digest: ContentDigest? = nil, target: [UInt8] = []) {
+        self.path = path
+        self.kind = kind
+        self.mode = mode & Entry.permissionMask
+        self.mtime = mtime
+        self.size = size
+        self.digest = digest
+        self.target = target
+    }
+}
+
+/// Limits that bound what a decoded manifest may make us allocate.
+public enum ManifestLimits {
+    public static let maxEntries = 10_000_000
+    public static let maxSymlinkTarget = 4095
+    public static let maxFileSize: UInt64 = 1 << 50
+}
+
+extension Entry {
+    public func encode(into w: inout ByteWriter) {
+        w.u8(kind.rawValue)
+        w.data(path.bytes)
+        w.varint(UInt64(mode))
+        w.svarint(mtime.seconds)
+        w.varint(UInt64(UInt32(bitPattern: mtime.nanoseconds)))
+        switch kind {
+        case .file:
+            w.varint(size)
+            w.raw(digest!.bytes)
+        case .symlink:
+            w.data(target)
+        case .directory:
+            break
+        }
+    }
+
+    public static func decode(from r: inout ByteReader) throws -> Entry {
+        let rawKind = try r.u8("entry kind")
+        guard let kind = EntryKind(rawValue: rawKind) else { throw DecodeError("unknown entry kind \(rawKind)") }
+        let pathBytes = try r.data("path", limit: RelativePath.maxLength)
+        guard let path = RelativePath(pathBytes) else {
+            throw DecodeError("unsafe path \"\(displayPath(pathBytes))\" (absolute, empty, '.', '..' or NUL)")
+        }
+        let mode = try r.varint("mode")
+        guard mode <= 0o7777 else { throw DecodeError("mode \(mode) out of range for \(path)") }
+        let seconds = try r.svarint("mtime")
+        let nanos = try r.varint("mtime nanoseconds")
+        guard nanos < 1_000_000_000 else { throw DecodeError("mtime nanoseconds \(nanos) out of range for \(path)") }
+        let mtime = Timestamp(seconds: seconds, nanoseconds: Int32(nanos))
+        switch kind {
+        case .file:
+            let size = try r.varint("size")
+            guard size <= ManifestLimits.maxFileSize else { throw DecodeError("size \(size) of \(path) exceeds the limit") }
+            let digest = ContentDigest(bytes: try r.raw(32, "digest"))
+            return Entry(path: path, kind: .file, mode: UInt32(mode), mtime: mtime, size: size, digest: digest)
+        case .symlink:
+            let target = try r.data("symlink target", limit: ManifestLimits.maxSymlinkTarget)
+            guard !target.isEmpty, !target.contains(0) else { throw DecodeError("invalid symlink target for \(path)") }
+            return Entry(path: path, kind: .symlink, mode: 0o777, mtime: mtime, target: target)
+        case .directory:
+            return Entry(path: path, kind: .directory, mode: UInt32(mode), mtime: mtime)
+        }
+    }
+}
+
+/// A whole tree: its entries in tree order (see ``RelativePath/<(_:_:)``), each parent
+/// directory before what it contains.
+public struct Manifest: Sendable, Equatable {
+    public var entries: [Entry]
+
+    public init(entries: [Entry]) { self.entries = entries }
+
+    public static let magic: [UInt8] = Array("ROLLMAN1".utf8)
+
+    public var fileCount: Int { entries.count { $0.kind == .file } }
+    public var totalBytes: UInt64 { entries.reduce(0) { $0 + $1.size } }
+
+    /// Digest over the encoded entries: equal trees have equal roots.
+    public var rootDigest: ContentDigest {
+        var hasher = ContentHasher()
+        var w = ByteWriter(capacity: 1 << 16)
+        for e in entries {
+            e.encode(into: &w)
+            if w.bytes.count > 1 << 16 {
+                hasher.update(w.bytes)
+                w.bytes.removeAll(keepingCapacity: true)
+            }
+        }
+        hasher.update(w.bytes)
+        return hasher.finalize()
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: entries.count * 64 + 16)
+        w.raw(Manifest.magic)
+        w.varint(UInt64(entries.count))
+        for e in entries { e.encode(into: &w) }
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws {
+        var r = ByteReader(bytes)
+        guard Array(try r.raw(8, "manifest magic")) == Manifest.magic else { throw DecodeError("not a roll manifest") }
+        // Each entry takes at least 5 bytes, which bounds the count by what is there.
+        let count = try r.count("entry count", limit: min(ManifestLimits.maxEntries, r.remaining / 5))
+        var entries = [Entry]()
+        entries.reserveCapacity(count)
+        for _ in 0..<count { entries.append(try Entry.decode(from: &r)) }
+        try r.expectEnd("manifest")
+        try Manifest.checkOrder(entries)
+        self.entries = entries
+    }
+
+    /// Checks what a receiver relies on: strictly increasing tree order (so no duplicate
+    /// paths) and every entry's parent listed before it as a directory.
+    public static func checkOrder(_ entries: [Entry]) throws {
+        var checker = OrderChecker()
+        for e in entries { try checker.check(e) }
+    }
+}
+
+/// Checks entries one by one as they arrive, in the order ``Manifest/checkOrder(_:)``
+/// requires. A parent that is a symlink or a file is refused here, so nothing can later be
+/// created "under" a symlink.
+public struct OrderChecker {
+    private var directories = Set<ArraySlice<UInt8>>()
+    private var previous: RelativePath?
+
+    public init() {}
+
+    public mutating func check(_ e: Entry) throws {
+        if let p = previous, !(p < e.path) {
+            throw DecodeError(p == e.path ? "duplicate entry \(e.path)" : "entries out of order at \(e.path)")
+        }
+        let parent = e.path.parentBytes
+        if !parent.isEmpty && !directories.contains(parent) {
+            throw DecodeError("\(e.path) is not inside a directory listed before it")
+        }
+        if e.kind == .directory { directories.insert(e.path.bytes[...]) }
+        previous = e.path
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import RollSession
+import RollSystem
+import RollWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Roll {
+    struct Agent: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The receiving side of a push (started by `roll push`, not by hand).",
+            discussion: """
+            Speaks the roll protocol on standard input and output and builds releases under \
+            ROOT. `roll push` starts it: as a child process for a local root, or through SSH \
+            on a server. Diagnostics go to standard error.
+            """
+        )
+
+        @Flag(name: .long, help: "Serve one push on standard input and output.")
+        var stdio = false
+
+        @Argument(help: "The deploy root (created if missing).")
+        var root: String
+
+        func validate() throws {
+            guard stdio else { throw ValidationError("the agent only serves over --stdio for now") }
+        }
+
+        func run() throws {
+            // A client that goes away must surface as EPIPE from write, not kill us mid-cleanup.
+            signal(SIGPIPE, SIG_IGN)
+            let stream = DescriptorStream(input: Descriptor(dup(0), name: "stdin"), output: Descriptor(dup(1), name: "stdout"))
+            let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
+            receiver.diagnostics = { printError($0) }
+            if receiver.run() != nil { throw ExitCode.failure }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import RollStore
+
+extension Roll {
+    struct Back: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Switch current back to the previous good release, or to a named one.",
+            discussion: """
+            Without ID, switches to the newest good release older than the active one (the \
+            `previous` in `roll releases`). With ID, switches to that release, older or newer. \
+            The switch is one atomic rename; nothing is deleted, so you can go forward again \
+            with `roll back ROOT ID`.
+            """
+        )
+
+        @Argument(help: "The deploy root.")
+        var root: String
+
+        @Argument(help: "The release to switch to (default: the previous good one).")
+        var id: String?
+
+        func validate() throws {
+            if let id, ReleaseID(id) == nil {
+                throw ValidationError("'\(id)' is not a release id (like 000042-20261129T135012Z; see `roll releases`)")
+            }
+        }
+
+        func run() throws {
+            try guarded {
+                let store = try Store(path: root, create: false)
+                let lock = try store.lock(holder: "roll back by \(whoAmI())")
+                defer { withExtendedLifetime(lock) {} }
+                try store.recover()
+                let (from, to) = try store.rollback(to: id.flatMap(ReleaseID.init))
+                if from == to {
+                    print("roll: \(to) is already active in \(root)")
+                } else {
+                    print("roll: \(root)/current -> \(to) (was \(from?.description ?? "none"))")
+                }
+            }
+        }
+    }
+}

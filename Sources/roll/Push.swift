@@ -1,0 +1,193 @@
+import ArgumentParser
+import RollSession
+import RollSystem
+import RollTree
+import RollWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Roll {
+    struct Push: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Deploy SRC as a new release under ROOT and make it current.",
+            discussion: """
+            Walks SRC (skipping .git), hashes every file, and hands the tree to the agent, \
+            which builds ROOT/releases/<id>/ from what earlier releases already hold plus the \
+            files it lacks, verifies every file's SHA-256, then renames a fresh symlink over \
+            ROOT/current. Unchanged files become hard links to the previous release, so a \
+            release costs only what changed.
+
+            Symlinks in SRC are kept as symlinks, with their targets verbatim, never \
+            followed. File modes (permission bits only: setuid/setgid are dropped), mtimes and \
+            empty directories are kept; devices, FIFOs and sockets are skipped with a warning.
+
+            When the tree equals the active release nothing is sent and no release is made \
+            (use --force to make one anyway). Only one deploy runs on a root at a time; a \
+            second one fails at once, naming the holder of the lock.
+
+            EXAMPLES
+              roll push ./site /srv/roll
+              roll push --keep 10 . /var/www/app
+            """
+        )
+
+        @Argument(help: "The source tree to deploy.")
+        var source: String
+
+        @Argument(help: "The deploy root: a local folder (created if missing).")
+        var root: String
+
+        @Option(help: "Good releases to keep; older ones are removed (never the active one or the rollback target).")
+        var keep = 5
+
+        @Flag(help: "Make a new release even if nothing changed.")
+        var force = false
+
+        @Flag(name: .shortAndLong, help: "Print only errors.")
+        var quiet = false
+
+        @Flag(help: "Print the summary as JSON.")
+        var json = false
+
+        func validate() throws {
+            guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (the active release is always kept)") }
+        }
+
+        func run() throws {
+            try guarded { try push() }
+        }
+
+        private func push() throws {
+            signal(SIGPIPE, SIG_IGN)
+            let started = monotonicSeconds()
+            var st = stat()
+            guard stat(source, &st) == 0 else {
+                throw UserError("source \(source): \(String(cString: strerror(errno)))", code: Exit.dataError)
+            }
+            guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw UserError("source \(source) is not a directory", hint: "roll pushes a whole tree: name its folder", code: Exit.dataError)
+            }
+            let progress = Progress(enabled: !quiet && !json && isTerminal(2))
+            progress.status("scanning \(source)")
+            let scan = try SourceTree(root: source).scan()
+            let scanned = monotonicSeconds()
+            for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
+
+            let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            let agent: LocalAgent
+            do { agent = try LocalAgent(root: root) } catch {
+                throw UserError("could not start the agent: \(error)", code: Exit.unavailable)
+            }
+            let me = whoAmI()
+            let sender = Sender(stream: agent.stream, sourceRoot: Descriptor(sourceFD, name: source), manifest: scan.manifest,
+                                options: PushOptions(keep: keep, force: force, actor: me, client: "\(me) roll \(rollVersion)"),
+                                events: { progress.event($0, quiet: quiet) })
+            let result: PushReport
+            do {
+                result = try sender.run()
+            } catch {
+                progress.clear()
+                let status = agent.finish()
+                if status > 128, !(error is WireError) || (error as? WireError)?.code == .connectionClosed {
+                    throw UserError("the agent died (signal \(status - 128)); nothing was published", code: Exit.unavailable)
+                }
+                throw error
+            }
+            progress.clear()
+            let status = agent.finish()
+            guard status == 0 else { throw UserError("the agent exited with status \(status)", code: Exit.unavailable) }
+            let elapsed = monotonicSeconds() - started
+            if json {
+                print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started))
+            } else if !quiet {
+                printSummary(result, seconds: elapsed, scanSeconds: scanned - started)
+            }
+        }
+
+        private func printSummary(_ r: PushReport, seconds: Double, scanSeconds: Double) {
+            if r.upToDate {
+                print("roll: \(root) is up to date: release \(r.release) holds this tree (\(r.files) files, \(formatBytes(r.treeBytes)))")
+                return
+            }
+            print("roll: \(root)/current -> \(r.release)\(r.previous.isEmpty ? " (first release)" : " (was \(r.previous))")")
+            var parts = ["\(r.files) files, \(formatBytes(r.treeBytes))"]
+            parts.append("\(r.sentFiles) sent (\(formatBytes(r.sentBytes)))")
+            parts.append("\(r.linked) linked")
+            if r.copied > 0 { parts.append("\(r.copied) copied locally") }
+            print("  " + parts.joined(separator: ", "))
+            let wire = r.wireOut + r.wireIn
+            let speedup = wire > 0 ? Double(r.treeBytes) / Double(wire) : 0
+            print("  wire: \(formatBytes(r.wireOut)) out, \(formatBytes(r.wireIn)) in (speed-up \(formatDecimal(speedup, places: 1))); "
+                  + "scan \(formatSeconds(scanSeconds)), total \(formatSeconds(seconds))")
+            if !r.pruned.isEmpty { print("  removed old release(s): \(r.pruned.joined(separator: ", "))") }
+        }
+
+        private func summaryJSON(_ r: PushReport, seconds: Double, scanSeconds: Double) -> String {
+            let fields: [(String, String)] = [
+                ("release", jsonString(r.release)), ("previous", jsonString(r.previous)),
+                ("up_to_date", r.upToDate ? "true" : "false"), ("files", "\(r.files)"), ("tree_bytes", "\(r.treeBytes)"),
+                ("sent_files", "\(r.sentFiles)"), ("sent_bytes", "\(r.sentBytes)"), ("linked", "\(r.linked)"),
+                ("copied", "\(r.copied)"), ("wire_out", "\(r.wireOut)"), ("wire_in", "\(r.wireIn)"),
+                ("scan_seconds", formatDecimal(scanSeconds, places: 3)), ("seconds", formatDecimal(seconds, places: 3)),
+                ("pruned", "[" + r.pruned.map(jsonString).joined(separator: ",") + "]"),
+            ]
+            return "{" + fields.map { "\(jsonString($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+        }
+    }
+}
+
+/// A one-line progress display on a terminal's stderr; silent elsewhere.
+final class Progress {
+    let enabled: Bool
+    private var total: UInt64 = 0
+    private var sent: UInt64 = 0
+    private var files = 0
+    private var lastDraw = 0.0
+    private var started = 0.0
+    private var shown = false
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func status(_ text: String) {
+        guard enabled else { return }
+        draw(text)
+    }
+
+    func event(_ e: PushEvent, quiet: Bool) {
+        switch e {
+        case .log(let text):
+            clear()
+            if !quiet { printError("agent: \(text)") }
+        case .planned(let files, let bytes, _):
+            self.files = files
+            total = bytes
+            started = monotonicSeconds()
+        case .sent(let bytes):
+            sent += bytes
+            let now = monotonicSeconds()
+            guard enabled, now - lastDraw > 0.1 else { return }
+            lastDraw = now
+            let rate = Double(sent) / max(now - started, 0.001)
+            let eta = rate > 0 ? Double(total - min(sent, total)) / rate : 0
+            let percent = total > 0 ? Int(Double(sent) * 100 / Double(total)) : 100
+            draw("sending \(files) files: \(formatBytes(sent)) of \(formatBytes(total)) (\(percent)%), "
+                 + "\(formatBytes(UInt64(rate)))/s, eta \(formatSeconds(eta))")
+        case .connected:
+            status("comparing with the target")
+        }
+    }
+
+    private func draw(_ text: String) {
+        printErrorRaw("\r\u{1B}[K" + text)
+        shown = true
+    }
+
+    func clear() {
+        guard enabled, shown else { return }
+        printErrorRaw("\r\u{1B}[K")
+        shown = false
+    }
+
+    private func printErrorRaw(_ s: String) { writeStderr(s) }
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+import RollStore
+
+extension Roll {
+    struct Releases: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the releases under a root, newest first.",
+            discussion: """
+            STATE is `active` for the release `current` points at, `previous` for the one \
+            `roll back` would switch to, `failed` for pushes that never went live, and empty \
+            for other kept releases. SIZE is the tree's content; NEW is what the release \
+            added on disk (unchanged files are hard links to earlier releases).
+            """
+        )
+
+        @Argument(help: "The deploy root.")
+        var root: String
+
+        @Flag(help: "Print JSON (one object per release) for scripts.")
+        var json = false
+
+        func run() throws {
+            try guarded {
+                let store = try Store(path: root, create: false)
+                let all = try store.list().reversed()
+                if json {
+                    let items = all.map { s in
+                        let r = s.record
+                        return "{\"id\":\(jsonString(r.id.description)),\"state\":\(jsonString(s.role.rawValue)),"
+                            + "\"created\":\(r.created),\"actor\":\(jsonString(r.actor)),\"files\":\(r.files),"
+                            + "\"bytes\":\(r.bytes),\"written\":\(r.written),\"reason\":\(jsonString(r.reason))}"
+                    }
+                    print("[" + items.joined(separator: ",\n ") + "]")
+                    return
+                }
+                if all.isEmpty {
+                    print("no releases in \(root) yet (roll push SRC \(root) makes one)")
+                    return
+                }
+                print(pad("ID", 25) + pad("STATE", 10) + pad("CREATED", 25) + pad("FILES", 8) + pad("SIZE", 11) + "NEW")
+                for s in all {
+                    let r = s.record
+                    let state = s.role == .kept ? "" : s.role.rawValue
+                    let created = r.created > 0 ? formatUTC(r.created) : "-"
+                    var line = pad(r.id.description, 25) + pad(state, 10) + pad(created, 25)
+                    if r.state == .failed {
+                        line += "failed: " + r.reason
+                    } else {
+                        line += pad(String(r.files), 8) + pad(formatBytes(r.bytes), 11) + formatBytes(r.written)
+                    }
+                    print(line)
+                }
+            }
+        }
+    }
+}

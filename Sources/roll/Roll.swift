@@ -1,0 +1,39 @@
+import ArgumentParser
+
+/// The version stamped into the binary; packaging replaces it from `git describe`.
+let rollVersion = "0.1.0"
+
+@main
+struct Roll: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "roll",
+        abstract: "Deploy a source tree as an atomic, reversible release.",
+        discussion: """
+        roll copies a tree into <root>/releases/<id>/, sending only what the target does not \
+        already have, and switches <root>/current to it with one rename: the app never sees a \
+        half-copied tree, and the previous release is one command away.
+
+        LAYOUT OF A ROOT
+          releases/<id>/   one folder per release; ids sort by creation (sequence-time)
+          current          symlink to the live release, replaced atomically
+          shared/          files kept across releases
+          .roll/           lock, release records and manifests
+
+        EXAMPLES
+          roll push ./site /srv/roll          deploy ./site into /srv/roll
+          roll releases /srv/roll             list releases and which one is live
+          roll back /srv/roll                 switch back to the previous good release
+
+        EXIT CODES
+          0   success (also: nothing to push, the target is up to date)
+          1   the deploy failed; current still points at a complete release
+          64  wrong usage (unknown option, missing argument)
+          65  bad input: missing source, a root that is not a folder, a foreign current
+          69  the agent could not be started or the connection was lost
+          74  I/O error, including a full disk on the target
+          75  the root is locked by another deploy; try again when it ends
+        """,
+        version: rollVersion,
+        subcommands: [Push.self, Releases.self, Back.self, Agent.self]
+    )
+}
