@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "RollStoreTests", dependencies: ["RollStore", "RollTestSupport"]),
         .testTarget(
             name: "RollIntegrationTests",
-            dependencies: ["roll", "RollTree", "RollStore", "RollTestSupport"]
+            dependencies: ["roll", "RollSystem", "RollTree", "RollWire", "RollStore", "RollTestSupport"]
         ),
     ]
 )

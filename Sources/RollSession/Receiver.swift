@@ -69,7 +69,7 @@ public final class Receiver {
         let lock = try store.lock(holder: "roll push from \(hello.client)")
         defer { withExtendedLifetime(lock) {} }
         let stale = try store.recover()
-        if !stale.isEmpty { peer.onLog("removed \(stale.count) unfinished release(s) left by an interrupted push") }
+        if !stale.isEmpty { try peer.send(LogLine("removed \(stale.count) unfinished release(s) left by an interrupted push")) }
 
         let current = try store.currentRelease()
         let currentManifest = try current.flatMap { try store.manifest(of: $0) }
