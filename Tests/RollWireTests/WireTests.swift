@@ -1,0 +1,78 @@
+import RollSystem
+import RollTestSupport
+import RollTree
+import RollWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A stream over an in-memory buffer.
+final class MemoryStream: ByteStream {
+    var data: [UInt8]
+    var offset = 0
+    var written: [UInt8] = []
+    init(_ data: [UInt8] = []) { self.data = data }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = min(buffer.count, data.count - offset, 7)   // odd chunks exercise reassembly
+        data.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+        offset += n
+        return n
+    }
+    func write(_ buffer: UnsafeRawBufferPointer) throws { written += buffer }
+    func closeWrite() {}
+}
+
+@Suite struct FrameTests {
+    @Test func roundTrip() throws {
+        let out = MemoryStream()
+        let w = FrameWriter(out)
+        try w.send(Hello(client: "me"))
+        try w.send(Need(indexes: [0, 1, 5, 1000, 1_000_000]))
+        try w.send(MessageType.fileData.rawValue, [UInt8](repeating: 7, count: 300_000))
+        try w.flush()
+        let r = FrameReader(MemoryStream(out.written))
+        let hello = try Hello(payload: try #require(try r.next()).payload)
+        #expect(hello.client == "me" && hello.version == Protocol.version)
+        #expect(try Need(payload: try #require(try r.next()).payload).indexes == [0, 1, 5, 1000, 1_000_000])
+        #expect(try #require(try r.next()).payload.count == 300_000)
+        #expect(try r.next() == nil)
+    }
+
+    @Test func truncatedFrameIsAnError() throws {
+        let out = MemoryStream()
+        let w = FrameWriter(out)
+        try w.send(LogLine("hello there"))
+        try w.flush()
+        for n in 1..<out.written.count {
+            let r = FrameReader(MemoryStream(Array(out.written[..<n])))
+            #expect(throws: WireError.self) { _ = try r.next() }
+        }
+    }
+
+    @Test func oversizedLengthIsRefused() {
+        let r = FrameReader(MemoryStream([1, 0x7F, 0xFF, 0xFF, 0xFF]))
+        #expect { _ = try r.next() } throws: { ($0 as? WireError)?.code == .protocolViolation }
+    }
+
+    @Test(arguments: 0..<300)
+    func decodersNeverTrap(seed: Int) {
+        var rng = SeededRandom(seed: UInt64(seed) &* 7919)
+        let payload = rng.bytes(Int(rng.next() % 200))
+        _ = try? Hello(payload: payload)
+        _ = try? Welcome(payload: payload)
+        _ = try? Begin(payload: payload)
+        _ = try? ManifestChunk(payload: payload)
+        _ = try? Need(payload: payload)
+        _ = try? PushResult(payload: payload)
+        _ = try? ErrorMessage(payload: payload)
+        _ = try? FileBegin(payload: payload)
+    }
+
+    @Test func varintOverflowIsRefused() {
+        var r = ByteReader([UInt8](repeating: 0xFF, count: 11))
+        #expect(throws: DecodeError.self) { _ = try r.varint() }
+        var r2 = ByteReader([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02])
+        #expect(throws: DecodeError.self) { _ = try r2.varint() }
+    }
+}
