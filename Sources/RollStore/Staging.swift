@@ -61,8 +61,14 @@ public final class Staging {
         guard (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) == entry.size else { return .unavailable }
         let parent = try doing("opening the folder of \(entry.path)") { try cursor.directory(entry.path.parentBytes) }
         if sourceMode == entry.mode && sourceMtime == entry.mtime && (UInt32(st.st_mode) & Entry.permissionMask) == entry.mode {
-            try doing("linking \(entry.path)") { try srcDir.link(path.lastComponent, to: parent, as: entry.path.lastComponent) }
-            return .linked
+            do {
+                try srcDir.link(path.lastComponent, to: parent, as: entry.path.lastComponent)
+                return .linked
+            } catch let e as SystemError where e.errno == EMLINK {
+                // The inode has as many links as the file system allows: copy instead.
+            } catch let e as SystemError {
+                throw StoreError.wrap(e, doing: "linking \(entry.path)")
+            }
         }
         try doing("copying \(entry.path)") {
             let input = try Descriptor.open(at: srcDir.fd, path.lastComponent, flags: O_RDONLY)

@@ -30,6 +30,10 @@ extension Roll {
         func run() throws {
             // A client that goes away must surface as EPIPE from write, not kill us mid-cleanup.
             signal(SIGPIPE, SIG_IGN)
+            // Ctrl-C at the pushing terminal reaches the whole process group. The client
+            // dies of it; we see our input close and clean up, or finish a commit already
+            // received, instead of stopping half way.
+            signal(SIGINT, SIG_IGN)
             let stream = DescriptorStream(input: Descriptor(dup(0), name: "stdin"), output: Descriptor(dup(1), name: "stdout"))
             let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
             receiver.diagnostics = { printError($0) }

@@ -238,3 +238,53 @@ import Glibc
         }
     }
 }
+
+@Suite struct ContentReuseTests {
+    @Test func identicalNewFilesTravelOnce() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        var rng = SeededRandom(seed: 5)
+        let blob = rng.bytes(100_000)
+        writeFile(src + "/a.bin", blob)
+        writeFile(src + "/copy/a.bin", blob)
+        writeFile(src + "/copy/b.bin", blob, mode: 0o600)
+        let r = roll("push", src, root, "--json")
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.contains("\"sent_files\":1,"), "\(r.stdout)")
+        #expect(r.stdout.contains("\"sent_bytes\":100000,"), "\(r.stdout)")
+        #expect(try describeTree(root + "/current/") == describeTree(src))
+    }
+
+    @Test func revertedContentComesFromAnOlderRelease() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        var rng = SeededRandom(seed: 6)
+        let v1 = rng.bytes(50_000), v2 = rng.bytes(50_000)
+        writeFile(src + "/data.bin", v1)
+        #expect(roll("push", src, root).status == 0)
+        writeFile(src + "/data.bin", v2)
+        #expect(roll("push", src, root).status == 0)
+        writeFile(src + "/data.bin", v1)
+        let r = roll("push", src, root, "--json")
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.contains("\"sent_bytes\":0,"), "\(r.stdout)")
+        #expect(readFile(root + "/current/data.bin") == v1)
+    }
+
+    @Test func nonUTF8AndLongNames() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        mkdirs(src)
+        let odd: [UInt8] = Array((src + "/caf").utf8) + [0xE9, 0x2E, 0x74, 0x78, 0x74]
+        let fd = withCPathBytes(odd) { open($0, O_WRONLY | O_CREAT, 0o644) }
+        close(fd)
+        writeFile(src + "/" + String(repeating: "l", count: 250), "long\n")
+        let r = roll("push", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(try describeTree(root + "/current/") == describeTree(src))
+    }
+}
+
+private func withCPathBytes<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
+    (bytes.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { body($0.baseAddress!) }
+}
