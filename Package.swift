@@ -5,7 +5,7 @@ import PackageDescription
 //   RollSystem (syscalls through one funnel, byte paths, *at helpers)
 //   RollDelta  (hot core: rolling checksum, signatures, deltas; stdlib only)
 //   RollTree   (walking a source tree, content hashes, manifests)
-//   RollWire   (framed messages, handshake, limits)
+//   RollWire   (framed messages, handshake, limits, compression)
 //   RollStore  (releases, staging, publish/switch, rollback, retention, lock)
 //   RollSession (the two sides of a push over any byte stream)
 //   roll       (command line; the only place that wires transports)
@@ -21,13 +21,14 @@ let package = Package(
     ],
     targets: [
         .target(name: "CRollSystem"),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
         .target(name: "RollDelta"),
         .target(
             name: "RollTree",
             dependencies: ["RollSystem", "RollDelta", .product(name: "Crypto", package: "swift-crypto")]
         ),
-        .target(name: "RollWire", dependencies: ["RollSystem", "RollTree"]),
+        .target(name: "RollWire", dependencies: ["CZlib", "RollSystem", "RollTree"]),
         .target(name: "RollStore", dependencies: ["RollSystem", "RollTree"]),
         .target(name: "RollSession", dependencies: ["RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
         .executableTarget(

@@ -15,63 +15,95 @@ public struct SourceTree {
     public struct Scan: Sendable {
         public var manifest: Manifest
         public var skipped: [Skipped]
+        /// Files whose content was read and hashed (the rest came from the hash cache).
+        public var hashedFiles = 0
+        public var hashedBytes: UInt64 = 0
+        /// Patterns that were malformed and skipped.
+        public var ignoreDiagnostics: [String] = []
     }
+
+    /// The per-directory ignore file, gitignore syntax.
+    public static let ignoreFileName = Array(".rollignore".utf8)
 
     /// Names never deployed, wherever they occur: version-control metadata.
     public static let defaultIgnoredNames: Set<[UInt8]> = [Array(".git".utf8)]
 
     public let root: String
-    public var isIgnored: (RelativePath, EntryKind) -> Bool
+    /// Command-line patterns; `.rollignore` files found during the walk are added to them.
+    public var rules: IgnoreRules
+    public var cache: HashCache
 
-    public init(root: String, isIgnored: @escaping (RelativePath, EntryKind) -> Bool = { _, _ in false }) {
+    public init(root: String, rules: IgnoreRules = IgnoreRules(), cache: HashCache = HashCache()) {
         self.root = root
-        self.isIgnored = isIgnored
+        self.rules = rules
+        self.cache = cache
     }
 
-    public func scan() throws -> Scan {
+    /// Walks the tree. Updates ``cache`` with what it saw (save it afterwards).
+    public mutating func scan() throws -> Scan {
         // The top itself may be reached through a symlink the user named; below it nothing is followed.
         let fd = try sys("open", root) { open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         let top = Descriptor(fd, name: root)
-        var entries = [Entry]()
-        var skipped = [Skipped]()
+        var scan = Scan(manifest: Manifest(entries: []), skipped: [])
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
-        try walk(top, prefix: [], into: &entries, skipped: &skipped, buffer: buffer)
-        return Scan(manifest: Manifest(entries: entries), skipped: skipped)
+        try walk(top, prefix: [], into: &scan, buffer: buffer)
+        scan.ignoreDiagnostics = rules.diagnostics
+        return scan
     }
 
-    private func walk(_ dir: Descriptor, prefix: [UInt8], into entries: inout [Entry], skipped: inout [Skipped],
-                      buffer: UnsafeMutableRawBufferPointer) throws {
+    private mutating func walk(_ dir: Descriptor, prefix: [UInt8], into scan: inout Scan,
+                               buffer: UnsafeMutableRawBufferPointer) throws {
         let names = try dir.entries().map(\.name).sorted { $0.lexicographicallyPrecedes($1) }
+        if names.contains(SourceTree.ignoreFileName) {
+            let file = try Descriptor.open(at: dir.fd, SourceTree.ignoreFileName, flags: O_RDONLY,
+                                           display: root + "/" + displayPath(prefix + [0x2F] + SourceTree.ignoreFileName))
+            let origin = prefix.isEmpty ? ".rollignore" : displayPath(prefix) + "/.rollignore"
+            rules.add(text: try file.readAll(limit: 1 << 20), base: prefix, origin: origin)
+        }
         for name in names {
             if SourceTree.defaultIgnoredNames.contains(name) { continue }
             let pathBytes = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
             guard let path = RelativePath(pathBytes) else {
-                skipped.append(Skipped(path: displayPath(pathBytes), reason: "name too long"))
+                scan.skipped.append(Skipped(path: displayPath(pathBytes), reason: "name too long"))
                 continue
             }
             let st = try dir.statEntry(name)
             let mtime = Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec))
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                if isIgnored(path, .directory) { continue }
-                entries.append(Entry(path: path, kind: .directory, mode: UInt32(st.st_mode), mtime: mtime))
+                if rules.isIgnored(pathBytes, isDirectory: true) { continue }
+                scan.manifest.entries.append(Entry(path: path, kind: .directory, mode: UInt32(st.st_mode), mtime: mtime))
                 let sub = try Descriptor.openDirectory(at: dir.fd, name, display: root + "/" + path.description)
-                try walk(sub, prefix: pathBytes, into: &entries, skipped: &skipped, buffer: buffer)
+                try walk(sub, prefix: pathBytes, into: &scan, buffer: buffer)
             case S_IFREG:
-                if isIgnored(path, .file) { continue }
+                if rules.isIgnored(pathBytes, isDirectory: false) { continue }
+                let key = HashCache.Key(st)
+                if let digest = cache.lookup(pathBytes, key) {
+                    cache.remember(pathBytes, key, digest)
+                    scan.manifest.entries.append(Entry(path: path, kind: .file, mode: UInt32(st.st_mode), mtime: mtime,
+                                                       size: UInt64(st.st_size), digest: digest))
+                    continue
+                }
                 let file = try Descriptor.open(at: dir.fd, name, flags: O_RDONLY, display: root + "/" + path.description)
                 let fst = try file.stat()
                 let (digest, size) = try hashFile(file, buffer: buffer)
                 let fileMtime = Timestamp(seconds: Int64(fst.st_mtim.tv_sec), nanoseconds: Int32(fst.st_mtim.tv_nsec))
-                entries.append(Entry(path: path, kind: .file, mode: UInt32(fst.st_mode), mtime: fileMtime,
-                                     size: size, digest: digest))
+                let after = try file.stat()
+                if HashCache.Key(after) == HashCache.Key(fst) && UInt64(fst.st_size) == size {
+                    cache.remember(pathBytes, HashCache.Key(fst), digest)
+                }
+                scan.hashedFiles += 1
+                scan.hashedBytes += size
+                scan.manifest.entries.append(Entry(path: path, kind: .file, mode: UInt32(fst.st_mode), mtime: fileMtime,
+                                                   size: size, digest: digest))
             case S_IFLNK:
-                if isIgnored(path, .symlink) { continue }
+                if rules.isIgnored(pathBytes, isDirectory: false) { continue }
                 let target = try dir.readLink(name)
-                entries.append(Entry(path: path, kind: .symlink, mode: 0o777, mtime: mtime, target: target))
+                scan.manifest.entries.append(Entry(path: path, kind: .symlink, mode: 0o777, mtime: mtime, target: target))
             default:
-                skipped.append(Skipped(path: path.description, reason: "not a file, directory or symlink"))
+                if rules.isIgnored(pathBytes, isDirectory: false) { continue }
+                scan.skipped.append(Skipped(path: path.description, reason: "not a file, directory or symlink"))
             }
         }
     }

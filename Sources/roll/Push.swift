@@ -1,5 +1,6 @@
 import ArgumentParser
 import RollSession
+import RollStore
 import RollSystem
 import RollTree
 import RollWire
@@ -41,8 +42,17 @@ extension Roll {
         @Option(help: "Good releases to keep; older ones are removed (never the active one or the rollback target).")
         var keep = 5
 
+        @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out paths matching PATTERN (gitignore syntax; repeatable).", valueName: "pattern"))
+        var excludes: [String] = []
+
+        @Option(name: .customLong("include"), help: ArgumentHelp("Deploy paths matching PATTERN even if a .rollignore leaves them out (repeatable).", valueName: "pattern"))
+        var includes: [String] = []
+
         @Flag(help: "Make a new release even if nothing changed.")
         var force = false
+
+        @Flag(name: .customLong("no-hash-cache"), help: "Read and hash every file, ignoring the cache of digests from earlier pushes.")
+        var noHashCache = false
 
         @Flag(name: .shortAndLong, help: "Print only errors.")
         var quiet = false
@@ -70,8 +80,16 @@ extension Roll {
             }
             let progress = Progress(enabled: !quiet && !json && isTerminal(2))
             progress.status("scanning \(source)")
-            let scan = try SourceTree(root: source).scan()
+            var rules = IgnoreRules()
+            // Command-line patterns apply in the order given; later ones win, as in a .rollignore.
+            for (pattern, include) in commandLinePatterns() { rules.addCommandLine(pattern: pattern, include: include) }
+            let cacheFile = noHashCache ? nil : HashCache.file(forSource: source)
+            var tree = SourceTree(root: source, rules: rules, cache: cacheFile.map { HashCache(file: $0) } ?? HashCache())
+            let scanStart = currentTime()
+            let scan = try tree.scan()
+            tree.cache.save(scanStart: scanStart)
             let scanned = monotonicSeconds()
+            for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(d)") }
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
 
             let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
@@ -103,6 +121,19 @@ extension Roll {
             } else if !quiet {
                 printSummary(result, seconds: elapsed, scanSeconds: scanned - started)
             }
+        }
+
+        /// --exclude and --include patterns in the order they appeared on the command line.
+        private func commandLinePatterns() -> [(String, Bool)] {
+            var ex = excludes.makeIterator(), inc = includes.makeIterator()
+            var out = [(String, Bool)]()
+            for arg in CommandLine.arguments {
+                if arg == "--exclude" || arg.hasPrefix("--exclude=") { if let p = ex.next() { out.append((p, false)) } }
+                if arg == "--include" || arg.hasPrefix("--include=") { if let p = inc.next() { out.append((p, true)) } }
+            }
+            while let p = ex.next() { out.append((p, false)) }
+            while let p = inc.next() { out.append((p, true)) }
+            return out
         }
 
         private func printSummary(_ r: PushReport, seconds: Double, scanSeconds: Double) {

@@ -107,7 +107,8 @@ public struct SeededRandom: RandomNumberGenerator {
 /// Everything a release must reproduce of a tree, one line per entry: kind, permission
 /// bits, mtime (files and directories), content digest or symlink target.
 public func describeTree(_ root: String) throws -> [String] {
-    let scan = try SourceTree(root: root).scan()
+    var tree = SourceTree(root: root)
+        let scan = try tree.scan()
     return scan.manifest.entries.map { e in
         switch e.kind {
         case .directory: return "d \(e.path) \(String(e.mode, radix: 8)) \(e.mtime.seconds).\(e.mtime.nanoseconds)"

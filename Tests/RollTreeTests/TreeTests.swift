@@ -76,7 +76,8 @@ import Glibc
         chmod(src + "/suid", 0o4755)
         symlink("/etc/passwd", at: src + "/pw")
         mkfifo(src + "/fifo", 0o644)
-        let scan = try SourceTree(root: src).scan()
+        var tree = SourceTree(root: src)
+        let scan = try tree.scan()
         let paths = scan.manifest.entries.map(\.path.description)
         #expect(paths == ["a.txt", "pw", "sub", "suid"])
         #expect(scan.skipped.map(\.path) == ["fifo"])
@@ -93,7 +94,8 @@ import Glibc
         let name: [UInt8] = Array("caf".utf8) + [0xE9]
         let fd = withCPath(Array(src.utf8) + [0x2F] + name) { open($0, O_WRONLY | O_CREAT, 0o644) }
         close(fd)
-        let scan = try SourceTree(root: src).scan()
+        var tree = SourceTree(root: src)
+        let scan = try tree.scan()
         #expect(scan.manifest.entries.first?.path.bytes == name)
     }
 }
