@@ -1,3 +1,4 @@
+import RollDelta
 import RollStore
 import RollSystem
 import RollTree
@@ -15,6 +16,13 @@ public final class Receiver {
     private let agentName: String
     /// Diagnostics for the agent's own stderr, for what cannot reach the client.
     public var diagnostics: (String) -> Void = { _ in }
+
+    /// Files at least this large travel as deltas when the active release has a file at
+    /// the same path; below it a compressed whole file costs about the same and needs no
+    /// signature.
+    public static let deltaThreshold: UInt64 = 16 << 10
+    /// Signatures of basis files from this size on are cached by content digest.
+    static let signatureCacheThreshold: UInt64 = 1 << 20
 
     public init(stream: ByteStream, storePath: String, agentName: String) {
         peer = Peer(stream: stream)
@@ -55,6 +63,7 @@ public final class Receiver {
             }
             return WireError(code, e.description)
         case let e as DecodeError: return WireError(.protocolViolation, "malformed message: \(e)")
+        case let e as DeltaError: return WireError(.protocolViolation, "bad delta: \(e)")
         case let e as SystemError: return WireError(e.isNoSpace ? .noSpace : .store, e.description)
         default: return WireError(.internalError, "\(error)")
         }
@@ -63,7 +72,8 @@ public final class Receiver {
     private func serve() throws {
         let hello = try peer.expect(Hello.self)
         guard hello.version == Protocol.version else {
-            throw WireError(.versionMismatch, "the client speaks protocol \(hello.version), this agent (\(agentName)) speaks \(Protocol.version)")
+            throw WireError(.versionMismatch,
+                            "the client speaks protocol \(hello.version), this agent (\(agentName)) speaks \(Protocol.version)")
         }
         let store = try Store(path: storePath)
         let lock = try store.lock(holder: "roll push from \(hello.client)")
@@ -73,8 +83,18 @@ public final class Receiver {
 
         let current = try store.currentRelease()
         let currentManifest = try current.flatMap { try store.manifest(of: $0) }
+        var directories = [DirectoryDigest]()
+        var currentRoot: ContentDigest?
+        if let currentManifest {
+            let digests = currentManifest.subtreeDigests()
+            currentRoot = digests.root
+            // The table only helps a client whose tree differs; an equal one needs nothing.
+            if digests.root != hello.treeRoot {
+                directories = digests.directories.map { DirectoryDigest(pathKey: Manifest.pathKey($0.key), digest: $0.value) }
+            }
+        }
         try peer.send(Welcome(agent: agentName, root: storePath, current: current?.description ?? "",
-                              currentRoot: currentManifest?.rootDigest))
+                              currentRoot: currentRoot, directories: directories), compress: directories.count > 64)
         try peer.flush()
 
         let frame = try peer.next(expecting: "begin")
@@ -85,7 +105,9 @@ public final class Receiver {
         let begin = try peer.decode(Begin.self, frame)
         let staging = try store.beginStaging()
         do {
-            try build(staging, begin: begin, hello: hello, store: store, current: current, currentManifest: currentManifest)
+            var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
+                              base: currentManifest ?? Manifest(entries: []))
+            try build.run()
         } catch {
             staging.discard()
             try? store.write(ReleaseRecord(id: staging.id, state: .failed, created: currentTime(), actor: begin.actor,
@@ -93,134 +115,147 @@ public final class Receiver {
             throw error
         }
     }
+}
+
+/// One release being received: the manifest as it arrives, what to ask for, and the
+/// files in flight.
+private struct Build {
+    let peer: Peer
+    let store: Store
+    let staging: Staging
+    let begin: Begin
+    let current: ReleaseID?
+    let base: Manifest
 
     /// Where a file's content can come from without the network.
-    private struct Source {
+    struct Source {
         var release: ReleaseID
         var entry: Entry
     }
 
-    private func build(_ staging: Staging, begin: Begin, hello: Hello, store: Store, current: ReleaseID?,
-                       currentManifest: Manifest?) throws {
-        // What the kept releases hold, by path in the active one and by content in all.
-        var byPath = [RelativePath: Entry]()
-        var byDigest = [ContentDigest: Source]()
+    enum Expect { case whole, delta(Entry) }
+
+    enum Incoming {
+        case whole(Int, IncomingFile)
+        case delta(Int, IncomingFile, Patcher, Descriptor)
+        /// A delta that already failed; its remaining data is skipped until its end.
+        case discarding(Int)
+    }
+
+    var baseIndex = [RelativePath: Int]()
+    var byDigest = [ContentDigest: Source]()
+    var cursors = [ReleaseID: DirectoryCursor]()
+    var entries = [Entry]()
+    var checker = OrderChecker()
+    var outstanding = [Int: Expect]()
+    var pendingNeeds = [Int]()
+    var firstNeeded = [ContentDigest: Int]()
+    var duplicates = [(index: Int, of: Int)]()
+    var retried = Set<Int>()
+    var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0))
+
+    init(peer: Peer, store: Store, staging: Staging, begin: Begin, current: ReleaseID?, base: Manifest) {
+        self.peer = peer
+        self.store = store
+        self.staging = staging
+        self.begin = begin
+        self.current = current
+        self.base = base
+        entries.reserveCapacity(Int(min(begin.entryCount, 1 << 20)))
+    }
+
+    mutating func run() throws {
+        // What the kept releases hold: by path in the active one, by content in all.
+        for (i, e) in base.entries.enumerated() { baseIndex[e.path] = i }
         for r in try store.list().reversed() where r.record.state == .published && r.onDisk {
             let isActive = r.record.id == current
-            guard let m = isActive ? currentManifest : try store.manifest(of: r.record.id) else { continue }
+            guard let m = isActive ? base : try store.manifest(of: r.record.id) else { continue }
             for e in m.entries where e.kind == .file {
-                if isActive { byPath[e.path] = e }
                 // The active release first, then newer before older.
                 if isActive || byDigest[e.digest!] == nil { byDigest[e.digest!] = Source(release: r.record.id, entry: e) }
             }
         }
-        var cursors = [ReleaseID: DirectoryCursor]()
-        func cursor(_ id: ReleaseID) throws -> DirectoryCursor {
-            if let c = cursors[id] { return c }
-            let c = try store.releaseCursor(id)
-            cursors[id] = c
-            return c
-        }
 
-        var entries = [Entry]()
-        entries.reserveCapacity(Int(min(begin.entryCount, 1 << 20)))
-        var checker = OrderChecker()
-        var needed = [Int]()
-        var firstNeeded = [ContentDigest: Int]()
-        var duplicates = [(index: Int, of: Int)]()
-        var linked: UInt64 = 0
-        var copied: UInt64 = 0
-
-        func place(_ e: Entry, index: Int) throws {
-            switch e.kind {
-            case .directory: try staging.makeDirectory(e)
-            case .symlink: try staging.makeSymlink(e)
-            case .file:
-                let digest = e.digest!
-                if e.size == 0 {
-                    try staging.createFile(e).finish()
-                    return
-                }
-                var candidates = [Source]()
-                if let b = byPath[e.path], b.digest == digest, let current { candidates.append(Source(release: current, entry: b)) }
-                if let s = byDigest[digest] { candidates.append(s) }
-                for s in candidates {
-                    switch try staging.reuse(e, from: try cursor(s.release), path: s.entry.path,
-                                             sourceMode: s.entry.mode, sourceMtime: s.entry.mtime) {
-                    case .linked: linked += 1; return
-                    case .copied: copied += 1; return
-                    case .unavailable: continue
-                    }
-                }
-                if let first = firstNeeded[digest] {
-                    duplicates.append((index, first))
-                } else {
-                    firstNeeded[digest] = index
-                    needed.append(index)
-                }
-            }
-        }
-
-        // The manifest: each entry is placed as it arrives, while the client still sends.
-        while true {
-            let frame = try peer.next(expecting: "manifest")
-            if frame.type == MessageType.manifestEnd.rawValue {
+        var manifestDone = false
+        var committed = false
+        var incoming: Incoming?
+        while !(committed && outstanding.isEmpty && incoming == nil) {
+            let frame = try peer.next(expecting: committed ? "resent files" : "manifest or file data")
+            switch MessageType(rawValue: frame.type) {
+            case .manifest:
+                guard !manifestDone else { throw WireError(.protocolViolation, "manifest after its end") }
+                for item in try peer.decode(ManifestChunk.self, frame).items { try accept(item) }
+                try flushNeeds()
+            case .manifestEnd:
+                guard !manifestDone else { throw WireError(.protocolViolation, "second manifest end") }
                 let end = try peer.decode(ManifestEnd.self, frame)
                 guard Manifest(entries: entries).rootDigest == end.rootDigest else {
-                    throw WireError(.verification, "the manifest arrived damaged (root digest differs)")
+                    throw WireError(.verification, "the new tree does not match the client's (root digest differs)")
                 }
-                break
-            }
-            guard frame.type == MessageType.manifest.rawValue else {
-                throw WireError(.protocolViolation, "expected manifest, got message type \(frame.type)")
-            }
-            let chunk = try peer.decode(ManifestChunk.self, frame)
-            guard UInt64(entries.count + chunk.entries.count) <= begin.entryCount else {
-                throw WireError(.protocolViolation, "the client sent more entries than the \(begin.entryCount) it announced")
-            }
-            for e in chunk.entries {
-                do { try checker.check(e) } catch let d as DecodeError { throw WireError(.protocolViolation, "bad manifest: \(d)") }
-                try place(e, index: entries.count)
-                entries.append(e)
-            }
-        }
-
-        var at = 0
-        while at < needed.count {
-            let end = min(at + 65_536, needed.count)
-            try peer.send(Need(indexes: Array(needed[at..<end])))
-            at = end
-        }
-        try peer.send(NeedEnd(reused: linked + copied))
-        try peer.flush()
-
-        // File contents, in the order the client chooses, each exactly once.
-        var outstanding = Set(needed)
-        var incoming: IncomingFile?
-        loop: while true {
-            let frame = try peer.next(expecting: "file data")
-            switch MessageType(rawValue: frame.type) {
+                manifestDone = true
+                try flushNeeds()
+                try peer.send(NeedEnd(reused: counts.linked + counts.copied))
+                try peer.flush()
             case .fileBegin:
                 guard incoming == nil else { throw WireError(.protocolViolation, "file begun inside another") }
                 let index = try peer.decode(FileBegin.self, frame).index
-                guard outstanding.remove(index) != nil else {
-                    throw WireError(.protocolViolation, "the client sent file #\(index), which was not asked for")
+                guard case .whole = outstanding[index] else { throw notAskedFor(index) }
+                incoming = .whole(index, try staging.createFile(entries[index]))
+            case .deltaBegin:
+                guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }
+                let index = try peer.decode(DeltaBegin.self, frame).index
+                guard case .delta(let basis) = outstanding[index], let current else { throw notAskedFor(index) }
+                let basisFile = try Staging.openFile(try cursor(current), basis.path)
+                let file = try staging.createFile(entries[index])
+                let patcher = Patcher(
+                    readBasis: { offset, into in try basisFile.pread(into: into, at: Int64(offset)) },
+                    write: { try file.write($0) })
+                incoming = .delta(index, file, patcher, basisFile)
+            case .data:
+                switch incoming {
+                case .whole(_, let file)?:
+                    try frame.payload.withUnsafeBytes { try file.write($0) }
+                case .delta(let index, _, let patcher, _)?:
+                    do { try frame.payload.withUnsafeBytes { try patcher.update($0) } } catch {
+                        guard error is DeltaError else { throw error }
+                        incoming = .discarding(index)
+                    }
+                case .discarding?:
+                    break
+                case nil:
+                    throw WireError(.protocolViolation, "file data outside a file")
                 }
-                incoming = try staging.createFile(entries[index])
-            case .fileData:
-                guard let file = incoming else { throw WireError(.protocolViolation, "file data outside a file") }
-                try frame.payload.withUnsafeBytes { try file.write($0) }
             case .fileEnd:
-                guard let file = incoming else { throw WireError(.protocolViolation, "file end outside a file") }
-                try file.finish()
+                switch incoming {
+                case .whole(let index, let file)?:
+                    try file.finish()
+                    outstanding[index] = nil
+                    counts.received += 1
+                case .delta(let index, let file, let patcher, _)?:
+                    do {
+                        try patcher.finish()
+                        try file.finish()
+                        outstanding[index] = nil
+                        counts.deltas += 1
+                    } catch let e as DeltaError {
+                        _ = e
+                        try retryWhole(index)
+                    } catch let e as StoreError where e.code == .verification {
+                        try retryWhole(index)
+                    }
+                case .discarding(let index)?:
+                    try retryWhole(index)
+                case nil:
+                    throw WireError(.protocolViolation, "file end outside a file")
+                }
                 incoming = nil
             case .commit:
-                guard incoming == nil, outstanding.isEmpty else {
-                    throw WireError(.protocolViolation, "commit before all files arrived (\(outstanding.count) missing)")
+                guard manifestDone, incoming == nil, !committed else {
+                    throw WireError(.protocolViolation, "commit before the manifest and every file were complete")
                 }
-                break loop
+                committed = true
             default:
-                throw WireError(.protocolViolation, "unexpected message type \(frame.type) during file transfer")
+                throw WireError(.protocolViolation, "unexpected message type \(frame.type) during a push")
             }
         }
 
@@ -228,8 +263,8 @@ public final class Receiver {
         for (index, of) in duplicates {
             let source = entries[of]
             switch try staging.reuse(entries[index], from: own, path: source.path, sourceMode: source.mode, sourceMtime: source.mtime) {
-            case .linked: linked += 1
-            case .copied: copied += 1
+            case .linked: counts.linked += 1
+            case .copied: counts.copied += 1
             case .unavailable:
                 throw WireError(.verification, "\(entries[index].path): its content vanished from the staging folder")
             }
@@ -247,8 +282,134 @@ public final class Receiver {
             try peer.send(LogLine("warning: could not remove old releases: \(error)"))
         }
         try peer.send(PushResult(release: staging.id.description, previous: current?.description ?? "",
-                                 linked: linked, copied: copied, received: UInt64(needed.count),
-                                 bytesWritten: staging.bytesWritten, pruned: pruned.map(\.description)))
+                                 linked: counts.linked, copied: counts.copied, received: counts.received,
+                                 bytesWritten: staging.bytesWritten, deltas: counts.deltas,
+                                 retried: UInt64(retried.count), pruned: pruned.map(\.description)))
+        try peer.flush()
+    }
+
+    private func notAskedFor(_ index: Int) -> WireError {
+        WireError(.protocolViolation, "the client sent file #\(index) in a way it was not asked for")
+    }
+
+    private mutating func cursor(_ id: ReleaseID) throws -> DirectoryCursor {
+        if let c = cursors[id] { return c }
+        let c = try store.releaseCursor(id)
+        cursors[id] = c
+        return c
+    }
+
+    /// A delta that did not rebuild the file (a block-hash collision, or a broken delta):
+    /// ask once for the whole file.
+    private mutating func retryWhole(_ index: Int) throws {
+        staging.discardFile(entries[index])
+        guard retried.insert(index).inserted else {
+            throw WireError(.verification, "\(entries[index].path): content does not match its digest, even sent whole")
+        }
+        outstanding[index] = .whole
+        try peer.send(Need(indexes: [index]))
+        try peer.flush()
+    }
+
+    private mutating func accept(_ item: ManifestItem) throws {
+        switch item {
+        case .entry(let e):
+            try add(e)
+        case .sameSubtree(let path):
+            guard let start = baseIndex[path], base.entries[start].kind == .directory else {
+                throw WireError(.protocolViolation, "\(path) is not a directory of the active release")
+            }
+            var i = start
+            repeat {
+                try add(base.entries[i])
+                i += 1
+            } while i < base.entries.count && isBelow(base.entries[i].path, path)
+        }
+    }
+
+    private func isBelow(_ p: RelativePath, _ dir: RelativePath) -> Bool {
+        p.bytes.count > dir.bytes.count && p.bytes.starts(with: dir.bytes) && p.bytes[dir.bytes.count] == UInt8(ascii: "/")
+    }
+
+    private mutating func add(_ e: Entry) throws {
+        guard UInt64(entries.count) < begin.entryCount else {
+            throw WireError(.protocolViolation, "the client sent more entries than the \(begin.entryCount) it announced")
+        }
+        do { try checker.check(e) } catch let d as DecodeError { throw WireError(.protocolViolation, "bad manifest: \(d)") }
+        let index = entries.count
+        entries.append(e)
+        try place(e, index: index)
+    }
+
+    /// Creates `e` in staging from what is at hand, or notes what to ask the client for.
+    private mutating func place(_ e: Entry, index: Int) throws {
+        switch e.kind {
+        case .directory: try staging.makeDirectory(e)
+        case .symlink: try staging.makeSymlink(e)
+        case .file:
+            let digest = e.digest!
+            if e.size == 0 {
+                try staging.createFile(e).finish()
+                return
+            }
+            var candidates = [Source]()
+            let atPath = baseIndex[e.path].map { base.entries[$0] }
+            if let b = atPath, b.kind == .file, b.digest == digest, let current { candidates.append(Source(release: current, entry: b)) }
+            if let s = byDigest[digest] { candidates.append(s) }
+            for s in candidates {
+                switch try staging.reuse(e, from: try cursor(s.release), path: s.entry.path,
+                                         sourceMode: s.entry.mode, sourceMtime: s.entry.mtime) {
+                case .linked: counts.linked += 1; return
+                case .copied: counts.copied += 1; return
+                case .unavailable: continue
+                }
+            }
+            if let first = firstNeeded[digest] {
+                duplicates.append((index, first))
+                return
+            }
+            firstNeeded[digest] = index
+            if let b = atPath, b.kind == .file, b.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold,
+               let current, let signature = try signature(of: b, in: current) {
+                outstanding[index] = .delta(b)
+                try peer.send(SignatureMessage(index: index, signature: signature))
+            } else {
+                outstanding[index] = .whole
+                pendingNeeds.append(index)
+            }
+        }
+    }
+
+    /// The block signature of a file of a published release: from the cache, or computed
+    /// (and cached when the file is large). Nil when it would not fit in a frame: such a
+    /// file is sent whole.
+    private mutating func signature(of basis: Entry, in release: ReleaseID) throws -> [UInt8]? {
+        let digest = basis.digest!
+        if let cached = store.cachedSignature(digest) { return cached }
+        let file = try Staging.openFile(try cursor(release), basis.path)
+        let blockLength = DeltaLimits.recommendedBlockLength(forFileSize: Int(basis.size))
+        var builder = try SignatureBuilder(blockLength: blockLength, expectedLength: Int(basis.size))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try file.read(into: buffer)
+            if n == 0 { break }
+            try builder.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+        }
+        let bytes = builder.finish().encode()
+        guard bytes.count + 16 <= FrameLimits.maxPayload else { return nil }
+        if basis.size >= Receiver.signatureCacheThreshold { store.cacheSignature(digest, bytes) }
+        return bytes
+    }
+
+    private mutating func flushNeeds() throws {
+        var at = 0
+        while at < pendingNeeds.count {
+            let end = min(at + 65_536, pendingNeeds.count)
+            try peer.send(Need(indexes: Array(pendingNeeds[at..<end])))
+            at = end
+        }
+        pendingNeeds.removeAll(keepingCapacity: true)
         try peer.flush()
     }
 }

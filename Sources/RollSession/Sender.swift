@@ -1,6 +1,9 @@
+import Dispatch
+import RollDelta
 import RollSystem
 import RollTree
 import RollWire
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,11 +35,19 @@ public struct PushReport: Sendable {
     public var entries = 0
     public var files = 0
     public var treeBytes: UInt64 = 0
+    /// Manifest items sent (entries plus skipped subtrees) and entries they stood for.
+    public var manifestItems = 0
     public var reused: UInt64 = 0
     public var linked: UInt64 = 0
     public var copied: UInt64 = 0
+    /// Files sent whole, and their content size.
     public var sentFiles = 0
     public var sentBytes: UInt64 = 0
+    /// Files sent as deltas: their size, and what of them was matched in the agent's copy.
+    public var deltaFiles = 0
+    public var deltaFileBytes: UInt64 = 0
+    public var deltaMatchedBytes: UInt64 = 0
+    public var retried = 0
     public var wireOut: UInt64 = 0
     public var wireIn: UInt64 = 0
     public var pruned: [String] = []
@@ -45,152 +56,385 @@ public struct PushReport: Sendable {
 /// Progress as the push runs.
 public enum PushEvent: Sendable {
     case connected(agent: String, current: String)
-    case planned(files: Int, bytes: UInt64, reused: UInt64)
+    case planned(files: Int, bytes: UInt64)
     case sent(bytes: UInt64)
     case log(String)
 }
 
-/// The client's side of a push.
+/// The client's side of a push. A reader thread takes the agent's requests as they come
+/// while this thread sends the manifest and, between its chunks, the files asked for so
+/// far: nothing waits for a round trip per file.
 public final class Sender {
     private let peer: Peer
+    private let stream: ByteStream
     private let sourceRoot: Descriptor
     private let manifest: Manifest
     private let options: PushOptions
     private let events: (PushEvent) -> Void
+    private var report = PushReport()
+    private var handled = [Bool]()
+    private var resent = Set<Int>()
+    private var plannedFiles = 0
+    private var plannedBytes: UInt64 = 0
+    private lazy var cursor = DirectoryCursor(base: sourceRoot)
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.dataChunk, alignment: 64)
 
     public init(stream: ByteStream, sourceRoot: Descriptor, manifest: Manifest, options: PushOptions,
                 events: @escaping (PushEvent) -> Void = { _ in }) {
-        peer = Peer(stream: stream, onLog: { events(.log($0)) })
+        self.stream = stream
+        peer = Peer(stream: stream)
         self.sourceRoot = sourceRoot
         self.manifest = manifest
         self.options = options
         self.events = events
     }
 
+    deinit { buffer.deallocate() }
+
     public func run() throws -> PushReport {
-        do {
-            return try push()
-        } catch let e as SystemError where e.errno == EPIPE {
-            // The agent went away while we wrote; what it said before going is the real reason.
-            throw agentsLastWord() ?? WireError(.connectionClosed, "the agent closed the connection (\(e))")
-        }
-    }
-
-    private func agentsLastWord() -> WireError? {
-        while let frame = try? peer.reader.next() {
-            if frame.type == MessageType.error.rawValue, let m = try? ErrorMessage(payload: frame.payload) { return m.error }
-            if frame.type == MessageType.log.rawValue, let l = try? LogLine(payload: frame.payload) { events(.log(l.text)) }
-        }
-        return nil
-    }
-
-    private func push() throws -> PushReport {
-        var report = PushReport()
         report.entries = manifest.entries.count
         report.files = manifest.fileCount
         report.treeBytes = manifest.totalBytes
+        handled = [Bool](repeating: false, count: manifest.entries.count)
+        let digests = manifest.subtreeDigests()
 
-        try peer.send(Hello(client: options.client))
+        peer.onLog = { [events] in events(.log($0)) }
+        try peer.send(Hello(client: options.client, treeRoot: digests.root))
         try peer.flush()
         let welcome = try peer.expect(Welcome.self)
-        guard welcome.version == Protocol.version else {
-            throw WireError(.versionMismatch, "the agent speaks protocol \(welcome.version), this client \(Protocol.version)")
-        }
         report.agent = welcome.agent
         report.previous = welcome.current
         events(.connected(agent: welcome.agent, current: welcome.current))
 
-        let root = manifest.rootDigest
-        if !options.force, let currentRoot = welcome.currentRoot, currentRoot == root {
+        if !options.force, let currentRoot = welcome.currentRoot, currentRoot == digests.root {
             try peer.send(Bye())
             try peer.flush()
             report.upToDate = true
             report.release = welcome.current
-            report.wireOut = peer.writer.bytesWritten
-            report.wireIn = peer.reader.bytesRead
-            return report
+            return finished()
         }
 
-        try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
-                            entryCount: UInt64(manifest.entries.count)))
-        var chunk = [Entry]()
-        var chunkBytes = 0
-        for e in manifest.entries {
-            chunk.append(e)
-            chunkBytes += e.path.bytes.count + e.target.count + 48
-            if chunkBytes >= 256 << 10 {
-                try peer.send(ManifestChunk(entries: chunk))
-                chunk.removeAll(keepingCapacity: true)
-                chunkBytes = 0
-            }
+        let inbox = Inbox()
+        let reader = ReaderThread(peer: peer, inbox: inbox)
+        reader.start()
+        do {
+            try push(welcome: welcome, directories: digests.directories, inbox: inbox)
+            reader.join()
+            return finished()
+        } catch {
+            // Ending our half makes the agent finish, which ends the reader's stream.
+            stream.closeWrite()
+            reader.join()
+            if let e = error as? SystemError, e.errno == EPIPE, let reason = inbox.failure() { throw reason }
+            throw error
         }
-        if !chunk.isEmpty { try peer.send(ManifestChunk(entries: chunk)) }
-        try peer.send(ManifestEnd(rootDigest: root))
-        try peer.flush()
+    }
 
-        var needed = [Int]()
-        while true {
-            let frame = try peer.next(expecting: "the list of needed files")
-            if frame.type == MessageType.needEnd.rawValue {
-                report.reused = try peer.decode(NeedEnd.self, frame).reused
-                break
-            }
-            guard frame.type == MessageType.need.rawValue else {
-                throw WireError(.protocolViolation, "expected need, got message type \(frame.type)")
-            }
-            needed += try peer.decode(Need.self, frame).indexes
-        }
-        // The agent may only name files of this manifest: an index outside it, or one that is
-        // not a file, is refused before anything is read (a hostile agent must not make the
-        // client read a file it was not asked to push).
-        var seen = Set<Int>()
-        for i in needed {
-            guard i >= 0, i < manifest.entries.count, manifest.entries[i].kind == .file, seen.insert(i).inserted else {
-                throw WireError(.protocolViolation, "the agent asked for entry #\(i), which is not a file of this push")
-            }
-        }
-        let neededBytes = needed.reduce(UInt64(0)) { $0 + manifest.entries[$1].size }
-        events(.planned(files: needed.count, bytes: neededBytes, reused: report.reused))
-
-        let cursor = DirectoryCursor(base: sourceRoot)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.dataChunk, alignment: 16)
-        defer { buffer.deallocate() }
-        for i in needed {
-            let entry = manifest.entries[i]
-            let dir = try cursor.directory(entry.path.parentBytes)
-            let file = try Descriptor.open(at: dir.fd, entry.path.lastComponent, flags: O_RDONLY, display: entry.path.description)
-            try peer.send(FileBegin(index: i))
-            var hasher = ContentHasher()
-            var size: UInt64 = 0
-            while size < entry.size {
-                let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(min(UInt64(buffer.count), entry.size - size))]))
-                if n == 0 { break }
-                let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<n])
-                hasher.update(chunk)
-                try peer.writer.send(MessageType.fileData.rawValue, chunk)
-                size += UInt64(n)
-                events(.sent(bytes: UInt64(n)))
-            }
-            guard size == entry.size, hasher.finalize() == entry.digest else {
-                let error = WireError(.verification, "\(entry.path) changed while it was being pushed; push again")
-                try? peer.send(ErrorMessage(error))
-                try? peer.flush()
-                throw error
-            }
-            try peer.send(FileEnd())
-            report.sentFiles += 1
-            report.sentBytes += size
-        }
-        try peer.send(Commit())
-        try peer.flush()
-        let result = try peer.expect(PushResult.self)
-        report.release = result.release
-        report.previous = result.previous
-        report.linked = result.linked
-        report.copied = result.copied
-        report.pruned = result.pruned
+    private func finished() -> PushReport {
         report.wireOut = peer.writer.bytesWritten
         report.wireIn = peer.reader.bytesRead
         return report
+    }
+
+    private func push(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest], inbox: Inbox) throws {
+        try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
+                            entryCount: UInt64(manifest.entries.count)))
+        var theirs = [UInt64: (UInt64, UInt64)]()
+        for d in welcome.directories { theirs[d.pathKey] = d.digest }
+
+        // The manifest, skipping every subtree the active release already has as it is.
+        var chunk = [ManifestItem]()
+        var chunkBytes = 0
+        var i = 0
+        let entries = manifest.entries
+        while i < entries.count {
+            let e = entries[i]
+            if e.kind == .directory, let mine = directories[e.path.bytes[...]],
+               let other = theirs[Manifest.pathKey(e.path.bytes)], other == (mine.w0, mine.w1) {
+                chunk.append(.sameSubtree(e.path))
+                chunkBytes += e.path.bytes.count + 2
+                i += 1
+                while i < entries.count && entries[i].path.bytes.count > e.path.bytes.count
+                    && entries[i].path.bytes.starts(with: e.path.bytes) && entries[i].path.bytes[e.path.bytes.count] == 0x2F {
+                    i += 1
+                }
+            } else {
+                chunk.append(.entry(e))
+                chunkBytes += e.path.bytes.count + e.target.count + 48
+                i += 1
+            }
+            if chunkBytes >= 128 << 10 {
+                try sendChunk(&chunk, &chunkBytes)
+                while let item = inbox.poll() { _ = try handle(item) }
+            }
+        }
+        if !chunk.isEmpty { try sendChunk(&chunk, &chunkBytes) }
+        try peer.send(ManifestEnd(rootDigest: manifest.rootDigest))
+        try peer.flush()
+
+        var needEnd = false
+        var committed = false
+        while true {
+            if needEnd && !committed && inbox.isEmpty {
+                try peer.send(Commit())
+                try peer.flush()
+                committed = true
+            }
+            let item = inbox.wait()
+            if case .needEnd = item { needEnd = true }
+            if try handle(item) { return }
+        }
+    }
+
+    private func sendChunk(_ chunk: inout [ManifestItem], _ bytes: inout Int) throws {
+        report.manifestItems += chunk.count
+        try peer.send(ManifestChunk(items: chunk), compress: true)
+        try peer.flush()
+        chunk.removeAll(keepingCapacity: true)
+        bytes = 0
+    }
+
+    /// Acts on one thing the agent said; true when the push is complete.
+    private func handle(_ item: Inbox.Item) throws -> Bool {
+        switch item {
+        case .need(let indexes):
+            for i in indexes {
+                try checkRequest(i, allowResend: true)
+                try sendWhole(i)
+            }
+        case .signature(let i, let bytes):
+            try checkRequest(i, allowResend: false)
+            let signature: Signature
+            do { signature = try Signature(decoding: bytes) } catch {
+                throw WireError(.protocolViolation, "the agent sent a malformed signature for \(manifest.entries[i].path): \(error)")
+            }
+            try sendDelta(i, signature)
+        case .needEnd:
+            break
+        case .log(let text):
+            events(.log(text))
+        case .result(let result):
+            report.release = result.release
+            report.previous = result.previous
+            report.linked = result.linked
+            report.copied = result.copied
+            report.reused = result.linked + result.copied
+            report.pruned = result.pruned
+            return true
+        case .failed(let error):
+            throw error
+        }
+        try peer.flush()
+        return false
+    }
+
+    /// The agent may only ask for files of this manifest: an index outside it, or one that
+    /// is not a file, is refused before anything is read (a hostile agent must not make the
+    /// client read a file it was not asked to push). A file is sent once, and once more
+    /// whole if its delta failed the agent's check.
+    private func checkRequest(_ i: Int, allowResend: Bool) throws {
+        guard i >= 0, i < manifest.entries.count, manifest.entries[i].kind == .file else {
+            throw WireError(.protocolViolation, "the agent asked for entry #\(i), which is not a file of this push")
+        }
+        if handled[i] {
+            guard allowResend, resent.insert(i).inserted else {
+                throw WireError(.protocolViolation, "the agent asked for \(manifest.entries[i].path) twice")
+            }
+            report.retried += 1
+        }
+        handled[i] = true
+        plannedFiles += 1
+        plannedBytes += manifest.entries[i].size
+        events(.planned(files: plannedFiles, bytes: plannedBytes))
+    }
+
+    private func open(_ entry: Entry) throws -> Descriptor {
+        let dir = try cursor.directory(entry.path.parentBytes)
+        return try Descriptor.open(at: dir.fd, entry.path.lastComponent, flags: O_RDONLY, display: entry.path.description)
+    }
+
+    /// Reads the file in chunks, checking that it is still what the manifest says; calls
+    /// `body` with each chunk.
+    private func readVerified(_ entry: Entry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let file = try open(entry)
+        var hasher = ContentHasher()
+        var size: UInt64 = 0
+        while size < entry.size {
+            let want = Int(min(UInt64(buffer.count), entry.size - size))
+            let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]))
+            if n == 0 { break }
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<n])
+            hasher.update(chunk)
+            try body(chunk)
+            size += UInt64(n)
+            events(.sent(bytes: UInt64(n)))
+        }
+        guard size == entry.size, hasher.finalize() == entry.digest else {
+            let error = WireError(.verification, "\(entry.path) changed while it was being pushed; push again")
+            try? peer.send(ErrorMessage(error))
+            try? peer.flush()
+            throw error
+        }
+    }
+
+    private func sendWhole(_ i: Int) throws {
+        let entry = manifest.entries[i]
+        try peer.send(FileBegin(index: i))
+        var compress: Bool?
+        try readVerified(entry) { chunk in
+            if compress == nil { compress = Compressibility.worthCompressing(path: entry.path.bytes, sample: chunk) }
+            try peer.sendData(chunk, compress: compress!)
+        }
+        try peer.send(FileEnd())
+        report.sentFiles += 1
+        report.sentBytes += entry.size
+    }
+
+    private func sendDelta(_ i: Int, _ signature: Signature) throws {
+        let entry = manifest.entries[i]
+        try peer.send(DeltaBegin(index: i))
+        var out = [UInt8]()
+        out.reserveCapacity(FrameLimits.dataChunk)
+        var compress: Bool?
+        let peer = self.peer
+        func flushOut() throws {
+            guard !out.isEmpty else { return }
+            try out.withUnsafeBytes { try peer.sendData($0, compress: compress ?? true) }
+            out.removeAll(keepingCapacity: true)
+        }
+        let encoder = DeltaEncoder(signature: signature) { piece in
+            var rest = piece
+            while !rest.isEmpty {
+                let take = min(rest.count, FrameLimits.dataChunk - out.count)
+                out.append(contentsOf: rest[..<take])
+                rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+                if out.count == FrameLimits.dataChunk { try flushOut() }
+            }
+        }
+        try readVerified(entry) { chunk in
+            if compress == nil { compress = Compressibility.worthCompressing(path: entry.path.bytes, sample: chunk) }
+            try encoder.update(chunk)
+        }
+        try encoder.finish()
+        try flushOut()
+        try peer.send(FileEnd())
+        report.deltaFiles += 1
+        report.deltaFileBytes += entry.size
+        report.deltaMatchedBytes += UInt64(encoder.statistics.matchedBytes)
+    }
+}
+
+/// What the reader thread hands to the sending thread, in arrival order.
+///
+/// `@unchecked Sendable`: all state is behind `lock`; `available` counts the items.
+final class Inbox: @unchecked Sendable {
+    enum Item {
+        case need([Int])
+        case signature(Int, [UInt8])
+        case needEnd
+        case log(String)
+        case result(PushResult)
+        case failed(Error)
+    }
+
+    private let lock = Mutex<[Item]>([])
+    private let available = DispatchSemaphore(value: 0)
+
+    func put(_ item: Item) {
+        lock.withLock { $0.append(item) }
+        available.signal()
+    }
+
+    func wait() -> Item {
+        available.wait()
+        return lock.withLock { $0.removeFirst() }
+    }
+
+    func poll() -> Item? {
+        guard available.wait(timeout: .now()) == .success else { return nil }
+        return lock.withLock { $0.removeFirst() }
+    }
+
+    var isEmpty: Bool { lock.withLock { $0.isEmpty } }
+
+    /// The error the reader saw, if any (the agent's own words about why it stopped).
+    func failure() -> Error? {
+        lock.withLock { items in
+            for case .failed(let e) in items { return e }
+            return nil
+        }
+    }
+}
+
+/// Reads the agent's frames on a thread of its own until the result, an error or the end.
+///
+/// `@unchecked Sendable`: after `start` only that thread uses the peer's reading half.
+final class ReaderThread: @unchecked Sendable {
+    let peer: Peer
+    let inbox: Inbox
+    private let done = DispatchSemaphore(value: 0)
+
+    init(peer: Peer, inbox: Inbox) {
+        self.peer = peer
+        self.inbox = inbox
+    }
+
+    func start() {
+        DispatchQueue.global().async { self.loop() }
+    }
+
+    func join() { done.wait() }
+
+    private func loop() {
+        defer { done.signal() }
+        peer.onLog = { [inbox] in inbox.put(.log($0)) }
+        do {
+            while true {
+                let frame = try peer.next(expecting: "the agent's answer")
+                switch MessageType(rawValue: frame.type) {
+                case .need: inbox.put(.need(try peer.decode(Need.self, frame).indexes))
+                case .signature:
+                    let m = try peer.decode(SignatureMessage.self, frame)
+                    inbox.put(.signature(m.index, m.signature))
+                case .needEnd: inbox.put(.needEnd)
+                case .result:
+                    inbox.put(.result(try peer.decode(PushResult.self, frame)))
+                    return
+                default:
+                    throw WireError(.protocolViolation, "unexpected message type \(frame.type) from the agent")
+                }
+            }
+        } catch {
+            inbox.put(.failed(error))
+        }
+    }
+}
+
+/// Whether compressing a file is worth its CPU: not for formats that are compressed
+/// already, nor for data whose bytes look random.
+enum Compressibility {
+    static let compressedExtensions: Set<String> = [
+        "gz", "tgz", "bz2", "xz", "zst", "zip", "jar", "war", "7z", "rar", "br",
+        "jpg", "jpeg", "png", "gif", "webp", "avif", "heic", "ico",
+        "woff", "woff2", "mp3", "mp4", "m4a", "ogg", "webm", "mov", "avi", "mkv", "pdf",
+    ]
+
+    static func worthCompressing(path: [UInt8], sample: UnsafeRawBufferPointer) -> Bool {
+        if let dot = path.lastIndex(of: UInt8(ascii: ".")) {
+            let ext = String(decoding: path[(dot + 1)...], as: UTF8.self).lowercased()
+            if compressedExtensions.contains(ext) { return false }
+        }
+        // Order-0 entropy of up to 64 KiB: above 7.5 bits per byte deflate gains nothing.
+        let n = min(sample.count, 64 << 10)
+        guard n >= 512 else { return true }
+        var counts = [Int](repeating: 0, count: 256)
+        for i in 0..<n { counts[Int(sample[i])] += 1 }
+        var entropy = 0.0
+        let total = Double(n)
+        for c in counts where c > 0 {
+            let p = Double(c) / total
+            entropy -= p * log2(p)
+        }
+        return entropy < 7.5
     }
 }

@@ -198,3 +198,51 @@ extension Store {
         try switchCurrent(to: staging.id)
     }
 }
+
+extension Staging {
+    /// Removes a file written in error (a delta that failed its check), so it can be
+    /// received again.
+    public func discardFile(_ entry: Entry) {
+        guard let parent = try? cursor.directory(entry.path.parentBytes) else { return }
+        try? parent.unlink(entry.path.lastComponent)
+    }
+
+    /// Opens a file of a published release for reading, without following symlinks.
+    public static func openFile(_ cursor: DirectoryCursor, _ path: RelativePath) throws -> Descriptor {
+        try doing("opening \(path)") {
+            try Descriptor.open(at: cursor.directory(path.parentBytes).fd, path.lastComponent, flags: O_RDONLY,
+                                display: cursor.base.name + "/" + path.description)
+        }
+    }
+}
+
+extension Store {
+    /// A cached block signature of content `digest`, if one was stored. Release files never
+    /// change, so a signature of their content stays valid for as long as it is kept.
+    public func cachedSignature(_ digest: ContentDigest) -> [UInt8]? {
+        guard let dir = try? signatureDirectory(),
+              let file = try? Descriptor.open(at: dir.fd, Array(digest.hex.utf8), flags: O_RDONLY) else { return nil }
+        return try? file.readAll(limit: 64 << 20)
+    }
+
+    public func cacheSignature(_ digest: ContentDigest, _ bytes: [UInt8]) {
+        guard let dir = try? signatureDirectory() else { return }
+        // Best effort: a signature that cannot be cached is computed again next time.
+        try? writeAtomically(bytes, in: dir, name: digest.hex)
+    }
+
+    func signatureDirectory() throws -> Descriptor {
+        let name = Array("signatures".utf8)
+        if try meta.statEntryIfPresent(name) == nil { try? meta.makeDirectory(name, mode: 0o755) }
+        return try Descriptor.openDirectory(at: meta.fd, name, display: "\(path)/.roll/signatures")
+    }
+
+    /// Drops cached signatures of content no kept release holds any more.
+    func pruneSignatures(keeping digests: Set<ContentDigest>) {
+        guard let dir = try? signatureDirectory(), let names = try? dir.entries() else { return }
+        let keep = Set(digests.map(\.hex))
+        for e in names where !keep.contains(String(decoding: e.name, as: UTF8.self)) {
+            try? dir.unlink(e.name)
+        }
+    }
+}

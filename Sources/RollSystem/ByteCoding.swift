@@ -149,6 +149,11 @@ public struct ByteReader {
         return bytes[offset..<(offset + n)]
     }
 
+    /// The next byte without consuming it, or nil at the end.
+    public func peek() -> UInt8? { offset < end ? bytes[offset] : nil }
+
+    public mutating func skipToEnd() { offset = end }
+
     public func expectEnd(_ what: String) throws {
         guard isAtEnd else { throw DecodeError("\(remaining) unexpected bytes after \(what)") }
     }

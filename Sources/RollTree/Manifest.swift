@@ -77,6 +77,25 @@ extension Entry {
         }
     }
 
+    /// The entry as it stands in its directory: like ``encode(into:)`` but with the last
+    /// path component only, so a subtree's digest does not depend on where it lies.
+    func encodeNode(into w: inout ByteWriter) {
+        w.u8(kind.rawValue)
+        w.data(path.lastComponent)
+        w.varint(UInt64(mode))
+        w.svarint(mtime.seconds)
+        w.varint(UInt64(UInt32(bitPattern: mtime.nanoseconds)))
+        switch kind {
+        case .file:
+            w.varint(size)
+            w.raw(digest!.bytes)
+        case .symlink:
+            w.data(target)
+        case .directory:
+            break
+        }
+    }
+
     public static func decode(from r: inout ByteReader) throws -> Entry {
         let rawKind = try r.u8("entry kind")
         guard let kind = EntryKind(rawValue: rawKind) else { throw DecodeError("unknown entry kind \(rawKind)") }
@@ -118,19 +137,46 @@ public struct Manifest: Sendable, Equatable {
     public var fileCount: Int { entries.count { $0.kind == .file } }
     public var totalBytes: UInt64 { entries.reduce(0) { $0 + $1.size } }
 
-    /// Digest over the encoded entries: equal trees have equal roots.
-    public var rootDigest: ContentDigest {
-        var hasher = ContentHasher()
-        var w = ByteWriter(capacity: 1 << 16)
+    /// The Merkle root of the tree: equal trees, and only equal trees, have equal roots.
+    public var rootDigest: ContentDigest { merkle(wantSubtrees: false).root }
+
+    /// The digest of every directory's subtree (the directory's own metadata and all below
+    /// it), keyed by the directory's path, and the root digest. Two trees with equal digests
+    /// at a path are equal there, which lets a push skip whole unchanged subtrees.
+    public func subtreeDigests() -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest]) {
+        merkle(wantSubtrees: true)
+    }
+
+    private func merkle(wantSubtrees: Bool) -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest]) {
+        var subtrees = [ArraySlice<UInt8>: ContentDigest]()
+        var stack: [(path: ArraySlice<UInt8>, hasher: ContentHasher)] = [([], ContentHasher())]
+        var record = ByteWriter(capacity: 128)
+        func pop() {
+            let (path, hasher) = stack.removeLast()
+            let digest = hasher.finalize()
+            if wantSubtrees { subtrees[path] = digest }
+            stack[stack.count - 1].hasher.update(digest.bytes)
+        }
         for e in entries {
-            e.encode(into: &w)
-            if w.bytes.count > 1 << 16 {
-                hasher.update(w.bytes)
-                w.bytes.removeAll(keepingCapacity: true)
+            let parent = e.path.parentBytes
+            while stack.count > 1 && stack[stack.count - 1].path != parent { pop() }
+            record.bytes.removeAll(keepingCapacity: true)
+            e.encodeNode(into: &record)
+            if e.kind == .directory {
+                var hasher = ContentHasher()
+                hasher.update(record.bytes)
+                stack.append((e.path.bytes[...], hasher))
+            } else {
+                stack[stack.count - 1].hasher.update(record.bytes)
             }
         }
-        hasher.update(w.bytes)
-        return hasher.finalize()
+        while stack.count > 1 { pop() }
+        return (stack[0].hasher.finalize(), subtrees)
+    }
+
+    /// A short, stable key for a directory path (both sides compute it the same way).
+    public static func pathKey(_ path: some Collection<UInt8>) -> UInt64 {
+        ContentDigest.of(Array(path)).w0
     }
 
     public func encoded() -> [UInt8] {

@@ -1,24 +1,35 @@
 import RollSystem
 import RollTree
 
-/// Version 1 of the push protocol.
+/// Version 2 of the push protocol. Neither side waits for the other per file: the agent
+/// answers each manifest chunk as it arrives, and the client sends file contents as soon
+/// as they are asked for, while it still sends the manifest.
 ///
 /// ```
-/// client                                   agent
-/// hello(version, client)          ──►
-///                                 ◄──      welcome(version, agent, current release, its root digest)
-/// begin(options)                  ──►      (the agent takes the deploy lock before welcome)
-/// manifest(entries)* manifestEnd  ──►
-///                                 ◄──      need(indexes)* needEnd
-/// (fileBegin fileData* fileEnd)*  ──►
-/// commit                          ──►
-///                                 ◄──      result(release, counts)
+/// client                                      agent
+/// hello(version, client, tree root)    ──►
+///                                      ◄──    welcome(current release, its root, and, when the
+///                                             roots differ, every directory's subtree digest)
+/// begin(options)                       ──►    (the agent holds the deploy lock from hello on)
+/// manifest(entries | same-subtree)*    ──►
+///                                      ◄──    need(indexes)* signature(index, block sums)*
+/// fileBegin data* fileEnd              ──►    (whole file, for a need)
+/// deltaBegin data* fileEnd             ──►    (delta against the agent's file, for a signature)
+/// manifestEnd(root)                    ──►
+///                                      ◄──    needEnd
+/// commit                               ──►
+///                                      ◄──    need(index)   (only if a delta failed its check:
+///                                             the client then sends that file whole)
+///                                      ◄──    result
 /// ```
-/// `log` frames may come from the agent at any time; an `error` frame from either side
-/// ends the session. Every frame is ``FrameLimits``-bounded.
+/// A frame whose type has the high bit set carries its payload deflated with the sender's
+/// session stream (see ``Deflater``). `log` frames may come from the agent at any time; an
+/// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
+    /// Set in a frame's type byte when its payload is compressed.
+    public static let compressedFlag: UInt8 = 0x80
 }
 
 public enum MessageType: UInt8, Sendable {
@@ -30,13 +41,15 @@ public enum MessageType: UInt8, Sendable {
     case need = 6
     case needEnd = 7
     case fileBegin = 8
-    case fileData = 9
     case fileEnd = 10
     case commit = 11
     case result = 12
     case log = 13
     case error = 14
     case bye = 15
+    case signature = 16
+    case deltaBegin = 17
+    case data = 18
 }
 
 public protocol Message {
@@ -69,24 +82,59 @@ public struct Hello: Message, Sendable {
     public static let type = MessageType.hello
     public var version: UInt16
     public var client: String
+    /// Root digest of the tree the client is about to push.
+    public var treeRoot: ContentDigest
 
-    public init(version: UInt16 = Protocol.version, client: String) {
+    public init(version: UInt16 = Protocol.version, client: String, treeRoot: ContentDigest) {
         self.version = version
         self.client = client
+        self.treeRoot = treeRoot
     }
 
     public func encode(into w: inout ByteWriter) {
         w.raw(Protocol.magic)
         w.u16(version)
         w.string(client)
+        w.raw(treeRoot.bytes)
     }
 
+    /// Decodes magic and version first, so that a peer of another version gets a clear
+    /// answer instead of a parse error.
     public init(from r: inout ByteReader) throws {
         guard Array(try r.raw(4, "magic")) == Protocol.magic else {
             throw DecodeError("the peer does not speak the roll protocol")
         }
         version = try r.u16("version")
+        guard version == Protocol.version else {
+            client = ""
+            treeRoot = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
+            r.skipToEnd()
+            return
+        }
         client = try r.string("client", limit: 256)
+        treeRoot = ContentDigest(bytes: try r.raw(32, "tree root"))
+    }
+}
+
+/// A directory's subtree digest as the agent sends it: a key for the path and the first
+/// 16 bytes of the digest (a collision only makes a push resend a subtree's entries, or,
+/// found at the end by the root check, fail cleanly).
+public struct DirectoryDigest: Sendable, Equatable {
+    public var pathKey: UInt64
+    public var digest: (UInt64, UInt64)
+
+    public init(pathKey: UInt64, digest: ContentDigest) {
+        self.pathKey = pathKey
+        self.digest = (digest.w0, digest.w1)
+    }
+
+    public init(pathKey: UInt64, digest: (UInt64, UInt64)) {
+        self.pathKey = pathKey
+        self.digest = digest
+    }
+
+    public static func == (a: DirectoryDigest, b: DirectoryDigest) -> Bool {
+        a.pathKey == b.pathKey && a.digest == b.digest
     }
 }
 
@@ -98,13 +146,17 @@ public struct Welcome: Message, Sendable {
     /// Active release id, empty when the root has none yet.
     public var current: String
     public var currentRoot: ContentDigest?
+    /// The active release's directories, when its root differs from the client's tree.
+    public var directories: [DirectoryDigest]
 
-    public init(version: UInt16 = Protocol.version, agent: String, root: String, current: String, currentRoot: ContentDigest?) {
+    public init(version: UInt16 = Protocol.version, agent: String, root: String, current: String,
+                currentRoot: ContentDigest?, directories: [DirectoryDigest] = []) {
         self.version = version
         self.agent = agent
         self.root = root
         self.current = current
         self.currentRoot = currentRoot
+        self.directories = directories
     }
 
     public func encode(into w: inout ByteWriter) {
@@ -113,6 +165,12 @@ public struct Welcome: Message, Sendable {
         w.string(root)
         w.string(current)
         if let currentRoot { w.u8(1); w.raw(currentRoot.bytes) } else { w.u8(0) }
+        w.varint(UInt64(directories.count))
+        for d in directories {
+            w.u64(d.pathKey)
+            w.u64(d.digest.0)
+            w.u64(d.digest.1)
+        }
     }
 
     public init(from r: inout ByteReader) throws {
@@ -121,6 +179,12 @@ public struct Welcome: Message, Sendable {
         root = try r.string("root", limit: 4096)
         current = try r.string("current release", limit: 128)
         currentRoot = try r.u8("flag") == 1 ? ContentDigest(bytes: try r.raw(32, "root digest")) : nil
+        let n = try r.count("directories", limit: r.remaining / 24)
+        directories = []
+        directories.reserveCapacity(n)
+        for _ in 0..<n {
+            directories.append(DirectoryDigest(pathKey: try r.u64(), digest: (try r.u64(), try r.u64())))
+        }
     }
 }
 
@@ -152,23 +216,50 @@ public struct Begin: Message, Sendable {
     }
 }
 
-/// A run of manifest entries, in tree order.
+/// One item of the manifest stream.
+public enum ManifestItem: Sendable, Equatable {
+    /// An entry of the new tree.
+    case entry(Entry)
+    /// This directory and everything below it are exactly as in the active release.
+    case sameSubtree(RelativePath)
+
+    static let sameSubtreeTag: UInt8 = 0x40
+}
+
+/// A run of manifest items, in tree order.
 public struct ManifestChunk: Message, Sendable {
     public static let type = MessageType.manifest
-    public var entries: [Entry]
+    public var items: [ManifestItem]
 
-    public init(entries: [Entry]) { self.entries = entries }
+    public init(items: [ManifestItem]) { self.items = items }
+    public init(entries: [Entry]) { items = entries.map { .entry($0) } }
 
     public func encode(into w: inout ByteWriter) {
-        w.varint(UInt64(entries.count))
-        for e in entries { e.encode(into: &w) }
+        w.varint(UInt64(items.count))
+        for item in items {
+            switch item {
+            case .entry(let e): e.encode(into: &w)
+            case .sameSubtree(let p):
+                w.u8(ManifestItem.sameSubtreeTag)
+                w.data(p.bytes)
+            }
+        }
     }
 
     public init(from r: inout ByteReader) throws {
-        let n = try r.count("entries", limit: r.remaining / 5)
-        entries = []
-        entries.reserveCapacity(n)
-        for _ in 0..<n { entries.append(try Entry.decode(from: &r)) }
+        let n = try r.count("entries", limit: r.remaining / 3)
+        items = []
+        items.reserveCapacity(n)
+        for _ in 0..<n {
+            if r.peek() == ManifestItem.sameSubtreeTag {
+                _ = try r.u8()
+                let bytes = try r.data("path", limit: RelativePath.maxLength)
+                guard let path = RelativePath(bytes) else { throw DecodeError("unsafe path \"\(displayPath(bytes))\"") }
+                items.append(.sameSubtree(path))
+            } else {
+                items.append(.entry(try Entry.decode(from: &r)))
+            }
+        }
     }
 }
 
@@ -229,6 +320,37 @@ public struct FileBegin: Message, Sendable {
     public init(from r: inout ByteReader) throws { index = try r.count("file index", limit: ManifestLimits.maxEntries) }
 }
 
+/// The block signature of the agent's file at the same path: the client answers with a
+/// delta against it.
+public struct SignatureMessage: Message, Sendable {
+    public static let type = MessageType.signature
+    public var index: Int
+    public var signature: [UInt8]
+
+    public init(index: Int, signature: [UInt8]) {
+        self.index = index
+        self.signature = signature
+    }
+
+    public func encode(into w: inout ByteWriter) {
+        w.varint(UInt64(index))
+        w.raw(signature)
+    }
+
+    public init(from r: inout ByteReader) throws {
+        index = try r.count("file index", limit: ManifestLimits.maxEntries)
+        signature = Array(try r.raw(r.remaining, "signature"))
+    }
+}
+
+public struct DeltaBegin: Message, Sendable {
+    public static let type = MessageType.deltaBegin
+    public var index: Int
+    public init(index: Int) { self.index = index }
+    public func encode(into w: inout ByteWriter) { w.varint(UInt64(index)) }
+    public init(from r: inout ByteReader) throws { index = try r.count("file index", limit: ManifestLimits.maxEntries) }
+}
+
 public struct FileEnd: Message, Sendable {
     public static let type = MessageType.fileEnd
     public init() {}
@@ -259,16 +381,21 @@ public struct PushResult: Message, Sendable {
     public var copied: UInt64
     public var received: UInt64
     public var bytesWritten: UInt64
+    /// Files rebuilt from a delta, and deltas that failed their check and came whole.
+    public var deltas: UInt64
+    public var retried: UInt64
     public var pruned: [String]
 
     public init(release: String, previous: String, linked: UInt64, copied: UInt64, received: UInt64,
-                bytesWritten: UInt64, pruned: [String]) {
+                bytesWritten: UInt64, deltas: UInt64 = 0, retried: UInt64 = 0, pruned: [String]) {
         self.release = release
         self.previous = previous
         self.linked = linked
         self.copied = copied
         self.received = received
         self.bytesWritten = bytesWritten
+        self.deltas = deltas
+        self.retried = retried
         self.pruned = pruned
     }
 
@@ -279,6 +406,8 @@ public struct PushResult: Message, Sendable {
         w.varint(copied)
         w.varint(received)
         w.varint(bytesWritten)
+        w.varint(deltas)
+        w.varint(retried)
         w.varint(UInt64(pruned.count))
         for p in pruned { w.string(p) }
     }
@@ -290,6 +419,8 @@ public struct PushResult: Message, Sendable {
         copied = try r.varint()
         received = try r.varint()
         bytesWritten = try r.varint()
+        deltas = try r.varint()
+        retried = try r.varint()
         let n = try r.count("pruned", limit: 10_000)
         pruned = try (0..<n).map { _ in try r.string("pruned release", limit: 128) }
     }

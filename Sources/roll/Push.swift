@@ -117,7 +117,7 @@ extension Roll {
             guard status == 0 else { throw UserError("the agent exited with status \(status)", code: Exit.unavailable) }
             let elapsed = monotonicSeconds() - started
             if json {
-                print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started))
+                print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started, hashedFiles: scan.hashedFiles))
             } else if !quiet {
                 printSummary(result, seconds: elapsed, scanSeconds: scanned - started)
             }
@@ -143,9 +143,13 @@ extension Roll {
             }
             print("roll: \(root)/current -> \(r.release)\(r.previous.isEmpty ? " (first release)" : " (was \(r.previous))")")
             var parts = ["\(r.files) files, \(formatBytes(r.treeBytes))"]
-            parts.append("\(r.sentFiles) sent (\(formatBytes(r.sentBytes)))")
-            parts.append("\(r.linked) linked")
-            if r.copied > 0 { parts.append("\(r.copied) copied locally") }
+            parts.append("\(r.sentFiles) new (\(formatBytes(r.sentBytes)))")
+            if r.deltaFiles > 0 {
+                parts.append("\(r.deltaFiles) changed as deltas (\(formatBytes(r.deltaFileBytes)), "
+                             + "\(formatBytes(r.deltaMatchedBytes)) of it matched)")
+            }
+            parts.append("\(r.reused) reused")
+            if r.retried > 0 { parts.append("\(r.retried) resent whole after a failed delta check") }
             print("  " + parts.joined(separator: ", "))
             let wire = r.wireOut + r.wireIn
             let speedup = wire > 0 ? Double(r.treeBytes) / Double(wire) : 0
@@ -154,12 +158,16 @@ extension Roll {
             if !r.pruned.isEmpty { print("  removed old release(s): \(r.pruned.joined(separator: ", "))") }
         }
 
-        private func summaryJSON(_ r: PushReport, seconds: Double, scanSeconds: Double) -> String {
+        private func summaryJSON(_ r: PushReport, seconds: Double, scanSeconds: Double, hashedFiles: Int) -> String {
             let fields: [(String, String)] = [
                 ("release", jsonString(r.release)), ("previous", jsonString(r.previous)),
                 ("up_to_date", r.upToDate ? "true" : "false"), ("files", "\(r.files)"), ("tree_bytes", "\(r.treeBytes)"),
-                ("sent_files", "\(r.sentFiles)"), ("sent_bytes", "\(r.sentBytes)"), ("linked", "\(r.linked)"),
-                ("copied", "\(r.copied)"), ("wire_out", "\(r.wireOut)"), ("wire_in", "\(r.wireIn)"),
+                ("sent_files", "\(r.sentFiles)"), ("sent_bytes", "\(r.sentBytes)"),
+                ("delta_files", "\(r.deltaFiles)"), ("delta_file_bytes", "\(r.deltaFileBytes)"),
+                ("delta_matched_bytes", "\(r.deltaMatchedBytes)"), ("retried", "\(r.retried)"),
+                ("reused", "\(r.reused)"), ("linked", "\(r.linked)"), ("copied", "\(r.copied)"),
+                ("manifest_items", "\(r.manifestItems)"), ("hashed_files", "\(hashedFiles)"),
+                ("wire_out", "\(r.wireOut)"), ("wire_in", "\(r.wireIn)"),
                 ("scan_seconds", formatDecimal(scanSeconds, places: 3)), ("seconds", formatDecimal(seconds, places: 3)),
                 ("pruned", "[" + r.pruned.map(jsonString).joined(separator: ",") + "]"),
             ]
@@ -190,7 +198,7 @@ final class Progress {
         case .log(let text):
             clear()
             if !quiet { printError("agent: \(text)") }
-        case .planned(let files, let bytes, _):
+        case .planned(let files, let bytes):
             self.files = files
             total = bytes
             started = monotonicSeconds()

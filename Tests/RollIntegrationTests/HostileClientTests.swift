@@ -70,7 +70,7 @@ final class AgentDriver {
     /// hello → welcome → begin; returns the welcome.
     @discardableResult
     func open(entries: Int) throws -> Welcome {
-        try send(Hello(client: "hostile-test"))
+        try send(Hello(client: "hostile-test", treeRoot: ContentDigest.of([])))
         let frame = try #require(try reader.next())
         let welcome = try Welcome(payload: frame.payload)
         try send(Begin(keep: 5, actor: "test", entryCount: UInt64(entries)))
@@ -203,9 +203,10 @@ func rawManifestChunk(kind: EntryKind, path: [UInt8], content: [UInt8] = []) -> 
         try agent.send(ManifestChunk(entries: m))
         try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
         try agent.send(FileBegin(index: 0))
-        try agent.writer.send(MessageType.fileData.rawValue, Array("imposter".utf8))
+        try agent.writer.send(MessageType.data.rawValue, Array("imposter".utf8))
         try agent.send(FileEnd())
-        #expect(agent.errorMessage(agent.drain())?.contains("does not match") == true)
+        let frames = agent.drain()
+        #expect(agent.errorMessage(frames)?.contains("does not match") == true, "\(agent.errorMessage(frames) ?? "no error")")
         agent.wait()
         Self.assertUntouched(root, current: current)
 
@@ -244,7 +245,7 @@ func rawManifestChunk(kind: EntryKind, path: [UInt8], content: [UInt8] = []) -> 
         try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
         _ = try agent.reader.next()   // need
         try agent.send(FileBegin(index: 0))
-        try agent.writer.send(MessageType.fileData.rawValue, [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20))
+        try agent.writer.send(MessageType.data.rawValue, [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20))
         try agent.writer.flush()
         // Wait until the staging folder exists, then kill.
         var staged = false

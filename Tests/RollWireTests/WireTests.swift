@@ -27,9 +27,9 @@ final class MemoryStream: ByteStream {
     @Test func roundTrip() throws {
         let out = MemoryStream()
         let w = FrameWriter(out)
-        try w.send(Hello(client: "me"))
+        try w.send(Hello(client: "me", treeRoot: ContentDigest.of([1])))
         try w.send(Need(indexes: [0, 1, 5, 1000, 1_000_000]))
-        try w.send(MessageType.fileData.rawValue, [UInt8](repeating: 7, count: 300_000))
+        try w.send(MessageType.data.rawValue, [UInt8](repeating: 7, count: 300_000))
         try w.flush()
         let r = FrameReader(MemoryStream(out.written))
         let hello = try Hello(payload: try #require(try r.next()).payload)

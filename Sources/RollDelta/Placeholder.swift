@@ -1,2 +1,0 @@
-// The delta core lands here.
-public enum RollDeltaPlaceholder {}
