@@ -3,8 +3,11 @@
 # already there (so a second run costs nothing and needs no network).
 set -euo pipefail
 PACKAGES=(
-    zlib1g-dev      # compressed literals on the wire
+    zlib1g-dev      # compressed file data on the wire
     python3         # the demo app
+    openssh-client  # the system-ssh transport
+    openssh-server  # tests: a real sshd on loopback
+    dropbear-bin    # tests: the SSH server of the platform's containers
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -36,8 +36,16 @@ extension Roll {
         @Argument(help: "The source tree to deploy.")
         var source: String
 
-        @Argument(help: "The deploy root: a local folder (created if missing).")
+        @Argument(help: ArgumentHelp(
+            "Where to deploy: a local folder, [user@]host:PATH, or ssh://[user@]host[:port]/PATH (created if missing).",
+            valueName: "target"))
         var root: String
+
+        @Option(help: ArgumentHelp("The ssh client and its options for remote targets, like rsync -e.", valueName: "command"))
+        var sshCommand = "ssh"
+
+        @Option(help: ArgumentHelp("Path of roll on the server.", valueName: "path"))
+        var agentPath = "roll"
 
         @Option(help: "Good releases to keep; older ones are removed (never the active one or the rollback target).")
         var keep = 5
@@ -93,8 +101,11 @@ extension Roll {
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
 
             let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-            let agent: LocalAgent
-            do { agent = try LocalAgent(root: root) } catch {
+            let target = try Target(parsing: root)
+            let agent: AgentProcess
+            do { agent = try AgentProcess.start(target, sshCommand: sshCommand, agentPath: agentPath) } catch let e as UserError {
+                throw e
+            } catch {
                 throw UserError("could not start the agent: \(error)", code: Exit.unavailable)
             }
             let me = whoAmI()
@@ -106,15 +117,22 @@ extension Roll {
                 result = try sender.run()
             } catch {
                 progress.clear()
-                let status = agent.finish()
-                if status > 128, !(error is WireError) || (error as? WireError)?.code == .connectionClosed {
-                    throw UserError("the agent died (signal \(status - 128)); nothing was published", code: Exit.unavailable)
+                let ending = agent.finish()
+                if (error as? WireError)?.code == .connectionClosed {
+                    if case .signaled(let signal) = ending {
+                        throw UserError("the agent died (signal \(signal)); nothing was published", code: Exit.unavailable)
+                    }
+                    if case .ssh = target, case .exited(let status) = ending {
+                        throw UserError("the connection to \(target.display) ended before the push finished (\(agent.description) exited with status \(status))",
+                                        hint: "check that `\(target.sshCheckCommand(sshCommand))` works and that roll is installed there (--agent-path)",
+                                        code: Exit.unavailable)
+                    }
                 }
                 throw error
             }
             progress.clear()
-            let status = agent.finish()
-            guard status == 0 else { throw UserError("the agent exited with status \(status)", code: Exit.unavailable) }
+            let ending = agent.finish()
+            guard ending == .exited(0) else { throw UserError("the agent ended badly (\(ending)) after the push", code: Exit.unavailable) }
             let elapsed = monotonicSeconds() - started
             if json {
                 print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started, hashedFiles: scan.hashedFiles))
@@ -138,10 +156,10 @@ extension Roll {
 
         private func printSummary(_ r: PushReport, seconds: Double, scanSeconds: Double) {
             if r.upToDate {
-                print("roll: \(root) is up to date: release \(r.release) holds this tree (\(r.files) files, \(formatBytes(r.treeBytes)))")
+                print("roll: \(Target.displayName(root)) is up to date: release \(r.release) holds this tree (\(r.files) files, \(formatBytes(r.treeBytes)))")
                 return
             }
-            print("roll: \(root)/current -> \(r.release)\(r.previous.isEmpty ? " (first release)" : " (was \(r.previous))")")
+            print("roll: \(Target.displayName(root))/current -> \(r.release)\(r.previous.isEmpty ? " (first release)" : " (was \(r.previous))")")
             var parts = ["\(r.files) files, \(formatBytes(r.treeBytes))"]
             parts.append("\(r.sentFiles) new (\(formatBytes(r.sentBytes)))")
             if r.deltaFiles > 0 {

@@ -162,8 +162,10 @@ public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, e
     for (k, v) in environment { env[k] = v }
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { envp.forEach { free($0) } }
+    var attr = cleanSpawnAttributes()
+    defer { posix_spawnattr_destroy(&attr) }
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
     precondition(rc == 0, "cannot run \(executable): \(rc)")
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

@@ -1,0 +1,195 @@
+import RollSystem
+import RollWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a push goes.
+enum Target: Equatable {
+    /// A folder on this machine.
+    case local(root: String)
+    /// A root on a server reached with the system's ssh client.
+    case ssh(user: String?, host: String, port: Int?, root: String)
+
+    /// Parses `PATH`, `[user@]host:PATH` (like scp) or `ssh://[user@]host[:port]/PATH`.
+    /// A path with a `/` before any `:` is local, as is anything starting with `/` or `.`.
+    init(parsing text: String) throws {
+        if text.hasPrefix("ssh://") {
+            let rest = text.dropFirst("ssh://".count)
+            guard let slash = rest.firstIndex(of: "/") else {
+                throw UserError("target \(text) has no path", hint: "write ssh://user@host:port/srv/roll", code: 64)
+            }
+            var authority = rest[..<slash]
+            let path = String(rest[slash...])
+            var user: String?
+            if let at = authority.lastIndex(of: "@") {
+                user = String(authority[..<at])
+                authority = authority[authority.index(after: at)...]
+            }
+            var port: Int?
+            if let colon = authority.lastIndex(of: ":") {
+                guard let p = Int(authority[authority.index(after: colon)...]), p > 0, p < 65536 else {
+                    throw UserError("target \(text) has an invalid port", code: 64)
+                }
+                port = p
+                authority = authority[..<colon]
+            }
+            guard !authority.isEmpty else { throw UserError("target \(text) has no host", code: 64) }
+            self = .ssh(user: user, host: String(authority), port: port, root: path)
+            return
+        }
+        if let colon = text.firstIndex(of: ":"), !text.hasPrefix("/"), !text.hasPrefix("."),
+           !text[..<colon].contains("/"), colon != text.startIndex {
+            var host = text[..<colon]
+            var user: String?
+            if let at = host.lastIndex(of: "@") {
+                user = String(host[..<at])
+                host = host[host.index(after: at)...]
+            }
+            var path = String(text[text.index(after: colon)...])
+            if path.isEmpty { path = "." }
+            self = .ssh(user: user, host: String(host), port: nil, root: path)
+            return
+        }
+        self = .local(root: text)
+    }
+
+    /// The ssh command line that tests the connection, for hints.
+    func sshCheckCommand(_ sshCommand: String) -> String {
+        guard case .ssh(let user, let host, let port, _) = self else { return "" }
+        return sshCommand + (port.map { " -p \($0)" } ?? "") + " " + (user.map { $0 + "@" } ?? "") + host + " true"
+    }
+
+    var display: String {
+        switch self {
+        case .local(let root): return root
+        case .ssh(let user, let host, let port, let root):
+            return "\(user.map { $0 + "@" } ?? "")\(host)\(port.map { ":\($0)" } ?? ""):\(root)"
+        }
+    }
+}
+
+/// The agent as a child process talking over two pipes: `roll agent --stdio ROOT` for a
+/// local root, or the system ssh client running it on a server. Either way the same
+/// protocol and the same agent code.
+final class AgentProcess {
+    let pid: pid_t
+    let stream: DescriptorStream
+    let description: String
+
+    init(arguments: [String], description: String) throws {
+        self.description = description
+        var toChild: [Int32] = [0, 0]
+        var fromChild: [Int32] = [0, 0]
+        _ = try sys("pipe2") { roll_pipe_cloexec(&toChild) }
+        _ = try sys("pipe2") { roll_pipe_cloexec(&fromChild) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var attr = cleanSpawnAttributes()
+        defer { posix_spawnattr_destroy(&attr) }
+        var child: pid_t = 0
+        let rc = posix_spawnp(&child, arguments[0], &actions, &attr, &argv, environ)
+        close(toChild[0])
+        close(fromChild[1])
+        guard rc == 0 else {
+            close(toChild[1])
+            close(fromChild[0])
+            throw SystemError(call: "posix_spawn", path: arguments[0], errno: rc)
+        }
+        pid = child
+        stream = DescriptorStream(input: Descriptor(fromChild[0], name: "agent output"),
+                                  output: Descriptor(toChild[1], name: "agent input"))
+    }
+
+    /// Starts the agent for `target`.
+    static func start(_ target: Target, sshCommand: String, agentPath: String) throws -> AgentProcess {
+        switch target {
+        case .local(let root):
+            return try AgentProcess(arguments: [executablePath(), "agent", "--stdio", root], description: "the local agent")
+        case .ssh(let user, let host, let port, let root):
+            var args = try splitCommand(sshCommand)
+            guard !args.isEmpty else { throw UserError("--ssh-command is empty", code: 64) }
+            if let port { args += ["-p", String(port)] }
+            // No `--`: some clients (dropbear's dbclient) do not take it; the destination
+            // cannot start with a dash since it came from a parsed host name.
+            args.append((user.map { $0 + "@" } ?? "") + host)
+            args.append([agentPath, "agent", "--stdio", root].map(shellQuote).joined(separator: " "))
+            return try AgentProcess(arguments: args, description: "\(args[0]) to \(host)")
+        }
+    }
+
+    /// This very binary, so client and local agent always match.
+    static func executablePath() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }
+
+    enum Ending: Equatable {
+        case exited(Int32)
+        case signaled(Int32)
+    }
+
+    /// Closes our end and waits for the agent to end.
+    @discardableResult
+    func finish() -> Ending {
+        stream.closeWrite()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if status & 0x7F == 0 { return .exited((status >> 8) & 0xFF) }
+        return .signaled(status & 0x7F)
+    }
+}
+
+/// Quotes a word for a POSIX shell (the remote side of ssh runs the command through one).
+func shellQuote(_ s: String) -> String {
+    if !s.isEmpty && s.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:@,+".contains($0) }) { return s }
+    return "'" + s.replacingAll("'", with: "'\\''") + "'"
+}
+
+/// Splits a command line the way a shell would for plain words, '…' and "…" quotes and
+/// backslash escapes (enough for `ssh -p 2222 -i "my key"`; no expansions).
+func splitCommand(_ s: String) throws -> [String] {
+    var words = [String]()
+    var word = ""
+    var inWord = false
+    var quote: Character?
+    var escape = false
+    for c in s {
+        if escape { word.append(c); escape = false; inWord = true; continue }
+        if let q = quote {
+            if c == q { quote = nil } else if c == "\\" && q == "\"" { escape = true } else { word.append(c) }
+            continue
+        }
+        switch c {
+        case "\\": escape = true
+        case "'", "\"": quote = c; inWord = true
+        case " ", "\t", "\n":
+            if inWord { words.append(word); word = ""; inWord = false }
+        default: word.append(c); inWord = true
+        }
+    }
+    guard quote == nil, !escape else { throw UserError("unbalanced quote in --ssh-command: \(s)", code: 64) }
+    if inWord { words.append(word) }
+    return words
+}
+
+extension String {
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}
+
+extension Target {
+    /// How a target given on the command line is shown in messages.
+    static func displayName(_ text: String) -> String {
+        (try? Target(parsing: text).display) ?? text
+    }
+}

@@ -1,0 +1,166 @@
+import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A free TCP port on 127.0.0.1, found by binding port 0.
+public func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+public func portIsOpen(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
+}
+
+/// Starts a program in the background; returns its pid.
+public func spawnBackground(_ args: [String], logTo log: String) -> pid_t? {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    let argv = args.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var attr = cleanSpawnAttributes()
+    defer { posix_spawnattr_destroy(&attr) }
+    var pid: pid_t = 0
+    return posix_spawn(&pid, args[0], &actions, &attr, argv, environ) == 0 ? pid : nil
+}
+
+
+/// The non-root account the SSH tests log in as, created if missing (tests run as root).
+public enum TestUser {
+    public static let name = "rolltest"
+
+    public static func ensure() -> (uid: uid_t, gid: gid_t, home: String)? {
+        if getpwnam(name) == nil {
+            _ = run("/usr/sbin/useradd", ["-m", "-s", "/bin/sh", name])
+        }
+        // A locked password ('!') makes sshd refuse even key logins.
+        _ = run("/usr/sbin/usermod", ["-p", "*", name])
+        guard let pw = getpwnam(name) else { return nil }
+        return (pw.pointee.pw_uid, pw.pointee.pw_gid, String(cString: pw.pointee.pw_dir))
+    }
+}
+
+/// A real SSH server (OpenSSH's sshd or Dropbear) on a free loopback port, with its own
+/// host key and a client key authorised for ``TestUser``; stopped by pid when released.
+public final class SSHServer {
+    public enum Kind: String, Sendable, CustomStringConvertible {
+        case openssh, dropbear
+        public var description: String { rawValue }
+    }
+
+    public let kind: Kind
+    public let port: Int
+    public let dir: TempDir
+    public let clientKey: String
+    public let knownHosts: String
+    public private(set) var pid: pid_t = 0
+
+    public static func isAvailable(_ kind: Kind) -> Bool {
+        access(kind == .openssh ? "/usr/sbin/sshd" : "/usr/sbin/dropbear", X_OK) == 0
+    }
+
+    public init?(_ kind: Kind) {
+        guard SSHServer.isAvailable(kind), let user = TestUser.ensure() else { return nil }
+        self.kind = kind
+        dir = TempDir("roll-sshd")
+        chmod(dir.path, 0o755)
+        clientKey = dir.sub("client_ed25519")
+        knownHosts = dir.sub("known_hosts")
+        _ = run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", clientKey])
+        let pub = readText(clientKey + ".pub") ?? ""
+        // The user's own authorized_keys: Dropbear reads only that one.
+        mkdirs(user.home + "/.ssh", mode: 0o700)
+        writeFile(user.home + "/.ssh/authorized_keys", pub, mode: 0o600)
+        chown(user.home + "/.ssh", user.uid, user.gid)
+        chown(user.home + "/.ssh/authorized_keys", user.uid, user.gid)
+
+        var started: (pid_t, Int)?
+        for _ in 0..<5 where started == nil {
+            let port = freePort()
+            var args: [String]
+            var hostPub: String
+            switch kind {
+            case .openssh:
+                mkdirs("/run/sshd")
+                let hostKey = dir.sub("host_ed25519")
+                if access(hostKey, F_OK) != 0 { _ = run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]) }
+                hostPub = readText(hostKey + ".pub") ?? ""
+                writeFile(dir.sub("sshd_config"), """
+                    Port \(port)
+                    ListenAddress 127.0.0.1
+                    HostKey \(hostKey)
+                    PidFile \(dir.sub("sshd.pid"))
+                    AuthorizedKeysFile .ssh/authorized_keys
+                    PasswordAuthentication no
+                    KbdInteractiveAuthentication no
+                    UsePAM no
+                    StrictModes no
+                    PermitRootLogin no
+                    Subsystem sftp internal-sftp
+
+                    """)
+                args = ["/usr/sbin/sshd", "-D", "-e", "-f", dir.sub("sshd_config")]
+            case .dropbear:
+                let hostKey = dir.sub("dropbear_ed25519")
+                if access(hostKey, F_OK) != 0 { _ = run("/usr/bin/dropbearkey", ["-t", "ed25519", "-f", hostKey]) }
+                let out = run("/usr/bin/dropbearkey", ["-y", "-f", hostKey]).stdout
+                hostPub = out.split(separator: "\n").first { $0.hasPrefix("ssh-ed25519") }.map(String.init) ?? ""
+                args = ["/usr/sbin/dropbear", "-F", "-E", "-s", "-p", "127.0.0.1:\(port)", "-r", hostKey]
+            }
+            writeFile(knownHosts, "[127.0.0.1]:\(port) " + hostPub.split(separator: " ").prefix(2).joined(separator: " ") + "\n")
+            guard let pid = spawnBackground(args, logTo: dir.sub("server.log")) else { continue }
+            for _ in 0..<100 {
+                if portIsOpen(port) { started = (pid, port); break }
+                var status: Int32 = 0
+                if waitpid(pid, &status, WNOHANG) == pid { break }
+                usleep(20_000)
+            }
+            if started == nil { kill(pid, SIGTERM); waitpid(pid, nil, 0) }
+        }
+        guard let (pid, port) = started else { return nil }
+        self.pid = pid
+        self.port = port
+    }
+
+    deinit { stop() }
+
+    public func stop() {
+        guard pid > 0 else { return }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        pid = 0
+    }
+
+    /// The `--ssh-command` for roll: OpenSSH's client with this server's key files only.
+    public var sshCommand: String {
+        "ssh -F /dev/null -i \(clientKey) -o IdentitiesOnly=yes -o UserKnownHostsFile=\(knownHosts) "
+            + "-o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR"
+    }
+
+    public func target(_ path: String) -> String { "ssh://\(TestUser.name)@127.0.0.1:\(port)\(path)" }
+
+    public var log: String { readText(dir.sub("server.log")) ?? "" }
+}
