@@ -18,9 +18,9 @@ public final class Receiver {
     public var diagnostics: (String) -> Void = { _ in }
 
     /// Files at least this large travel as deltas when the active release has a file at
-    /// the same path; below it a compressed whole file costs about the same and needs no
-    /// signature.
-    public static let deltaThreshold: UInt64 = 16 << 10
+    /// the same path; below it a compressed whole file costs about the same as a signature
+    /// plus a delta (a 2 KiB file has four 512-byte blocks).
+    public static let deltaThreshold: UInt64 = 2 << 10
     /// Signatures of basis files from this size on are cached by content digest.
     static let signatureCacheThreshold: UInt64 = 1 << 20
 
@@ -88,8 +88,9 @@ public final class Receiver {
         if let currentManifest {
             let digests = currentManifest.subtreeDigests()
             currentRoot = digests.root
-            // The table only helps a client whose tree differs; an equal one needs nothing.
-            if digests.root != hello.treeRoot {
+            // The table only helps a client whose tree differs and that does not keep this
+            // release's manifest itself.
+            if digests.root != hello.treeRoot && !hello.knownRoots.contains(digests.root) {
                 directories = digests.directories.map { DirectoryDigest(pathKey: Manifest.pathKey($0.key), digest: $0.value) }
             }
         }
@@ -103,6 +104,25 @@ public final class Receiver {
             throw WireError(.protocolViolation, "expected begin, got message type \(frame.type)")
         }
         let begin = try peer.decode(Begin.self, frame)
+        var sharedToCreate = [String]()
+        for text in begin.shared {
+            let isDirectory = text.hasSuffix("/")
+            guard let path = RelativePath(String(text.reversed().drop { $0 == "/" }.reversed())) else {
+                throw WireError(.protocolViolation, "unsafe shared path \"\(text)\"")
+            }
+            switch try store.ensureShared(path, isDirectory: isDirectory, create: begin.sharedCreate.contains(text), dryRun: begin.dryRun) {
+            case .present: break
+            case .created: try peer.send(LogLine("created shared path \(text) (empty)"))
+            case .wouldCreate: sharedToCreate.append(text)
+            }
+        }
+        if begin.dryRun {
+            var plan = Build(peer: peer, store: store, staging: nil, begin: begin, current: current,
+                             base: currentManifest ?? Manifest(entries: []))
+            plan.sharedToCreate = sharedToCreate
+            try plan.run()
+            return
+        }
         let staging = try store.beginStaging()
         do {
             var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
@@ -122,7 +142,8 @@ public final class Receiver {
 private struct Build {
     let peer: Peer
     let store: Store
-    let staging: Staging
+    /// Nil for a dry run, which only classifies what it would do.
+    let staging: Staging?
     let begin: Begin
     let current: ReleaseID?
     let base: Manifest
@@ -153,8 +174,13 @@ private struct Build {
     var duplicates = [(index: Int, of: Int)]()
     var retried = Set<Int>()
     var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0))
+    var plan = Plan(newFiles: 0, newBytes: 0, deltaFiles: 0, deltaBytes: 0, reused: 0, added: [], changed: [], deleted: [],
+                    addedCount: 0, changedCount: 0, deletedCount: 0, sharedToCreate: [])
+    var sharedToCreate = [String]()
+    /// Bytes of paths in the plan's lists, capped so the plan stays one frame.
+    var planListBytes = 0
 
-    init(peer: Peer, store: Store, staging: Staging, begin: Begin, current: ReleaseID?, base: Manifest) {
+    init(peer: Peer, store: Store, staging: Staging?, begin: Begin, current: ReleaseID?, base: Manifest) {
         self.peer = peer
         self.store = store
         self.staging = staging
@@ -192,6 +218,10 @@ private struct Build {
                 guard Manifest(entries: entries).rootDigest == end.rootDigest else {
                     throw WireError(.verification, "the new tree does not match the client's (root digest differs)")
                 }
+                if staging == nil {
+                    try sendPlan()
+                    return
+                }
                 manifestDone = true
                 try flushNeeds()
                 try peer.send(NeedEnd(reused: counts.linked + counts.copied))
@@ -199,12 +229,12 @@ private struct Build {
             case .fileBegin:
                 guard incoming == nil else { throw WireError(.protocolViolation, "file begun inside another") }
                 let index = try peer.decode(FileBegin.self, frame).index
-                guard case .whole = outstanding[index] else { throw notAskedFor(index) }
+                guard case .whole = outstanding[index], let staging else { throw notAskedFor(index) }
                 incoming = .whole(index, try staging.createFile(entries[index]))
             case .deltaBegin:
                 guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }
                 let index = try peer.decode(DeltaBegin.self, frame).index
-                guard case .delta(let basis) = outstanding[index], let current else { throw notAskedFor(index) }
+                guard case .delta(let basis) = outstanding[index], let current, let staging else { throw notAskedFor(index) }
                 let basisFile = try Staging.openFile(try cursor(current), basis.path)
                 let file = try staging.createFile(entries[index])
                 let patcher = Patcher(
@@ -259,6 +289,7 @@ private struct Build {
             }
         }
 
+        guard let staging else { return }
         let own = staging.selfCursor()
         for (index, of) in duplicates {
             let source = entries[of]
@@ -302,7 +333,7 @@ private struct Build {
     /// A delta that did not rebuild the file (a block-hash collision, or a broken delta):
     /// ask once for the whole file.
     private mutating func retryWhole(_ index: Int) throws {
-        staging.discardFile(entries[index])
+        staging?.discardFile(entries[index])
         guard retried.insert(index).inserted else {
             throw WireError(.verification, "\(entries[index].path): content does not match its digest, even sent whole")
         }
@@ -315,6 +346,11 @@ private struct Build {
         switch item {
         case .entry(let e):
             try add(e)
+        case .sameRange(let start, let count):
+            guard start <= base.entries.count, count <= base.entries.count - start, count > 0 else {
+                throw WireError(.protocolViolation, "range \(start)+\(count) is outside the active release's \(base.entries.count) entries")
+            }
+            for i in start..<(start + count) { try add(base.entries[i]) }
         case .sameSubtree(let path):
             guard let start = baseIndex[path], base.entries[start].kind == .directory else {
                 throw WireError(.protocolViolation, "\(path) is not a directory of the active release")
@@ -343,6 +379,7 @@ private struct Build {
 
     /// Creates `e` in staging from what is at hand, or notes what to ask the client for.
     private mutating func place(_ e: Entry, index: Int) throws {
+        guard let staging else { return classify(e) }
         switch e.kind {
         case .directory: try staging.makeDirectory(e)
         case .symlink: try staging.makeSymlink(e)
@@ -388,7 +425,14 @@ private struct Build {
         if let cached = store.cachedSignature(digest) { return cached }
         let file = try Staging.openFile(try cursor(release), basis.path)
         let blockLength = DeltaLimits.recommendedBlockLength(forFileSize: Int(basis.size))
-        var builder = try SignatureBuilder(blockLength: blockLength, expectedLength: Int(basis.size))
+        // Four bytes of strong sum for files of many blocks: a false block match then needs
+        // a 32-bit weak and a 32-bit strong collision at once (about 2^-64 per probe, some
+        // 10^-6 for every position of a 1 GiB file with no common block), and the SHA-256
+        // check after patching turns even that into a resend, never a wrong file. It saves
+        // a third of the signature's bytes.
+        let blocks = Int(basis.size) / blockLength + 1
+        var builder = try SignatureBuilder(blockLength: blockLength, strongLength: blocks > 4096 ? 4 : 8,
+                                           expectedLength: Int(basis.size))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         while true {
@@ -400,6 +444,47 @@ private struct Build {
         guard bytes.count + 16 <= FrameLimits.maxPayload else { return nil }
         if basis.size >= Receiver.signatureCacheThreshold { store.cacheSignature(digest, bytes) }
         return bytes
+    }
+
+    /// A dry run's account of one entry: added or changed, and how its content would come.
+    private mutating func classify(_ e: Entry) {
+        let old = baseIndex[e.path].map { base.entries[$0] }
+        if old == nil {
+            plan.addedCount += 1
+            if listed(e.path) { plan.added.append(e.path.description) }
+        } else if old != e {
+            plan.changedCount += 1
+            if listed(e.path) { plan.changed.append(e.path.description) }
+        }
+        guard e.kind == .file, e.size > 0 else { return }
+        if byDigest[e.digest!] != nil || firstNeeded[e.digest!] != nil {
+            plan.reused += 1
+        } else if let old, old.kind == .file, old.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold {
+            plan.deltaFiles += 1
+            plan.deltaBytes += e.size
+        } else {
+            firstNeeded[e.digest!] = 0
+            plan.newFiles += 1
+            plan.newBytes += e.size
+        }
+    }
+
+    /// Whether another path fits in the plan's lists (the counts stay complete).
+    private mutating func listed(_ path: RelativePath) -> Bool {
+        guard planListBytes < 256 << 10, plan.added.count + plan.changed.count + plan.deleted.count < Plan.listLimit else { return false }
+        planListBytes += path.bytes.count + 4
+        return true
+    }
+
+    private mutating func sendPlan() throws {
+        let present = Set(entries.map(\.path))
+        for e in base.entries where !present.contains(e.path) {
+            plan.deletedCount += 1
+            if listed(e.path) { plan.deleted.append(e.path.description) }
+        }
+        plan.sharedToCreate = sharedToCreate
+        try peer.send(plan, compress: true)
+        try peer.flush()
     }
 
     private mutating func flushNeeds() throws {

@@ -17,6 +17,16 @@ public struct PushOptions: Sendable {
     /// `user@host` of the pusher, recorded with the release.
     public var actor: String = ""
     public var client: String = ""
+    /// Paths linked into `<root>/shared/` (trailing `/` for directories), and those the
+    /// agent may create when missing. The manifest already has the links.
+    public var shared: [String] = []
+    public var sharedCreate: [String] = []
+    /// Report what would change; change nothing.
+    public var dryRun = false
+    /// Deflate file data that looks compressible (manifests are always compressed).
+    public var compress = true
+    /// Manifests of earlier pushes, to send only the difference from the active release.
+    public var manifestCache: ManifestCache?
 
     public init(keep: Int = 5, force: Bool = false, actor: String = "", client: String = "") {
         self.keep = keep
@@ -51,6 +61,11 @@ public struct PushReport: Sendable {
     public var wireOut: UInt64 = 0
     public var wireIn: UInt64 = 0
     public var pruned: [String] = []
+    /// How the manifest travelled: "difference" (from a kept manifest), "subtrees" (Merkle
+    /// walk) or "full".
+    public var manifestMode = ""
+    /// What a dry run found.
+    public var plan: Plan?
 }
 
 /// Progress as the push runs.
@@ -99,7 +114,7 @@ public final class Sender {
         let digests = manifest.subtreeDigests()
 
         peer.onLog = { [events] in events(.log($0)) }
-        try peer.send(Hello(client: options.client, treeRoot: digests.root))
+        try peer.send(Hello(client: options.client, treeRoot: digests.root, knownRoots: options.manifestCache?.roots() ?? []))
         try peer.flush()
         let welcome = try peer.expect(Welcome.self)
         report.agent = welcome.agent
@@ -111,6 +126,7 @@ public final class Sender {
             try peer.flush()
             report.upToDate = true
             report.release = welcome.current
+            if !options.dryRun { options.manifestCache?.store(manifest) }
             return finished()
         }
 
@@ -120,6 +136,7 @@ public final class Sender {
         do {
             try push(welcome: welcome, directories: digests.directories, inbox: inbox)
             reader.join()
+            if !options.dryRun { options.manifestCache?.store(manifest) }
             return finished()
         } catch {
             // Ending our half makes the agent finish, which ends the reader's stream.
@@ -136,32 +153,60 @@ public final class Sender {
         return report
     }
 
-    private func push(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest], inbox: Inbox) throws {
-        try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
-                            entryCount: UInt64(manifest.entries.count)))
+    /// The manifest as items: the difference from the active release when this client
+    /// kept its manifest; else the tree with every subtree the agent reported unchanged
+    /// collapsed; else (a first push) every entry.
+    private func manifestItems(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest]) -> [ManifestItem] {
+        if let root = welcome.currentRoot, let base = options.manifestCache?.load(root) {
+            report.manifestMode = "difference"
+            return manifest.items(against: base).map { spec in
+                switch spec {
+                case .entry(let e): return .entry(e)
+                case .range(let start, let count): return .sameRange(start: start, count: count)
+                }
+            }
+        }
+        guard !welcome.directories.isEmpty else {
+            report.manifestMode = "full"
+            return manifest.entries.map { .entry($0) }
+        }
+        report.manifestMode = "subtrees"
         var theirs = [UInt64: (UInt64, UInt64)]()
         for d in welcome.directories { theirs[d.pathKey] = d.digest }
-
-        // The manifest, skipping every subtree the active release already has as it is.
-        var chunk = [ManifestItem]()
-        var chunkBytes = 0
+        var items = [ManifestItem]()
         var i = 0
         let entries = manifest.entries
         while i < entries.count {
             let e = entries[i]
             if e.kind == .directory, let mine = directories[e.path.bytes[...]],
                let other = theirs[Manifest.pathKey(e.path.bytes)], other == (mine.w0, mine.w1) {
-                chunk.append(.sameSubtree(e.path))
-                chunkBytes += e.path.bytes.count + 2
+                items.append(.sameSubtree(e.path))
                 i += 1
                 while i < entries.count && entries[i].path.bytes.count > e.path.bytes.count
                     && entries[i].path.bytes.starts(with: e.path.bytes) && entries[i].path.bytes[e.path.bytes.count] == 0x2F {
                     i += 1
                 }
             } else {
-                chunk.append(.entry(e))
-                chunkBytes += e.path.bytes.count + e.target.count + 48
+                items.append(.entry(e))
                 i += 1
+            }
+        }
+        return items
+    }
+
+    private func push(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest], inbox: Inbox) throws {
+        try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
+                            entryCount: UInt64(manifest.entries.count), shared: options.shared,
+                            sharedCreate: options.sharedCreate, dryRun: options.dryRun))
+        // The manifest in chunks; between them, whatever the agent asked for so far.
+        var chunk = [ManifestItem]()
+        var chunkBytes = 0
+        for item in manifestItems(welcome: welcome, directories: directories) {
+            chunk.append(item)
+            switch item {
+            case .entry(let e): chunkBytes += e.path.bytes.count + e.target.count + 48
+            case .sameSubtree(let p): chunkBytes += p.bytes.count + 2
+            case .sameRange: chunkBytes += 8
             }
             if chunkBytes >= 128 << 10 {
                 try sendChunk(&chunk, &chunkBytes)
@@ -175,7 +220,7 @@ public final class Sender {
         var needEnd = false
         var committed = false
         while true {
-            if needEnd && !committed && inbox.isEmpty {
+            if needEnd && !committed && inbox.isEmpty && !options.dryRun {
                 try peer.send(Commit())
                 try peer.flush()
                 committed = true
@@ -221,6 +266,9 @@ public final class Sender {
             report.reused = result.linked + result.copied
             report.pruned = result.pruned
             return true
+        case .plan(let plan):
+            report.plan = plan
+            return true
         case .failed(let error):
             throw error
         }
@@ -253,23 +301,25 @@ public final class Sender {
         return try Descriptor.open(at: dir.fd, entry.path.lastComponent, flags: O_RDONLY, display: entry.path.description)
     }
 
-    /// Reads the file in chunks, checking that it is still what the manifest says; calls
-    /// `body` with each chunk.
-    private func readVerified(_ entry: Entry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Reads the file in chunks and calls `body` with each. The agent checks every file's
+    /// SHA-256 against the manifest; here a cheap check catches the common case of a file
+    /// edited since the scan (its size or mtime moved) with a clearer message.
+    private func readChecked(_ entry: Entry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let file = try open(entry)
-        var hasher = ContentHasher()
+        let before = try file.stat()
         var size: UInt64 = 0
         while size < entry.size {
             let want = Int(min(UInt64(buffer.count), entry.size - size))
             let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]))
             if n == 0 { break }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<n])
-            hasher.update(chunk)
-            try body(chunk)
+            try body(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
             size += UInt64(n)
             events(.sent(bytes: UInt64(n)))
         }
-        guard size == entry.size, hasher.finalize() == entry.digest else {
+        let after = try file.stat()
+        let mtime = Timestamp(seconds: Int64(after.st_mtim.tv_sec), nanoseconds: Int32(after.st_mtim.tv_nsec))
+        guard size == entry.size, UInt64(after.st_size) == entry.size, mtime == entry.mtime,
+              after.st_ctim.tv_sec == before.st_ctim.tv_sec, after.st_ctim.tv_nsec == before.st_ctim.tv_nsec else {
             let error = WireError(.verification, "\(entry.path) changed while it was being pushed; push again")
             try? peer.send(ErrorMessage(error))
             try? peer.flush()
@@ -281,8 +331,8 @@ public final class Sender {
         let entry = manifest.entries[i]
         try peer.send(FileBegin(index: i))
         var compress: Bool?
-        try readVerified(entry) { chunk in
-            if compress == nil { compress = Compressibility.worthCompressing(path: entry.path.bytes, sample: chunk) }
+        try readChecked(entry) { chunk in
+            if compress == nil { compress = options.compress && Compressibility.worthCompressing(path: entry.path.bytes, sample: chunk) }
             try peer.sendData(chunk, compress: compress!)
         }
         try peer.send(FileEnd())
@@ -311,8 +361,8 @@ public final class Sender {
                 if out.count == FrameLimits.dataChunk { try flushOut() }
             }
         }
-        try readVerified(entry) { chunk in
-            if compress == nil { compress = Compressibility.worthCompressing(path: entry.path.bytes, sample: chunk) }
+        try readChecked(entry) { chunk in
+            if compress == nil { compress = options.compress && Compressibility.worthCompressing(path: entry.path.bytes, sample: chunk) }
             try encoder.update(chunk)
         }
         try encoder.finish()
@@ -334,6 +384,7 @@ final class Inbox: @unchecked Sendable {
         case needEnd
         case log(String)
         case result(PushResult)
+        case plan(Plan)
         case failed(Error)
     }
 
@@ -399,6 +450,9 @@ final class ReaderThread: @unchecked Sendable {
                 case .needEnd: inbox.put(.needEnd)
                 case .result:
                     inbox.put(.result(try peer.decode(PushResult.self, frame)))
+                    return
+                case .plan:
+                    inbox.put(.plan(try peer.decode(Plan.self, frame)))
                     return
                 default:
                     throw WireError(.protocolViolation, "unexpected message type \(frame.type) from the agent")

@@ -156,7 +156,16 @@ public final class IncomingFile {
         try doing("writing \(entry.path)") { try file.write(bytes) }
         hasher.update(bytes)
         size += UInt64(bytes.count)
+        // Large files: let the disk start on what is written while the rest arrives, so
+        // the flush before publishing has little left to do.
+        if size - flushedUpTo >= IncomingFile.writebackChunk {
+            _ = roll_start_writeback(file.fd, Int64(flushedUpTo), Int64(size - flushedUpTo))
+            flushedUpTo = size
+        }
     }
+
+    static let writebackChunk: UInt64 = 8 << 20
+    private var flushedUpTo: UInt64 = 0
 
     /// Checks size and digest; on success the file gets its mode and mtime.
     public func finish() throws {

@@ -344,3 +344,56 @@ func makeDirectories(_ path: String) throws {
         prefix += "/"
     }
 }
+
+extension Store {
+    public enum SharedState: Sendable { case present, created, wouldCreate }
+
+    /// Makes sure `<root>/shared/<path>` exists (as a directory when `isDirectory`), so a
+    /// release's link to it never dangles. Creates it, and the folders above it, only when
+    /// `create` allows; otherwise a missing path is an error that says how to fix it.
+    public func ensureShared(_ path: RelativePath, isDirectory: Bool, create: Bool, dryRun: Bool = false) throws -> SharedState {
+        let name = Array("shared".utf8)
+        if try doing("checking \(self.path)/shared", { try root.statEntryIfPresent(name) }) == nil {
+            if dryRun { return create ? .wouldCreate : .present }
+            try doing("creating \(self.path)/shared") { try root.makeDirectory(name, mode: 0o755) }
+        }
+        var dir = try doing("opening \(self.path)/shared") { try Descriptor.openDirectory(at: root.fd, name, display: "\(self.path)/shared") }
+        let shown = "\(self.path)/shared/\(path)"
+        var created = false
+        for component in path.components.dropLast() {
+            if try doing("checking \(shown)", { try dir.statEntryIfPresent(component) }) == nil {
+                guard create else { throw missingShared(path, isDirectory: isDirectory) }
+                if dryRun { return .wouldCreate }
+                try doing("creating \(shown)") { try dir.makeDirectory(component, mode: 0o755) }
+                created = true
+            }
+            dir = try doing("opening \(shown)") { try Descriptor.openDirectory(at: dir.fd, component, display: shown) }
+        }
+        let last = path.lastComponent
+        if let st = try doing("checking \(shown)", { try dir.statEntryIfPresent(last) }) {
+            let isDir = (st.st_mode & S_IFMT) == S_IFDIR
+            guard isDir == isDirectory else {
+                throw StoreError(.unsafePath, "\(shown) is \(isDir ? "a directory" : "not a directory"), but roll.toml lists it as \(isDirectory ? "a directory (trailing /)" : "a file")",
+                                 hint: "fix the entry in shared, or the path on the server")
+            }
+            return created ? .created : .present
+        }
+        guard create else { throw missingShared(path, isDirectory: isDirectory) }
+        if dryRun { return .wouldCreate }
+        try doing("creating \(shown)") {
+            if isDirectory {
+                try dir.makeDirectory(last, mode: 0o755)
+            } else {
+                _ = try Descriptor.open(at: dir.fd, last, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o640, display: shown)
+            }
+        }
+        return .created
+    }
+
+    private func missingShared(_ path: RelativePath, isDirectory: Bool) -> StoreError {
+        let full = "\(self.path)/shared/\(path)"
+        return StoreError(.unsafePath, "shared path \(path)\(isDirectory ? "/" : "") does not exist on the target (\(full))",
+                          hint: isDirectory ? "create it (mkdir -p \(full)) or list it in shared_create in roll.toml"
+                                            : "put the file there (e.g. scp .env host:\(full)) or list it in shared_create in roll.toml")
+    }
+}

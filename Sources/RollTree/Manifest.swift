@@ -229,3 +229,31 @@ public struct OrderChecker {
         previous = e.path
     }
 }
+
+extension Manifest {
+    /// The tree as deployed with shared paths: whatever the source has at each of `paths`
+    /// is left out, and a symlink into `<root>/shared/` stands there instead, relative so
+    /// it keeps working if the root moves. A shared path's parent must be a directory of
+    /// the tree.
+    public func linkingShared(_ paths: [RelativePath]) throws -> Manifest {
+        guard !paths.isEmpty else { return self }
+        let shared = Set(paths)
+        var kept = entries.filter { e in
+            !shared.contains(e.path) && !paths.contains { p in
+                e.path.bytes.count > p.bytes.count && e.path.bytes.starts(with: p.bytes) && e.path.bytes[p.bytes.count] == 0x2F
+            }
+        }
+        let directories = Set(kept.filter { $0.kind == .directory }.map(\.path.bytes))
+        for p in paths {
+            let parent = Array(p.parentBytes)
+            guard parent.isEmpty || directories.contains(parent) else {
+                throw DecodeError("shared path \(p) needs its folder \(displayPath(parent))/ in the tree")
+            }
+            let up = String(repeating: "../", count: p.depth + 1)
+            kept.append(Entry(path: p, kind: .symlink, mode: 0o777, mtime: Timestamp(seconds: 0, nanoseconds: 0),
+                              target: Array((up + "shared/").utf8) + p.bytes))
+        }
+        kept.sort { $0.path < $1.path }
+        return Manifest(entries: kept)
+    }
+}

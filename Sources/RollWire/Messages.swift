@@ -50,6 +50,7 @@ public enum MessageType: UInt8, Sendable {
     case signature = 16
     case deltaBegin = 17
     case data = 18
+    case plan = 19
 }
 
 public protocol Message {
@@ -84,11 +85,17 @@ public struct Hello: Message, Sendable {
     public var client: String
     /// Root digest of the tree the client is about to push.
     public var treeRoot: ContentDigest
+    /// Roots of trees whose whole manifest the client keeps (from its earlier pushes): when
+    /// the active release is one of them, the client can send just the difference.
+    public var knownRoots: [ContentDigest]
 
-    public init(version: UInt16 = Protocol.version, client: String, treeRoot: ContentDigest) {
+    public static let maxKnownRoots = 64
+
+    public init(version: UInt16 = Protocol.version, client: String, treeRoot: ContentDigest, knownRoots: [ContentDigest] = []) {
         self.version = version
         self.client = client
         self.treeRoot = treeRoot
+        self.knownRoots = Array(knownRoots.prefix(Hello.maxKnownRoots))
     }
 
     public func encode(into w: inout ByteWriter) {
@@ -96,6 +103,8 @@ public struct Hello: Message, Sendable {
         w.u16(version)
         w.string(client)
         w.raw(treeRoot.bytes)
+        w.varint(UInt64(knownRoots.count))
+        for r in knownRoots { w.raw(r.bytes) }
     }
 
     /// Decodes magic and version first, so that a peer of another version gets a clear
@@ -108,11 +117,15 @@ public struct Hello: Message, Sendable {
         guard version == Protocol.version else {
             client = ""
             treeRoot = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
+            knownRoots = []
             r.skipToEnd()
             return
         }
         client = try r.string("client", limit: 256)
         treeRoot = ContentDigest(bytes: try r.raw(32, "tree root"))
+        knownRoots = try (0..<r.count("known roots", limit: Hello.maxKnownRoots)).map { _ in
+            ContentDigest(bytes: try r.raw(32, "known root"))
+        }
     }
 }
 
@@ -196,23 +209,99 @@ public struct Begin: Message, Sendable {
     public var actor: String
     /// Entries the manifest will hold, so the agent can bound and preallocate.
     public var entryCount: UInt64
+    /// Paths linked to `<root>/shared/`; a trailing `/` marks a directory.
+    public var shared: [String]
+    /// Shared paths the agent may create empty when missing.
+    public var sharedCreate: [String]
+    /// Report what would change (a ``Plan``) and change nothing.
+    public var dryRun: Bool
 
-    public init(keep: UInt32, actor: String, entryCount: UInt64) {
+    public init(keep: UInt32, actor: String, entryCount: UInt64, shared: [String] = [], sharedCreate: [String] = [],
+                dryRun: Bool = false) {
         self.keep = keep
         self.actor = actor
         self.entryCount = entryCount
+        self.shared = shared
+        self.sharedCreate = sharedCreate
+        self.dryRun = dryRun
     }
 
     public func encode(into w: inout ByteWriter) {
         w.varint(UInt64(keep))
         w.string(actor)
         w.varint(entryCount)
+        w.varint(UInt64(shared.count))
+        for s in shared { w.string(s) }
+        w.varint(UInt64(sharedCreate.count))
+        for s in sharedCreate { w.string(s) }
+        w.u8(dryRun ? 1 : 0)
     }
 
     public init(from r: inout ByteReader) throws {
         keep = UInt32(try r.count("keep", limit: 10_000))
         actor = try r.string("actor", limit: 512)
         entryCount = UInt64(try r.count("entry count", limit: ManifestLimits.maxEntries))
+        shared = try (0..<r.count("shared paths", limit: 1000)).map { _ in try r.string("shared path", limit: RelativePath.maxLength + 1) }
+        sharedCreate = try (0..<r.count("shared paths", limit: 1000)).map { _ in try r.string("shared path", limit: RelativePath.maxLength + 1) }
+        dryRun = try r.u8("dry run") != 0
+    }
+}
+
+/// What a dry run found: what a push would send, reuse and delete.
+public struct Plan: Message, Sendable {
+    public static let type = MessageType.plan
+    public var newFiles: UInt64
+    public var newBytes: UInt64
+    public var deltaFiles: UInt64
+    public var deltaBytes: UInt64
+    public var reused: UInt64
+    /// Paths, each list cut at ``Plan/listLimit`` (the counts are complete).
+    public var added: [String]
+    public var changed: [String]
+    public var deleted: [String]
+    public var addedCount: UInt64
+    public var changedCount: UInt64
+    public var deletedCount: UInt64
+    public var sharedToCreate: [String]
+
+    public static let listLimit = 500
+
+    public init(newFiles: UInt64, newBytes: UInt64, deltaFiles: UInt64, deltaBytes: UInt64, reused: UInt64,
+                added: [String], changed: [String], deleted: [String], addedCount: UInt64, changedCount: UInt64,
+                deletedCount: UInt64, sharedToCreate: [String]) {
+        self.newFiles = newFiles
+        self.newBytes = newBytes
+        self.deltaFiles = deltaFiles
+        self.deltaBytes = deltaBytes
+        self.reused = reused
+        self.added = added
+        self.changed = changed
+        self.deleted = deleted
+        self.addedCount = addedCount
+        self.changedCount = changedCount
+        self.deletedCount = deletedCount
+        self.sharedToCreate = sharedToCreate
+    }
+
+    public func encode(into w: inout ByteWriter) {
+        for v in [newFiles, newBytes, deltaFiles, deltaBytes, reused, addedCount, changedCount, deletedCount] { w.varint(v) }
+        for list in [added, changed, deleted, sharedToCreate] {
+            w.varint(UInt64(list.count))
+            for p in list { w.string(p) }
+        }
+    }
+
+    public init(from r: inout ByteReader) throws {
+        var v = [UInt64]()
+        for _ in 0..<8 { v.append(try r.varint()) }
+        (newFiles, newBytes, deltaFiles, deltaBytes, reused) = (v[0], v[1], v[2], v[3], v[4])
+        (addedCount, changedCount, deletedCount) = (v[5], v[6], v[7])
+        var lists = [[String]]()
+        for _ in 0..<4 {
+            let n = try r.count("paths", limit: Plan.listLimit + 1000)
+            lists.append(try (0..<n).map { _ in try r.string("path", limit: RelativePath.maxLength * 4) })
+        }
+        (added, changed, deleted, sharedToCreate) = (lists[0], lists[1], lists[2], lists[3])
     }
 }
 
@@ -222,8 +311,12 @@ public enum ManifestItem: Sendable, Equatable {
     case entry(Entry)
     /// This directory and everything below it are exactly as in the active release.
     case sameSubtree(RelativePath)
+    /// Entries `start ..< start + count` of the active release's manifest, unchanged (for a
+    /// client that keeps that manifest).
+    case sameRange(start: Int, count: Int)
 
     static let sameSubtreeTag: UInt8 = 0x40
+    static let sameRangeTag: UInt8 = 0x41
 }
 
 /// A run of manifest items, in tree order.
@@ -242,6 +335,10 @@ public struct ManifestChunk: Message, Sendable {
             case .sameSubtree(let p):
                 w.u8(ManifestItem.sameSubtreeTag)
                 w.data(p.bytes)
+            case .sameRange(let start, let count):
+                w.u8(ManifestItem.sameRangeTag)
+                w.varint(UInt64(start))
+                w.varint(UInt64(count))
             }
         }
     }
@@ -251,7 +348,12 @@ public struct ManifestChunk: Message, Sendable {
         items = []
         items.reserveCapacity(n)
         for _ in 0..<n {
-            if r.peek() == ManifestItem.sameSubtreeTag {
+            if r.peek() == ManifestItem.sameRangeTag {
+                _ = try r.u8()
+                let start = try r.count("range start", limit: ManifestLimits.maxEntries)
+                let count = try r.count("range count", limit: ManifestLimits.maxEntries)
+                items.append(.sameRange(start: start, count: count))
+            } else if r.peek() == ManifestItem.sameSubtreeTag {
                 _ = try r.u8()
                 let bytes = try r.data("path", limit: RelativePath.maxLength)
                 guard let path = RelativePath(bytes) else { throw DecodeError("unsafe path \"\(displayPath(bytes))\"") }

@@ -33,22 +33,22 @@ extension Roll {
             """
         )
 
-        @Argument(help: "The source tree to deploy.")
-        var source: String
+        @Argument(help: "The source tree to deploy (default: the current folder).")
+        var source: String?
 
         @Argument(help: ArgumentHelp(
-            "Where to deploy: a local folder, [user@]host:PATH, or ssh://[user@]host[:port]/PATH (created if missing).",
+            "Where to deploy: a local folder, [user@]host:PATH, or ssh://[user@]host[:port]/PATH (created if missing; default: target in SOURCE/roll.toml).",
             valueName: "target"))
-        var root: String
+        var target: String?
 
-        @Option(help: ArgumentHelp("The ssh client and its options for remote targets, like rsync -e.", valueName: "command"))
-        var sshCommand = "ssh"
+        @Option(help: ArgumentHelp("The ssh client and its options for remote targets, like rsync -e (default: ssh).", valueName: "command"))
+        var sshCommand: String?
 
-        @Option(help: ArgumentHelp("Path of roll on the server.", valueName: "path"))
-        var agentPath = "roll"
+        @Option(help: ArgumentHelp("Path of roll on the server (default: roll, found on the server's PATH).", valueName: "path"))
+        var agentPath: String?
 
-        @Option(help: "Good releases to keep; older ones are removed (never the active one or the rollback target).")
-        var keep = 5
+        @Option(help: "Good releases to keep; older ones are removed, never the active one or the rollback target (default: 5).")
+        var keep: Int?
 
         @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out paths matching PATTERN (gitignore syntax; repeatable).", valueName: "pattern"))
         var excludes: [String] = []
@@ -56,8 +56,20 @@ extension Roll {
         @Option(name: .customLong("include"), help: ArgumentHelp("Deploy paths matching PATTERN even if a .rollignore leaves them out (repeatable).", valueName: "pattern"))
         var includes: [String] = []
 
+        @Option(name: .customLong("shared"), help: ArgumentHelp("Link PATH to ROOT/shared/PATH in every release instead of deploying it; trailing / for a directory (repeatable).", valueName: "path"))
+        var shared: [String] = []
+
+        @Option(name: .customLong("shared-create"), help: ArgumentHelp("Like --shared, and create ROOT/shared/PATH empty if it is missing.", valueName: "path"))
+        var sharedCreate: [String] = []
+
+        @Flag(help: "Show what would be sent, reused and deleted; change nothing.")
+        var dryRun = false
+
         @Flag(help: "Make a new release even if nothing changed.")
         var force = false
+
+        @Flag(name: .customLong("no-compress"), help: "Send file data uncompressed (for fast links; local targets never compress).")
+        var noCompress = false
 
         @Flag(name: .customLong("no-hash-cache"), help: "Read and hash every file, ignoring the cache of digests from earlier pushes.")
         var noHashCache = false
@@ -69,7 +81,10 @@ extension Roll {
         var json = false
 
         func validate() throws {
-            guard keep >= 1 else { throw ValidationError("--keep must be at least 1 (the active release is always kept)") }
+            if let keep, keep < 1 { throw ValidationError("--keep must be at least 1 (the active release is always kept)") }
+            for p in shared + sharedCreate where SharedPath(p) == nil {
+                throw ValidationError("shared path '\(p)' must be relative, without . or .. (like .env or media/)")
+            }
         }
 
         func run() throws {
@@ -79,6 +94,7 @@ extension Roll {
         private func push() throws {
             signal(SIGPIPE, SIG_IGN)
             let started = monotonicSeconds()
+            let source = self.source ?? "."
             var st = stat()
             guard stat(source, &st) == 0 else {
                 throw UserError("source \(source): \(String(cString: strerror(errno)))", code: Exit.dataError)
@@ -86,9 +102,22 @@ extension Roll {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
                 throw UserError("source \(source) is not a directory", hint: "roll pushes a whole tree: name its folder", code: Exit.dataError)
             }
+            // roll.toml gives the defaults; the command line wins.
+            let config = try ProjectConfig.load(source: source) ?? ProjectConfig()
+            guard let targetText = target ?? config.target else {
+                throw UserError("no target: name one (roll push \(source) app@host:/srv/roll) or set target in \(source)/roll.toml",
+                                hint: "roll init writes a commented roll.toml", code: 64)
+            }
+            let target = try Target(parsing: targetText)
+            let keep = self.keep ?? config.keep ?? 5
+            let sharedCreate = Array(Set(sharedCreate + config.sharedCreate)).sorted()
+            let sharedPaths = Array(Set(shared + config.shared + sharedCreate)).sorted()
+
             let progress = Progress(enabled: !quiet && !json && isTerminal(2))
             progress.status("scanning \(source)")
             var rules = IgnoreRules()
+            for p in config.exclude { rules.addCommandLine(pattern: p, include: false) }
+            for p in config.include { rules.addCommandLine(pattern: p, include: true) }
             // Command-line patterns apply in the order given; later ones win, as in a .rollignore.
             for (pattern, include) in commandLinePatterns() { rules.addCommandLine(pattern: pattern, include: include) }
             let cacheFile = noHashCache ? nil : HashCache.file(forSource: source)
@@ -99,19 +128,31 @@ extension Roll {
             let scanned = monotonicSeconds()
             for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(d)") }
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
+            let manifest: Manifest
+            do { manifest = try scan.manifest.linkingShared(sharedPaths.compactMap { SharedPath($0)?.path }) } catch {
+                throw UserError("\(error)", hint: "create the folder in the tree (an empty one is enough)", code: Exit.dataError)
+            }
 
             let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-            let target = try Target(parsing: root)
+            let sshCommand = self.sshCommand ?? config.sshCommand ?? "ssh"
             let agent: AgentProcess
-            do { agent = try AgentProcess.start(target, sshCommand: sshCommand, agentPath: agentPath) } catch let e as UserError {
+            do {
+                agent = try AgentProcess.start(target, sshCommand: sshCommand, agentPath: agentPath ?? config.agentPath ?? "roll")
+            } catch let e as UserError {
                 throw e
             } catch {
                 throw UserError("could not start the agent: \(error)", code: Exit.unavailable)
             }
             let me = whoAmI()
-            let sender = Sender(stream: agent.stream, sourceRoot: Descriptor(sourceFD, name: source), manifest: scan.manifest,
-                                options: PushOptions(keep: keep, force: force, actor: me, client: "\(me) roll \(rollVersion)"),
-                                events: { progress.event($0, quiet: quiet) })
+            var options = PushOptions(keep: keep, force: force, actor: me, client: "\(me) roll \(rollVersion)")
+            options.shared = sharedPaths
+            options.sharedCreate = sharedCreate
+            options.dryRun = dryRun
+            options.manifestCache = ManifestCache.standard()
+            // Compression pays on a network; a local pipe is faster than any compressor.
+            if case .local = target { options.compress = false } else { options.compress = !noCompress }
+            let sender = Sender(stream: agent.stream, sourceRoot: Descriptor(sourceFD, name: source), manifest: manifest,
+                                options: options, events: { progress.event($0, quiet: quiet) })
             let result: PushReport
             do {
                 result = try sender.run()
@@ -134,10 +175,12 @@ extension Roll {
             let ending = agent.finish()
             guard ending == .exited(0) else { throw UserError("the agent ended badly (\(ending)) after the push", code: Exit.unavailable) }
             let elapsed = monotonicSeconds() - started
-            if json {
+            if let plan = result.plan {
+                printPlan(plan, json: json, target: target)
+            } else if json {
                 print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started, hashedFiles: scan.hashedFiles))
             } else if !quiet {
-                printSummary(result, seconds: elapsed, scanSeconds: scanned - started)
+                printSummary(result, target: target, seconds: elapsed, scanSeconds: scanned - started)
             }
         }
 
@@ -154,12 +197,33 @@ extension Roll {
             return out
         }
 
-        private func printSummary(_ r: PushReport, seconds: Double, scanSeconds: Double) {
-            if r.upToDate {
-                print("roll: \(Target.displayName(root)) is up to date: release \(r.release) holds this tree (\(r.files) files, \(formatBytes(r.treeBytes)))")
+        private func printPlan(_ p: Plan, json: Bool, target: Target) {
+            if json {
+                func list(_ l: [String]) -> String { "[" + l.map(jsonString).joined(separator: ",") + "]" }
+                print("{\"dry_run\":true,\"new_files\":\(p.newFiles),\"new_bytes\":\(p.newBytes),\"delta_files\":\(p.deltaFiles),"
+                      + "\"delta_bytes\":\(p.deltaBytes),\"reused\":\(p.reused),\"added\":\(p.addedCount),\"changed\":\(p.changedCount),"
+                      + "\"deleted\":\(p.deletedCount),\"added_paths\":\(list(p.added)),\"changed_paths\":\(list(p.changed)),"
+                      + "\"deleted_paths\":\(list(p.deleted)),\"shared_to_create\":\(list(p.sharedToCreate))}")
                 return
             }
-            print("roll: \(Target.displayName(root))/current -> \(r.release)\(r.previous.isEmpty ? " (first release)" : " (was \(r.previous))")")
+            print("roll: dry run against \(target.display); nothing was changed")
+            for path in p.added { print("  + \(path)") }
+            for path in p.changed { print("  ~ \(path)") }
+            for path in p.deleted { print("  - \(path)") }
+            let listed = UInt64(p.added.count + p.changed.count + p.deleted.count)
+            let total = p.addedCount + p.changedCount + p.deletedCount
+            if listed < total { print("  … and \(total - listed) more") }
+            for s in p.sharedToCreate { print("  would create shared path \(s) (empty)") }
+            print("  \(p.addedCount) added, \(p.changedCount) changed, \(p.deletedCount) deleted; would send \(p.newFiles) files "
+                  + "(\(formatBytes(p.newBytes))) whole and \(p.deltaFiles) (\(formatBytes(p.deltaBytes))) as deltas, reuse \(p.reused)")
+        }
+
+        private func printSummary(_ r: PushReport, target: Target, seconds: Double, scanSeconds: Double) {
+            if r.upToDate {
+                print("roll: \(target.display) is up to date: release \(r.release) holds this tree (\(r.files) files, \(formatBytes(r.treeBytes)))")
+                return
+            }
+            print("roll: \(target.display)/current -> \(r.release)\(r.previous.isEmpty ? " (first release)" : " (was \(r.previous))")")
             var parts = ["\(r.files) files, \(formatBytes(r.treeBytes))"]
             parts.append("\(r.sentFiles) new (\(formatBytes(r.sentBytes)))")
             if r.deltaFiles > 0 {
@@ -184,7 +248,7 @@ extension Roll {
                 ("delta_files", "\(r.deltaFiles)"), ("delta_file_bytes", "\(r.deltaFileBytes)"),
                 ("delta_matched_bytes", "\(r.deltaMatchedBytes)"), ("retried", "\(r.retried)"),
                 ("reused", "\(r.reused)"), ("linked", "\(r.linked)"), ("copied", "\(r.copied)"),
-                ("manifest_items", "\(r.manifestItems)"), ("hashed_files", "\(hashedFiles)"),
+                ("manifest_items", "\(r.manifestItems)"), ("manifest_mode", jsonString(r.manifestMode)), ("hashed_files", "\(hashedFiles)"),
                 ("wire_out", "\(r.wireOut)"), ("wire_in", "\(r.wireIn)"),
                 ("scan_seconds", formatDecimal(scanSeconds, places: 3)), ("seconds", formatDecimal(seconds, places: 3)),
                 ("pruned", "[" + r.pruned.map(jsonString).joined(separator: ",") + "]"),

@@ -34,6 +34,6 @@ struct Roll: ParsableCommand {
           75  the root is locked by another deploy; try again when it ends
         """,
         version: rollVersion,
-        subcommands: [Push.self, Releases.self, Back.self, Agent.self, Signature.self, Delta.self, Patch.self]
+        subcommands: [Push.self, Releases.self, Back.self, Init.self, Agent.self, Signature.self, Delta.self, Patch.self]
     )
 }

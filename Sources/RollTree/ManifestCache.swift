@@ -1,0 +1,108 @@
+import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The manifests of the trees this client pushed last, by root digest, so that the next
+/// push to a target still on one of them sends only what differs. Damaged or missing files
+/// only cost bytes on the next push.
+public struct ManifestCache: Sendable {
+    public let directory: String
+    /// Manifests kept; the oldest go first.
+    public static let capacity = 16
+
+    public init(directory: String) {
+        self.directory = directory
+        mkdir(directory, 0o700)
+    }
+
+    /// `$XDG_CACHE_HOME/roll/manifests` or `~/.cache/roll/manifests`.
+    public static func standard() -> ManifestCache? {
+        HashCache.defaultDirectory().map { ManifestCache(directory: $0 + "/manifests") }
+    }
+
+    private func names() -> [(name: [UInt8], mtime: Int)] {
+        guard let dir = try? Descriptor.openDirectory(Array(directory.utf8)), let entries = try? dir.entries() else { return [] }
+        return entries.filter { $0.name.count == 64 }.compactMap { e in
+            guard let st = try? dir.statEntry(e.name) else { return nil }
+            return (e.name, Int(st.st_mtim.tv_sec))
+        }.sorted { $0.mtime > $1.mtime }
+    }
+
+    /// Roots of the kept manifests, newest first.
+    public func roots() -> [ContentDigest] {
+        names().compactMap { parseHex($0.name) }
+    }
+
+    public func load(_ root: ContentDigest) -> Manifest? {
+        guard let file = try? Descriptor.open(directory + "/" + root.hex, flags: O_RDONLY),
+              let bytes = try? file.readAll(limit: 1 << 30), let m = try? Manifest(decoding: bytes),
+              m.rootDigest == root else { return nil }
+        return m
+    }
+
+    public func store(_ manifest: Manifest) {
+        let name = manifest.rootDigest.hex
+        let path = directory + "/" + name
+        if access(path, F_OK) == 0 {
+            // Mark it as recently used.
+            utimensat(AT_FDCWD, path, nil, 0)
+            return
+        }
+        let tmp = path + ".tmp-\(getpid())"
+        guard let file = try? Descriptor.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600) else { return }
+        if (try? file.write(manifest.encoded())) != nil { rename(tmp, path) } else { unlink(tmp) }
+        for old in names().dropFirst(ManifestCache.capacity) {
+            unlink(directory + "/" + String(decoding: old.name, as: UTF8.self))
+        }
+    }
+
+    private func parseHex(_ name: [UInt8]) -> ContentDigest? {
+        var bytes = [UInt8]()
+        var i = 0
+        while i + 1 < name.count {
+            guard let hi = hexValue(name[i]), let lo = hexValue(name[i + 1]) else { return nil }
+            bytes.append(hi << 4 | lo)
+            i += 2
+        }
+        return bytes.count == 32 ? ContentDigest(bytes: bytes) : nil
+    }
+
+    private func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+}
+
+extension Manifest {
+    /// This tree as a difference from `base`: runs of entries equal to the base's become
+    /// ranges of the base; the rest are sent as they are. Entries of `base` that are not
+    /// covered are deleted by omission.
+    public func items(against base: Manifest) -> [ManifestItemSpec] {
+        var items = [ManifestItemSpec]()
+        var j = 0
+        for e in entries {
+            while j < base.entries.count && base.entries[j].path < e.path { j += 1 }
+            if j < base.entries.count && base.entries[j] == e {
+                if case .range(let start, let count)? = items.last, start + count == j {
+                    items[items.count - 1] = .range(start, count + 1)
+                } else {
+                    items.append(.range(j, 1))
+                }
+                j += 1
+            } else {
+                items.append(.entry(e))
+            }
+        }
+        return items
+    }
+}
+
+/// An item of a manifest sent as a difference (see ``Manifest/items(against:)``).
+public enum ManifestItemSpec: Sendable, Equatable {
+    case entry(Entry)
+    case range(Int, Int)
+}

@@ -1,0 +1,144 @@
+import RollSystem
+import TOMLKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `roll.toml` at the top of the source tree: the defaults for `roll push` from that tree.
+/// Every value can also be given on the command line, which wins.
+struct ProjectConfig: Equatable {
+    static let fileName = "roll.toml"
+
+    var target: String?
+    var keep: Int?
+    var shared: [String] = []
+    var sharedCreate: [String] = []
+    var exclude: [String] = []
+    var include: [String] = []
+    var sshCommand: String?
+    var agentPath: String?
+
+    static let keys: Set<String> = ["target", "targets", "keep", "shared", "shared_create", "exclude", "include",
+                                    "ssh_command", "agent_path"]
+
+    /// Reads `roll.toml` from the top of `source`; nil when there is none.
+    static func load(source: String) throws -> ProjectConfig? {
+        let path = source + "/" + fileName
+        guard let file = try? Descriptor.open(path, flags: O_RDONLY) else { return nil }
+        let bytes = try file.readAll(limit: 1 << 20)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw UserError("\(path) is not UTF-8 text", code: Exit.dataError)
+        }
+        return try parse(text, origin: path)
+    }
+
+    static func parse(_ text: String, origin: String) throws -> ProjectConfig {
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw UserError("\(origin):\(e.source.begin.line):\(e.source.begin.column): \(e.description)",
+                            hint: "roll.toml is TOML: key = \"value\", lists as [\"a\", \"b\"]", code: Exit.dataError)
+        }
+        func fail(_ key: String, _ what: String) -> UserError {
+            UserError("\(origin): \(key) must be \(what)", code: Exit.dataError)
+        }
+        func string(_ key: String) throws -> String? {
+            guard let v = table[key] else { return nil }
+            guard let s = v.string else { throw fail(key, "a string") }
+            return s
+        }
+        func strings(_ key: String) throws -> [String] {
+            guard let v = table[key] else { return [] }
+            guard let a = v.array else { throw fail(key, "a list of strings") }
+            return try a.map { item in
+                guard let s = item.string else { throw fail(key, "a list of strings") }
+                return s
+            }
+        }
+        for key in table.keys where !keys.contains(key) {
+            throw UserError("\(origin): unknown setting \(key)",
+                            hint: "known settings: \(keys.sorted().joined(separator: ", "))", code: Exit.dataError)
+        }
+        var config = ProjectConfig()
+        config.target = try string("target")
+        let targets = try strings("targets")
+        if !targets.isEmpty {
+            guard config.target == nil else { throw UserError("\(origin): give target or targets, not both", code: Exit.dataError) }
+            guard targets.count == 1 else {
+                throw UserError("\(origin): pushing to several targets at once is not supported yet; push to each in turn",
+                                code: Exit.dataError)
+            }
+            config.target = targets[0]
+        }
+        if let v = table["keep"] {
+            guard let n = v.int, n >= 1 else { throw fail("keep", "a whole number of at least 1") }
+            config.keep = n
+        }
+        config.shared = try strings("shared")
+        config.sharedCreate = try strings("shared_create")
+        config.exclude = try strings("exclude")
+        config.include = try strings("include")
+        config.sshCommand = try string("ssh_command")
+        config.agentPath = try string("agent_path")
+        for p in config.shared + config.sharedCreate {
+            guard SharedPath(p) != nil else {
+                throw UserError("\(origin): shared path \"\(p)\" must be relative, without . or .. (like \".env\" or \"media/\")",
+                                code: Exit.dataError)
+            }
+        }
+        for p in config.sharedCreate where !config.shared.contains(p) {
+            throw UserError("\(origin): shared_create lists \"\(p)\", which is not in shared", code: Exit.dataError)
+        }
+        return config
+    }
+
+    /// The commented file `roll init` writes.
+    static func template(target: String?) -> String {
+        """
+        # roll.toml: how `roll push` deploys this tree. Every setting can also be given on the
+        # command line (`roll push --help`), which wins over this file.
+
+        # Where to deploy: a local folder, user@host:/path, or ssh://user@host:port/path.
+        # With a target here, `roll push` alone deploys the current folder.
+        \(target.map { "target = \"\($0)\"" } ?? "# target = \"app@ssh.example.com:/srv/roll\"")
+
+        # Good releases to keep on the target (the active one and the rollback target are
+        # always kept).
+        keep = 5
+
+        # Paths that live in ROOT/shared/ on the target and are linked into every release:
+        # secrets and uploads that must survive deploys. A trailing / marks a directory.
+        # What the tree has at these paths is not deployed.
+        # shared = [".env", "media/"]
+
+        # Shared paths the agent may create (empty) when they do not exist yet; any other
+        # missing shared path stops the push before anything changes.
+        # shared_create = ["media/"]
+
+        # Leave paths out (gitignore syntax, like a .rollignore at the top); include wins
+        # over exclude. .git is never deployed.
+        # exclude = ["*.log", "node_modules/", "/tmp/"]
+        # include = []
+
+        # The ssh client for remote targets, with its options (like rsync -e), and where
+        # roll lives on the server.
+        # ssh_command = "ssh -p 22"
+        # agent_path = "roll"
+
+        """
+    }
+}
+
+/// A shared path as written in roll.toml: `name` or `dir/` (trailing slash: a directory).
+struct SharedPath: Equatable {
+    var path: RelativePath
+    var isDirectory: Bool
+
+    init?(_ text: String) {
+        var t = text
+        let dir = t.hasSuffix("/")
+        while t.hasSuffix("/") { t.removeLast() }
+        guard let p = RelativePath(t) else { return nil }
+        path = p
+        isDirectory = dir
+    }
+}

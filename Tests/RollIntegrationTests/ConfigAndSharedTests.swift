@@ -1,0 +1,125 @@
+import RollTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct ConfigAndSharedTests {
+    func json(_ r: RunResult, _ key: String) -> String? {
+        let parts = r.stdout.split(separator: "\"\(key)\":")
+        guard parts.count == 2 else { return nil }
+        return String(parts[1].prefix { $0 != "," && $0 != "}" })
+    }
+
+    @Test func initWritesAConfigThatPushUses() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        writeFile(src + "/index.html", "hi\n")
+        writeFile(src + "/debug.log", "noise\n")
+        var r = roll("init", src, "--target", root)
+        #expect(r.status == 0, "\(r)")
+        #expect(readText(src + "/roll.toml")?.contains("target = \"\(root)\"") == true)
+        #expect(roll("init", src).status == 65, "refuses to overwrite")
+        // Turn on an exclusion in the written file and push with no target on the command line.
+        var text = readText(src + "/roll.toml")!
+        text += "exclude = [\"*.log\"]\n"
+        writeFile(src + "/roll.toml", text)
+        r = run(rollBinary(), ["push", src])
+        #expect(r.status == 0, "\(r)")
+        #expect(readText(root + "/current/index.html") == "hi\n")
+        #expect(lstatOf(root + "/current/debug.log") == nil)
+        #expect(lstatOf(root + "/current/roll.toml") != nil)
+    }
+
+    @Test(arguments: [
+        ("keep = \"five\"", "keep must be"),
+        ("colour = \"blue\"", "unknown setting colour"),
+        ("shared = [\"../etc\"]", "must be relative"),
+        ("target = ", "roll.toml:1"),
+        ("shared_create = [\"media/\"]", "not in shared"),
+    ])
+    func badConfigsFailClearly(line: String, message: String) throws {
+        let t = TempDir()
+        writeFile(t.sub("src/roll.toml"), line + "\n")
+        writeFile(t.sub("src/a"), "a")
+        let r = roll("push", t.sub("src"), t.sub("root"))
+        #expect(r.status == 65, "\(r)")
+        #expect(r.stderr.contains(message), "\(r)")
+        #expect(lstatOf(t.sub("root")) == nil)
+    }
+
+    @Test func sharedPathsLinkIntoSharedAndMissingOnesStopThePush() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        writeFile(src + "/index.html", "v1\n")
+        writeFile(src + "/.env", "SECRET=from-laptop\n")      // never deployed: .env is shared
+        mkdirs(src + "/public")
+        writeFile(src + "/roll.toml", "shared = [\".env\", \"public/media/\"]\nshared_create = [\"public/media/\"]\n")
+
+        // .env is missing on the target and may not be created: nothing happens.
+        var r = roll("push", src, root)
+        #expect(r.status != 0, "\(r)")
+        #expect(r.stderr.contains("shared path .env does not exist"), "\(r)")
+        #expect(r.stderr.contains("hint"), "\(r)")
+        #expect(lstatOf(root + "/current") == nil)
+
+        writeFile(root + "/shared/.env", "SECRET=server\n")
+        r = roll("push", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(readLinkText(root + "/current/.env") == "../../shared/.env")
+        #expect(readText(root + "/shared/.env") == "SECRET=server\n")
+        #expect(readLinkText(root + "/current/public/media") == "../../../shared/public/media")
+        let media = try #require(lstatOf(root + "/shared/public/media"))
+        #expect(media.st_mode & S_IFMT == S_IFDIR)
+        // Uploads survive the next release.
+        writeFile(root + "/shared/public/media/upload.png", "png")
+        writeFile(src + "/index.html", "v2\n")
+        #expect(roll("push", src, root).status == 0)
+        let link = try #require(readLinkText(root + "/current/public/media"))
+        #expect(readText(root + "/current/public/" + link + "/upload.png") == "png")
+    }
+
+    @Test func dryRunShowsAndChangesNothing() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        writeFile(src + "/keep.txt", "same\n")
+        writeFile(src + "/edit.txt", "v1\n")
+        writeFile(src + "/gone.txt", "bye\n")
+        #expect(roll("push", src, root).status == 0)
+        let before = readLinkText(root + "/current")
+        writeFile(src + "/edit.txt", "v2\n")
+        writeFile(src + "/new.txt", "hello\n")
+        unlink(src + "/gone.txt")
+        var r = roll("push", "--dry-run", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.contains("+ new.txt"), "\(r)")
+        #expect(r.stdout.contains("~ edit.txt"), "\(r)")
+        #expect(r.stdout.contains("- gone.txt"), "\(r)")
+        #expect(!r.stdout.contains("keep.txt"), "\(r)")
+        r = roll("push", "--dry-run", "--json", src, root)
+        #expect(json(r, "deleted") == "1", "\(r)")
+        #expect(readLinkText(root + "/current") == before)
+        #expect(roll("releases", root, "--json").stdout.split(separator: "\"id\"").count == 2)
+    }
+
+    @Test func keptManifestMakesTheManifestADifference() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        let env = ["XDG_CACHE_HOME": t.sub("cache")]
+        for d in 0..<30 { writeFile(src + "/d\(d)/f.txt", "\(d)\n") }
+        #expect(run(rollBinary(), ["push", src, root], environment: env).status == 0)
+        writeFile(src + "/d7/f.txt", "changed\n")
+        writeFile(src + "/d7/new.txt", "new\n")
+        unlink(src + "/d20/f.txt")
+        var r = run(rollBinary(), ["push", "--json", src, root], environment: env)
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "manifest_mode") == "\"difference\"", "\(r.stdout)")
+        #expect(try describeTree(root + "/current/") == describeTree(src))
+        // Without the kept manifest the subtree walk gives the same release.
+        writeFile(src + "/d8/f.txt", "changed too\n")
+        r = run(rollBinary(), ["push", "--json", src, root], environment: ["XDG_CACHE_HOME": t.sub("empty-cache")])
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "manifest_mode") == "\"subtrees\"", "\(r.stdout)")
+        #expect(try describeTree(root + "/current/") == describeTree(src))
+    }
+}
