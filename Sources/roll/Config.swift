@@ -1,5 +1,4 @@
 import RollSystem
-import TOMLKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,10 +32,10 @@ struct ProjectConfig: Equatable {
     }
 
     static func parse(_ text: String, origin: String) throws -> ProjectConfig {
-        let table: TOMLTable
-        do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw UserError("\(origin):\(e.source.begin.line):\(e.source.begin.column): \(e.description)",
-                            hint: "roll.toml is TOML: key = \"value\", lists as [\"a\", \"b\"]", code: Exit.dataError)
+        let table: [String: TOMLValue]
+        do { table = try parseTOML(text) } catch let e as TOMLError {
+            throw UserError("\(origin):\(e)", hint: "roll.toml is TOML: key = \"value\", lists as [\"a\", \"b\"]",
+                            code: Exit.dataError)
         }
         func fail(_ key: String, _ what: String) -> UserError {
             UserError("\(origin): \(key) must be \(what)", code: Exit.dataError)
@@ -70,7 +69,7 @@ struct ProjectConfig: Equatable {
             config.target = targets[0]
         }
         if let v = table["keep"] {
-            guard let n = v.int, n >= 1 else { throw fail("keep", "a whole number of at least 1") }
+            guard let n = v.integer, n >= 1 else { throw fail("keep", "a whole number of at least 1") }
             config.keep = n
         }
         config.shared = try strings("shared")
