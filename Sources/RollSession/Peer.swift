@@ -75,7 +75,7 @@ final class Peer: @unchecked Sendable {
 
     func send(_ message: some Message, compress: Bool = false) throws {
         let payload = message.encoded()
-        if compress {
+        if compress && payload.count <= FrameLimits.dataChunk {
             try payload.withUnsafeBytes { try sendCompressed(type(of: message).type, $0) }
         } else {
             try writer.send(type(of: message).type.rawValue, payload)

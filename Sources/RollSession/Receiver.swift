@@ -70,7 +70,13 @@ public final class Receiver {
     }
 
     private func serve() throws {
-        let hello = try peer.expect(Hello.self)
+        // A client that goes away before saying anything (it started us early and then
+        // found nothing to push, or failed its scan) is not an error.
+        guard let first = try peer.nextFrame() else { return }
+        guard first.type == MessageType.hello.rawValue else {
+            throw WireError(.protocolViolation, "expected hello, got message type \(first.type)")
+        }
+        let hello = try peer.decode(Hello.self, first)
         guard hello.version == Protocol.version else {
             throw WireError(.versionMismatch,
                             "the client speaks protocol \(hello.version), this agent (\(agentName)) speaks \(Protocol.version)")

@@ -1,3 +1,4 @@
+import Dispatch
 import RollSystem
 import RollTree
 #if canImport(Glibc)
@@ -141,6 +142,9 @@ public final class IncomingFile {
     let file: Descriptor
     unowned let staging: Staging
     private var hasher = ContentHasher()
+    /// For large files the digest is computed on a second thread while this one writes:
+    /// on two cores that hides most of SHA-256's cost behind the disk writes.
+    private var background: BackgroundHasher?
     public private(set) var size: UInt64 = 0
 
     init(entry: Entry, file: Descriptor, staging: Staging) {
@@ -154,7 +158,12 @@ public final class IncomingFile {
             throw StoreError(.verification, "\(entry.path): more data than its size \(entry.size)")
         }
         try doing("writing \(entry.path)") { try file.write(bytes) }
-        hasher.update(bytes)
+        if entry.size >= BackgroundHasher.threshold {
+            if background == nil { background = BackgroundHasher() }
+            background!.update(bytes)
+        } else {
+            hasher.update(bytes)
+        }
         size += UInt64(bytes.count)
         // Large files: let the disk start on what is written while the rest arrives, so
         // the flush before publishing has little left to do.
@@ -169,7 +178,7 @@ public final class IncomingFile {
 
     /// Checks size and digest; on success the file gets its mode and mtime.
     public func finish() throws {
-        let digest = hasher.finalize()
+        let digest = background?.finalize() ?? hasher.finalize()
         guard size == entry.size, digest == entry.digest else {
             throw StoreError(.verification, "\(entry.path): content does not match its digest (got \(size) bytes, \(digest.shortHex))")
         }
@@ -253,5 +262,30 @@ extension Store {
         for e in names where !keep.contains(String(decoding: e.name, as: UTF8.self)) {
             try? dir.unlink(e.name)
         }
+    }
+}
+
+/// SHA-256 on a thread of its own, fed copies of the data with at most a few chunks in
+/// flight (bounded memory).
+///
+/// `@unchecked Sendable`: `hasher` is touched only by the serial queue until `finalize`,
+/// which waits for the queue to drain.
+final class BackgroundHasher: @unchecked Sendable {
+    static let threshold: UInt64 = 8 << 20
+    private let queue = DispatchQueue(label: "roll.hash")
+    private let slots = DispatchSemaphore(value: 4)
+    private var hasher = ContentHasher()
+
+    func update(_ bytes: UnsafeRawBufferPointer) {
+        let copy = [UInt8](bytes)
+        slots.wait()
+        queue.async {
+            self.hasher.update(copy)
+            self.slots.signal()
+        }
+    }
+
+    func finalize() -> ContentDigest {
+        queue.sync { hasher.finalize() }
     }
 }

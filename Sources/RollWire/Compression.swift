@@ -5,35 +5,33 @@ import CZlib
 /// earlier ones taught the compressor (small files compress far better than one by one).
 public final class Deflater {
     private var stream = z_stream()
-    private var output: [UInt8]
+    /// Not zero-filled: pages are touched only as output is written.
+    private let output: UnsafeMutableRawBufferPointer
 
-    /// zlib level; chosen by measurement on application trees (see `compressionLevel`).
     public init(level: Int32) {
-        output = [UInt8](repeating: 0, count: FrameLimits.maxPayload)
+        output = .allocate(byteCount: FrameLimits.dataChunk + FrameLimits.dataChunk / 8 + 1024, alignment: 16)
         let rc = roll_deflate_init(&stream, level)
         precondition(rc == Z_OK, "deflateInit failed: \(rc)")
     }
 
-    deinit { deflateEnd(&stream) }
+    deinit {
+        deflateEnd(&stream)
+        output.deallocate()
+    }
 
     /// Compresses `input` (at most ``FrameLimits/dataChunk`` bytes) and returns the bytes
     /// to send; they decode to exactly `input`.
-    public func compress(_ input: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
+    public func compress(_ input: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         precondition(input.count <= FrameLimits.dataChunk)
         stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.avail_in = uInt(input.count)
-        var produced = 0
-        output.withUnsafeMutableBytes { out in
-            repeat {
-                stream.next_out = out.baseAddress!.advanced(by: produced).assumingMemoryBound(to: Bytef.self)
-                stream.avail_out = uInt(out.count - produced)
-                let rc = deflate(&stream, Z_SYNC_FLUSH)
-                precondition(rc == Z_OK || rc == Z_BUF_ERROR, "deflate failed: \(rc)")
-                produced = out.count - Int(stream.avail_out)
-                // A 1 MiB chunk deflates to at most about 1 MiB + 0.03 %: the 4 MiB buffer always has room.
-            } while stream.avail_out == 0
-        }
-        return output[..<produced]
+        // deflate's worst case is the input plus about 0.03 % and a few bytes of framing:
+        // one call always fits (the buffer has 12 % to spare), so the flush is complete.
+        stream.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+        stream.avail_out = uInt(output.count)
+        let rc = deflate(&stream, Z_SYNC_FLUSH)
+        precondition(rc == Z_OK && stream.avail_in == 0 && stream.avail_out > 0, "deflate failed: \(rc)")
+        return UnsafeRawBufferPointer(rebasing: output[..<(output.count - Int(stream.avail_out))])
     }
 }
 
@@ -41,17 +39,20 @@ public final class Deflater {
 /// inflate to (a small frame must not be able to fill memory or disk: a zip bomb).
 public final class Inflater {
     private var stream = z_stream()
-    private var output: [UInt8]
+    private let output: UnsafeMutableRawBufferPointer
     public let limit: Int
 
     public init(limit: Int = FrameLimits.dataChunk) {
         self.limit = limit
-        output = [UInt8](repeating: 0, count: limit + 1)
+        output = .allocate(byteCount: limit + 1, alignment: 16)
         let rc = roll_inflate_init(&stream)
         precondition(rc == Z_OK, "inflateInit failed: \(rc)")
     }
 
-    deinit { inflateEnd(&stream) }
+    deinit {
+        inflateEnd(&stream)
+        output.deallocate()
+    }
 
     /// Inflates one chunk and calls `body` with the result.
     public func decompress<R>(_ input: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
@@ -59,19 +60,17 @@ public final class Inflater {
         try input.withUnsafeBytes { inp in
             stream.next_in = UnsafeMutablePointer(mutating: inp.baseAddress?.assumingMemoryBound(to: Bytef.self))
             stream.avail_in = uInt(inp.count)
-            try output.withUnsafeMutableBytes { out in
-                stream.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                stream.avail_out = uInt(out.count)
-                let rc = inflate(&stream, Z_SYNC_FLUSH)
-                guard rc == Z_OK || (rc == Z_BUF_ERROR && inp.isEmpty) else {
-                    throw WireError(.protocolViolation, "compressed data is corrupt (zlib \(rc))")
-                }
-                produced = out.count - Int(stream.avail_out)
-                guard produced <= limit, stream.avail_in == 0 else {
-                    throw WireError(.protocolViolation, "a compressed chunk inflates past \(limit) bytes")
-                }
+            stream.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            stream.avail_out = uInt(output.count)
+            let rc = inflate(&stream, Z_SYNC_FLUSH)
+            guard rc == Z_OK || (rc == Z_BUF_ERROR && inp.isEmpty) else {
+                throw WireError(.protocolViolation, "compressed data is corrupt (zlib \(rc))")
+            }
+            produced = output.count - Int(stream.avail_out)
+            guard produced <= limit, stream.avail_in == 0 else {
+                throw WireError(.protocolViolation, "a compressed chunk inflates past \(limit) bytes")
             }
         }
-        return try output.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[..<produced])) }
+        return try body(UnsafeRawBufferPointer(rebasing: output[..<produced]))
     }
 }

@@ -113,6 +113,16 @@ extension Roll {
             let sharedCreate = Array(Set(sharedCreate + config.sharedCreate)).sorted()
             let sharedPaths = Array(Set(shared + config.shared + sharedCreate)).sorted()
 
+            // The agent (and an ssh connection) starts while the tree is scanned.
+            let sshCommand = self.sshCommand ?? config.sshCommand ?? "ssh"
+            let agent: AgentProcess
+            do {
+                agent = try AgentProcess.start(target, sshCommand: sshCommand, agentPath: agentPath ?? config.agentPath ?? "roll")
+            } catch let e as UserError {
+                throw e
+            } catch {
+                throw UserError("could not start the agent: \(error)", code: Exit.unavailable)
+            }
             let progress = Progress(enabled: !quiet && !json && isTerminal(2))
             progress.status("scanning \(source)")
             var rules = IgnoreRules()
@@ -123,26 +133,22 @@ extension Roll {
             let cacheFile = noHashCache ? nil : HashCache.file(forSource: source)
             var tree = SourceTree(root: source, rules: rules, cache: cacheFile.map { HashCache(file: $0) } ?? HashCache())
             let scanStart = currentTime()
-            let scan = try tree.scan()
+            let scan: SourceTree.Scan
+            do { scan = try tree.scan() } catch {
+                agent.finish()
+                throw error
+            }
             tree.cache.save(scanStart: scanStart)
             let scanned = monotonicSeconds()
             for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(d)") }
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
             let manifest: Manifest
             do { manifest = try scan.manifest.linkingShared(sharedPaths.compactMap { SharedPath($0)?.path }) } catch {
+                agent.finish()
                 throw UserError("\(error)", hint: "create the folder in the tree (an empty one is enough)", code: Exit.dataError)
             }
 
             let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-            let sshCommand = self.sshCommand ?? config.sshCommand ?? "ssh"
-            let agent: AgentProcess
-            do {
-                agent = try AgentProcess.start(target, sshCommand: sshCommand, agentPath: agentPath ?? config.agentPath ?? "roll")
-            } catch let e as UserError {
-                throw e
-            } catch {
-                throw UserError("could not start the agent: \(error)", code: Exit.unavailable)
-            }
             let me = whoAmI()
             var options = PushOptions(keep: keep, force: force, actor: me, client: "\(me) roll \(rollVersion)")
             options.shared = sharedPaths
