@@ -5,7 +5,8 @@
 # settings the rsync reference uses, and prints the harness's RESULT line (bytes are roll's
 # protocol bytes, without SSH framing, like rsync --stats).
 #   TOOLS="rsync=$BENCH/rsync-deploy.sh roll=$PWD/bench/roll-deploy.sh" $BENCH/run-baseline.sh
-# Env: ROLL_BIN (default: this checkout's release build), BENCH_SSH_CONFIG, BENCH_SSH_OPTS, KEEP_RELEASES.
+# Env: ROLL_BIN (default: this checkout's release build), ROLL_PUSH_OPTS (e.g. --no-sync),
+# BENCH_SSH_CONFIG, BENCH_SSH_OPTS, KEEP_RELEASES.
 set -euo pipefail
 SRC=${1:?usage: $0 SRC HOST PORT APPROOT}; HOST=${2:?}; PORT=${3:?}; APPROOT=${4:?}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +25,8 @@ SSH="ssh -p $PORT"
 SSH="$SSH ${BENCH_SSH_OPTS:-}"
 now() { date +%s.%N; }
 t0=$(now)
-out=$("$ROLL" push --json --keep "${KEEP_RELEASES:-5}" --ssh-command "$SSH" --agent-path "$AGENT" "$SRC" "$HOST:$APPROOT")
+# shellcheck disable=SC2086
+out=$("$ROLL" push ${ROLL_PUSH_OPTS:-} --json --keep "${KEEP_RELEASES:-5}" --ssh-command "$SSH" --agent-path "$AGENT" "$SRC" "$HOST:$APPROOT")
 t1=$(now)
 echo "$out" >&2
 field() { grep -o "\"$1\":[^,}]*" <<<"$out" | head -1 | cut -d: -f2 | tr -d '"'; }

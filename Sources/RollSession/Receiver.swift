@@ -312,7 +312,7 @@ private struct Build {
                                    previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
                                    rootDigest: manifest.rootDigest.hex)
-        try store.publish(staging, manifest: manifest, record: record)
+        try store.publish(staging, manifest: manifest, record: record, sync: begin.sync)
         var pruned = [ReleaseID]()
         do { pruned = try store.prune(keep: Int(max(begin.keep, 1))) } catch {
             // The release is live; failing to clean up old ones must not turn it into a failure.

@@ -25,6 +25,8 @@ public struct PushOptions: Sendable {
     public var dryRun = false
     /// Deflate file data that looks compressible (manifests are always compressed).
     public var compress = true
+    /// Have the agent flush the release to disk before switching to it.
+    public var sync = true
     /// Manifests of earlier pushes, to send only the difference from the active release.
     public var manifestCache: ManifestCache?
 
@@ -197,7 +199,7 @@ public final class Sender {
     private func push(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest], inbox: Inbox) throws {
         try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
                             entryCount: UInt64(manifest.entries.count), shared: options.shared,
-                            sharedCreate: options.sharedCreate, dryRun: options.dryRun))
+                            sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync))
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0

@@ -202,10 +202,12 @@ extension Store {
     /// directory modes, then every write flushed to disk, then the record, then the rename
     /// into `releases/<id>`, then the switch. A crash at any point leaves `current` on a
     /// complete release; leftovers are removed by ``recover()``.
-    public func publish(_ staging: Staging, manifest: Manifest, record: ReleaseRecord) throws {
+    public func publish(_ staging: Staging, manifest: Manifest, record: ReleaseRecord, sync: Bool = true) throws {
         try staging.finish()
-        try doing("flushing the release to disk") {
-            _ = try sys("syncfs", path) { roll_syncfs(staging.dir.fd) }
+        if sync {
+            try doing("flushing the release to disk") {
+                _ = try sys("syncfs", path) { roll_syncfs(staging.dir.fd) }
+            }
         }
         try writeManifest(manifest, for: staging.id)
         try write(record)

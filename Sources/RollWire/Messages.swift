@@ -215,15 +215,19 @@ public struct Begin: Message, Sendable {
     public var sharedCreate: [String]
     /// Report what would change (a ``Plan``) and change nothing.
     public var dryRun: Bool
+    /// Flush the release to disk before switching to it (off: faster, but a power loss
+    /// right after the switch can leave `current` on files that never reached the disk).
+    public var sync: Bool
 
     public init(keep: UInt32, actor: String, entryCount: UInt64, shared: [String] = [], sharedCreate: [String] = [],
-                dryRun: Bool = false) {
+                dryRun: Bool = false, sync: Bool = true) {
         self.keep = keep
         self.actor = actor
         self.entryCount = entryCount
         self.shared = shared
         self.sharedCreate = sharedCreate
         self.dryRun = dryRun
+        self.sync = sync
     }
 
     public func encode(into w: inout ByteWriter) {
@@ -235,6 +239,7 @@ public struct Begin: Message, Sendable {
         w.varint(UInt64(sharedCreate.count))
         for s in sharedCreate { w.string(s) }
         w.u8(dryRun ? 1 : 0)
+        w.u8(sync ? 1 : 0)
     }
 
     public init(from r: inout ByteReader) throws {
@@ -244,6 +249,7 @@ public struct Begin: Message, Sendable {
         shared = try (0..<r.count("shared paths", limit: 1000)).map { _ in try r.string("shared path", limit: RelativePath.maxLength + 1) }
         sharedCreate = try (0..<r.count("shared paths", limit: 1000)).map { _ in try r.string("shared path", limit: RelativePath.maxLength + 1) }
         dryRun = try r.u8("dry run") != 0
+        sync = try r.u8("sync") != 0
     }
 }
 

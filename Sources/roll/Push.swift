@@ -71,6 +71,9 @@ extension Roll {
         @Flag(name: .customLong("no-compress"), help: "Send file data uncompressed (for fast links; local targets never compress).")
         var noCompress = false
 
+        @Flag(name: .customLong("no-sync"), help: "Switch without first flushing the release to disk: faster for large files, but after a power loss current may name files that never reached the disk.")
+        var noSync = false
+
         @Flag(name: .customLong("no-hash-cache"), help: "Read and hash every file, ignoring the cache of digests from earlier pushes.")
         var noHashCache = false
 
@@ -154,6 +157,7 @@ extension Roll {
             options.shared = sharedPaths
             options.sharedCreate = sharedCreate
             options.dryRun = dryRun
+            options.sync = !noSync
             options.manifestCache = ManifestCache.standard()
             // Compression pays on a network; a local pipe is faster than any compressor.
             if case .local = target { options.compress = false } else { options.compress = !noCompress }
