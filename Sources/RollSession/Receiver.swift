@@ -308,6 +308,8 @@ private struct Build {
         }
 
         let manifest = Manifest(entries: entries)
+        let present = Set(entries.map(\.path))
+        let deleted = base.entries.count { !present.contains($0.path) }
         let record = ReleaseRecord(id: staging.id, state: .published, created: currentTime(), actor: begin.actor,
                                    previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
@@ -321,7 +323,7 @@ private struct Build {
         try peer.send(PushResult(release: staging.id.description, previous: current?.description ?? "",
                                  linked: counts.linked, copied: counts.copied, received: counts.received,
                                  bytesWritten: staging.bytesWritten, deltas: counts.deltas,
-                                 retried: UInt64(retried.count), pruned: pruned.map(\.description)))
+                                 retried: UInt64(retried.count), deleted: UInt64(deleted), pruned: pruned.map(\.description)))
         try peer.flush()
     }
 

@@ -60,6 +60,8 @@ public struct PushReport: Sendable {
     public var deltaFileBytes: UInt64 = 0
     public var deltaMatchedBytes: UInt64 = 0
     public var retried = 0
+    /// Entries of the previous release that are gone from this one.
+    public var deleted: UInt64 = 0
     public var wireOut: UInt64 = 0
     public var wireIn: UInt64 = 0
     public var pruned: [String] = []
@@ -266,6 +268,7 @@ public final class Sender {
             report.linked = result.linked
             report.copied = result.copied
             report.reused = result.linked + result.copied
+            report.deleted = result.deleted
             report.pruned = result.pruned
             return true
         case .plan(let plan):

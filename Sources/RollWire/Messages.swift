@@ -492,10 +492,12 @@ public struct PushResult: Message, Sendable {
     /// Files rebuilt from a delta, and deltas that failed their check and came whole.
     public var deltas: UInt64
     public var retried: UInt64
+    /// Entries of the previous release that the new one no longer has.
+    public var deleted: UInt64
     public var pruned: [String]
 
     public init(release: String, previous: String, linked: UInt64, copied: UInt64, received: UInt64,
-                bytesWritten: UInt64, deltas: UInt64 = 0, retried: UInt64 = 0, pruned: [String]) {
+                bytesWritten: UInt64, deltas: UInt64 = 0, retried: UInt64 = 0, deleted: UInt64 = 0, pruned: [String]) {
         self.release = release
         self.previous = previous
         self.linked = linked
@@ -504,6 +506,7 @@ public struct PushResult: Message, Sendable {
         self.bytesWritten = bytesWritten
         self.deltas = deltas
         self.retried = retried
+        self.deleted = deleted
         self.pruned = pruned
     }
 
@@ -516,6 +519,7 @@ public struct PushResult: Message, Sendable {
         w.varint(bytesWritten)
         w.varint(deltas)
         w.varint(retried)
+        w.varint(deleted)
         w.varint(UInt64(pruned.count))
         for p in pruned { w.string(p) }
     }
@@ -529,6 +533,7 @@ public struct PushResult: Message, Sendable {
         bytesWritten = try r.varint()
         deltas = try r.varint()
         retried = try r.varint()
+        deleted = try r.varint()
         let n = try r.count("pruned", limit: 10_000)
         pruned = try (0..<n).map { _ in try r.string("pruned release", limit: 128) }
     }

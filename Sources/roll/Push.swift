@@ -126,7 +126,7 @@ extension Roll {
             } catch {
                 throw UserError("could not start the agent: \(error)", code: Exit.unavailable)
             }
-            let progress = Progress(enabled: !quiet && !json && isTerminal(2))
+            let progress = Progress(mode: quiet || json ? .off : isTerminal(2) ? .terminal : .lines)
             progress.status("scanning \(source)")
             var rules = IgnoreRules()
             for p in config.exclude { rules.addCommandLine(pattern: p, include: false) }
@@ -241,6 +241,7 @@ extension Roll {
                              + "\(formatBytes(r.deltaMatchedBytes)) of it matched)")
             }
             parts.append("\(r.reused) reused")
+            parts.append("\(r.deleted) deleted")
             if r.retried > 0 { parts.append("\(r.retried) resent whole after a failed delta check") }
             print("  " + parts.joined(separator: ", "))
             let wire = r.wireOut + r.wireIn
@@ -257,7 +258,7 @@ extension Roll {
                 ("sent_files", "\(r.sentFiles)"), ("sent_bytes", "\(r.sentBytes)"),
                 ("delta_files", "\(r.deltaFiles)"), ("delta_file_bytes", "\(r.deltaFileBytes)"),
                 ("delta_matched_bytes", "\(r.deltaMatchedBytes)"), ("retried", "\(r.retried)"),
-                ("reused", "\(r.reused)"), ("linked", "\(r.linked)"), ("copied", "\(r.copied)"),
+                ("reused", "\(r.reused)"), ("deleted", "\(r.deleted)"), ("linked", "\(r.linked)"), ("copied", "\(r.copied)"),
                 ("manifest_items", "\(r.manifestItems)"), ("manifest_mode", jsonString(r.manifestMode)), ("hashed_files", "\(hashedFiles)"),
                 ("wire_out", "\(r.wireOut)"), ("wire_in", "\(r.wireIn)"),
                 ("scan_seconds", formatDecimal(scanSeconds, places: 3)), ("seconds", formatDecimal(seconds, places: 3)),
@@ -268,9 +269,11 @@ extension Roll {
     }
 }
 
-/// A one-line progress display on a terminal's stderr; silent elsewhere.
+/// Progress on stderr: one line redrawn in place on a terminal; elsewhere (a CI log) a
+/// plain line every few seconds of a long transfer.
 final class Progress {
-    let enabled: Bool
+    enum Mode { case off, terminal, lines }
+    let mode: Mode
     private var total: UInt64 = 0
     private var sent: UInt64 = 0
     private var files = 0
@@ -278,10 +281,10 @@ final class Progress {
     private var started = 0.0
     private var shown = false
 
-    init(enabled: Bool) { self.enabled = enabled }
+    init(mode: Mode) { self.mode = mode }
 
     func status(_ text: String) {
-        guard enabled else { return }
+        guard mode == .terminal else { return }
         draw(text)
     }
 
@@ -293,32 +296,32 @@ final class Progress {
         case .planned(let files, let bytes):
             self.files = files
             total = bytes
-            started = monotonicSeconds()
+            if started == 0 { started = monotonicSeconds(); lastDraw = started }
         case .sent(let bytes):
             sent += bytes
             let now = monotonicSeconds()
-            guard enabled, now - lastDraw > 0.1 else { return }
+            let interval = mode == .terminal ? 0.1 : 5.0
+            guard mode != .off, now - lastDraw > interval else { return }
             lastDraw = now
             let rate = Double(sent) / max(now - started, 0.001)
             let eta = rate > 0 ? Double(total - min(sent, total)) / rate : 0
             let percent = total > 0 ? Int(Double(sent) * 100 / Double(total)) : 100
-            draw("sending \(files) files: \(formatBytes(sent)) of \(formatBytes(total)) (\(percent)%), "
-                 + "\(formatBytes(UInt64(rate)))/s, eta \(formatSeconds(eta))")
+            let line = "sending \(files) files: \(formatBytes(sent)) of \(formatBytes(total)) (\(percent)%), "
+                + "\(formatBytes(UInt64(rate)))/s, eta \(formatSeconds(eta))"
+            if mode == .terminal { draw(line) } else { printError("roll: " + line) }
         case .connected:
             status("comparing with the target")
         }
     }
 
     private func draw(_ text: String) {
-        printErrorRaw("\r\u{1B}[K" + text)
+        writeStderr("\r\u{1B}[K" + text)
         shown = true
     }
 
     func clear() {
-        guard enabled, shown else { return }
-        printErrorRaw("\r\u{1B}[K")
+        guard mode == .terminal, shown else { return }
+        writeStderr("\r\u{1B}[K")
         shown = false
     }
-
-    private func printErrorRaw(_ s: String) { writeStderr(s) }
 }
