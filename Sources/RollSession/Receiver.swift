@@ -160,6 +160,8 @@ private struct Build {
         var entry: Entry
     }
 
+
+
     enum Expect { case whole, delta(Entry) }
 
     enum Incoming {
@@ -170,7 +172,10 @@ private struct Build {
     }
 
     var baseIndex = [RelativePath: Int]()
-    var byDigest = [ContentDigest: Source]()
+    /// Content of the active release, by position in its manifest (one integer per file);
+    /// content only older releases hold, which is rare, with its entry.
+    var activeByDigest = [ContentDigest: Int]()
+    var olderByDigest = [ContentDigest: Source]()
     var cursors = [ReleaseID: DirectoryCursor]()
     var entries = [Entry]()
     var checker = OrderChecker()
@@ -199,12 +204,12 @@ private struct Build {
     mutating func run() throws {
         // What the kept releases hold: by path in the active one, by content in all.
         for (i, e) in base.entries.enumerated() { baseIndex[e.path] = i }
-        for r in try store.list().reversed() where r.record.state == .published && r.onDisk {
-            let isActive = r.record.id == current
-            guard let m = isActive ? base : try store.manifest(of: r.record.id) else { continue }
-            for e in m.entries where e.kind == .file {
-                // The active release first, then newer before older.
-                if isActive || byDigest[e.digest!] == nil { byDigest[e.digest!] = Source(release: r.record.id, entry: e) }
+        for (i, e) in base.entries.enumerated() where e.kind == .file { activeByDigest[e.digest!] = i }
+        for r in try store.list().reversed() where r.record.state == .published && r.onDisk && r.record.id != current {
+            // Newer releases first, so the newest copy of a content wins.
+            guard let m = try store.manifest(of: r.record.id) else { continue }
+            for e in m.entries where e.kind == .file && activeByDigest[e.digest!] == nil && olderByDigest[e.digest!] == nil {
+                olderByDigest[e.digest!] = Source(release: r.record.id, entry: e)
             }
         }
 
@@ -308,8 +313,13 @@ private struct Build {
         }
 
         let manifest = Manifest(entries: entries)
-        let present = Set(entries.map(\.path))
-        let deleted = base.entries.count { !present.contains($0.path) }
+        // Both lists are in tree order: one merge pass counts what is gone.
+        var deleted = 0
+        var k = 0
+        for e in base.entries {
+            while k < entries.count && entries[k].path < e.path { k += 1 }
+            if k == entries.count || entries[k].path != e.path { deleted += 1 }
+        }
         let record = ReleaseRecord(id: staging.id, state: .published, created: currentTime(), actor: begin.actor,
                                    previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
@@ -400,7 +410,11 @@ private struct Build {
             var candidates = [Source]()
             let atPath = baseIndex[e.path].map { base.entries[$0] }
             if let b = atPath, b.kind == .file, b.digest == digest, let current { candidates.append(Source(release: current, entry: b)) }
-            if let s = byDigest[digest] { candidates.append(s) }
+            if let i = activeByDigest[digest], let current {
+                candidates.append(Source(release: current, entry: base.entries[i]))
+            } else if let s = olderByDigest[digest] {
+                candidates.append(s)
+            }
             for s in candidates {
                 switch try staging.reuse(e, from: try cursor(s.release), path: s.entry.path,
                                          sourceMode: s.entry.mode, sourceMtime: s.entry.mtime) {
@@ -465,7 +479,7 @@ private struct Build {
             if listed(e.path) { plan.changed.append(e.path.description) }
         }
         guard e.kind == .file, e.size > 0 else { return }
-        if byDigest[e.digest!] != nil || firstNeeded[e.digest!] != nil {
+        if activeByDigest[e.digest!] != nil || olderByDigest[e.digest!] != nil || firstNeeded[e.digest!] != nil {
             plan.reused += 1
         } else if let old, old.kind == .file, old.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold {
             plan.deltaFiles += 1

@@ -61,27 +61,18 @@ public enum ManifestLimits {
 
 extension Entry {
     public func encode(into w: inout ByteWriter) {
-        w.u8(kind.rawValue)
-        w.data(path.bytes)
-        w.varint(UInt64(mode))
-        w.svarint(mtime.seconds)
-        w.varint(UInt64(UInt32(bitPattern: mtime.nanoseconds)))
-        switch kind {
-        case .file:
-            w.varint(size)
-            w.raw(digest!.bytes)
-        case .symlink:
-            w.data(target)
-        case .directory:
-            break
-        }
+        encode(into: &w, name: path.bytes[...])
     }
 
     /// The entry as it stands in its directory: like ``encode(into:)`` but with the last
     /// path component only, so a subtree's digest does not depend on where it lies.
     func encodeNode(into w: inout ByteWriter) {
+        encode(into: &w, name: path.lastComponent)
+    }
+
+    private func encode(into w: inout ByteWriter, name: ArraySlice<UInt8>) {
         w.u8(kind.rawValue)
-        w.data(path.lastComponent)
+        w.data(name)
         w.varint(UInt64(mode))
         w.svarint(mtime.seconds)
         w.varint(UInt64(UInt32(bitPattern: mtime.nanoseconds)))

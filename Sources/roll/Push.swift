@@ -134,14 +134,17 @@ extension Roll {
             // Command-line patterns apply in the order given; later ones win, as in a .rollignore.
             for (pattern, include) in commandLinePatterns() { rules.addCommandLine(pattern: pattern, include: include) }
             let cacheFile = noHashCache ? nil : HashCache.file(forSource: source)
-            var tree = SourceTree(root: source, rules: rules, cache: cacheFile.map { HashCache(file: $0) } ?? HashCache())
-            let scanStart = currentTime()
             let scan: SourceTree.Scan
-            do { scan = try tree.scan() } catch {
+            do {
+                // The walker and its hash cache go out of scope before the transfer.
+                var tree = SourceTree(root: source, rules: rules, cache: cacheFile.map { HashCache(file: $0) } ?? HashCache())
+                let scanStart = currentTime()
+                scan = try tree.scan()
+                tree.cache.save(scanStart: scanStart)
+            } catch {
                 agent.finish()
                 throw error
             }
-            tree.cache.save(scanStart: scanStart)
             let scanned = monotonicSeconds()
             for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(d)") }
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }

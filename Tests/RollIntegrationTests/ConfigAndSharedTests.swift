@@ -5,12 +5,6 @@ import Glibc
 #endif
 
 @Suite struct ConfigAndSharedTests {
-    func json(_ r: RunResult, _ key: String) -> String? {
-        let parts = r.stdout.split(separator: "\"\(key)\":")
-        guard parts.count == 2 else { return nil }
-        return String(parts[1].prefix { $0 != "," && $0 != "}" })
-    }
-
     @Test func initWritesAConfigThatPushUses() throws {
         let t = TempDir()
         let src = t.sub("src"), root = t.sub("root")
@@ -97,7 +91,7 @@ import Glibc
         #expect(r.stdout.contains("- gone.txt"), "\(r)")
         #expect(!r.stdout.contains("keep.txt"), "\(r)")
         r = roll("push", "--dry-run", "--json", src, root)
-        #expect(json(r, "deleted") == "1", "\(r)")
+        #expect(jsonField(r, "deleted") == "1", "\(r)")
         #expect(readLinkText(root + "/current") == before)
         #expect(roll("releases", root, "--json").stdout.split(separator: "\"id\"").count == 2)
     }
@@ -113,13 +107,13 @@ import Glibc
         unlink(src + "/d20/f.txt")
         var r = run(rollBinary(), ["push", "--json", src, root], environment: env)
         #expect(r.status == 0, "\(r)")
-        #expect(json(r, "manifest_mode") == "\"difference\"", "\(r.stdout)")
+        #expect(jsonField(r, "manifest_mode") == "\"difference\"", "\(r.stdout)")
         #expect(try describeTree(root + "/current/") == describeTree(src))
         // Without the kept manifest the subtree walk gives the same release.
         writeFile(src + "/d8/f.txt", "changed too\n")
         r = run(rollBinary(), ["push", "--json", src, root], environment: ["XDG_CACHE_HOME": t.sub("empty-cache")])
         #expect(r.status == 0, "\(r)")
-        #expect(json(r, "manifest_mode") == "\"subtrees\"", "\(r.stdout)")
+        #expect(jsonField(r, "manifest_mode") == "\"subtrees\"", "\(r.stdout)")
         #expect(try describeTree(root + "/current/") == describeTree(src))
     }
 }

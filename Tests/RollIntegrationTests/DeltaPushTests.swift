@@ -6,11 +6,7 @@ import Glibc
 
 /// Pushes of changed large files travel as deltas; an unchanged subtree is not listed.
 @Suite struct DeltaPushTests {
-    func json(_ r: RunResult, _ key: String) -> Int? {
-        let parts = r.stdout.split(separator: "\"\(key)\":")
-        guard parts.count == 2 else { return nil }
-        return Int(parts[1].prefix { $0.isNumber })
-    }
+    func json(_ r: RunResult, _ key: String) -> Int? { jsonField(r, key).flatMap { Int($0) } }
 
     @Test(arguments: [0, 1, 2])
     func changedFilesTravelAsDeltas(seed: Int) throws {

@@ -177,3 +177,11 @@ public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, e
 public func roll(_ args: String..., environment: [String: String] = [:]) -> RunResult {
     run(rollBinary(), args, environment: environment)
 }
+
+/// The raw value of `"key":` in a one-line JSON object printed by roll (numbers, `true`,
+/// or a quoted string with its quotes).
+public func jsonField(_ r: RunResult, _ key: String) -> String? {
+    let parts = r.stdout.split(separator: "\"\(key)\":")
+    guard parts.count == 2 else { return nil }
+    return String(parts[1].prefix { $0 != "," && $0 != "}" })
+}
