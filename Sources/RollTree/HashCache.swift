@@ -22,10 +22,13 @@ public struct HashCache: Sendable {
         }
     }
 
-    private var known: [[UInt8]: (Key, ContentDigest)] = [:]
-    private var seen: [[UInt8]: (Key, ContentDigest)] = [:]
+    /// Keyed by a 64-bit digest of the path, not the path itself: half the memory for a
+    /// large tree, and a collision would also need the same inode, size and times to
+    /// return a wrong digest (the agent's SHA-256 check would still catch it).
+    private var known: [UInt64: (Key, ContentDigest)] = [:]
+    private var seen: [UInt64: (Key, ContentDigest)] = [:]
     public let file: String?
-    static let magic = Array("ROLLHC01".utf8)
+    static let magic = Array("ROLLHC02".utf8)
 
     /// An empty cache that is not saved anywhere.
     public init() { file = nil }
@@ -38,8 +41,9 @@ public struct HashCache: Sendable {
         do {
             guard Array(try r.raw(8, "magic")) == HashCache.magic else { return }
             let n = try r.count("count", limit: r.remaining / 40)
+            known.reserveCapacity(n)
             for _ in 0..<n {
-                let path = try r.data("path", limit: RelativePath.maxLength)
+                let path = try r.u64("path key")
                 var key = Key(stat())
                 key.device = try r.varint(); key.inode = try r.varint(); key.size = try r.varint()
                 key.mtime = Timestamp(seconds: try r.svarint(), nanoseconds: Int32(truncatingIfNeeded: try r.varint()))
@@ -53,12 +57,19 @@ public struct HashCache: Sendable {
 
     /// The cached digest of `path` if the file is still the one that was hashed.
     public func lookup(_ path: [UInt8], _ key: Key) -> ContentDigest? {
-        guard let (k, digest) = known[path], k == key else { return nil }
+        guard let (k, digest) = known[HashCache.pathKey(path)], k == key else { return nil }
         return digest
     }
 
     public mutating func remember(_ path: [UInt8], _ key: Key, _ digest: ContentDigest) {
-        seen[path] = (key, digest)
+        seen[HashCache.pathKey(path)] = (key, digest)
+    }
+
+    /// FNV-1a, 64 bits: cheap, and stable across runs (the cache file stores it).
+    static func pathKey(_ path: [UInt8]) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in path { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }   // wrapping is the hash
+        return h
     }
 
     /// Writes what this scan saw (and only that: deleted files drop out), skipping files
@@ -70,7 +81,7 @@ public struct HashCache: Sendable {
         let fresh = seen.filter { $0.value.0.mtime.seconds < scanStart - 2 && $0.value.0.ctime.seconds < scanStart - 2 }
         w.varint(UInt64(fresh.count))
         for (path, (k, digest)) in fresh {
-            w.data(path)
+            w.u64(path)
             w.varint(k.device); w.varint(k.inode); w.varint(k.size)
             w.svarint(k.mtime.seconds); w.varint(UInt64(UInt32(bitPattern: k.mtime.nanoseconds)))
             w.svarint(k.ctime.seconds); w.varint(UInt64(UInt32(bitPattern: k.ctime.nanoseconds)))

@@ -193,7 +193,8 @@ extension Roll {
             } else if json {
                 print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started, hashedFiles: scan.hashedFiles))
             } else if !quiet {
-                printSummary(result, target: target, seconds: elapsed, scanSeconds: scanned - started)
+                printSummary(result, target: target, seconds: elapsed, scanSeconds: scanned - started,
+                             transferSeconds: progress.connectedAt > 0 ? monotonicSeconds() - max(progress.connectedAt, scanned) : 0)
             }
         }
 
@@ -231,7 +232,7 @@ extension Roll {
                   + "(\(formatBytes(p.newBytes))) whole and \(p.deltaFiles) (\(formatBytes(p.deltaBytes))) as deltas, reuse \(p.reused)")
         }
 
-        private func printSummary(_ r: PushReport, target: Target, seconds: Double, scanSeconds: Double) {
+        private func printSummary(_ r: PushReport, target: Target, seconds: Double, scanSeconds: Double, transferSeconds: Double) {
             if r.upToDate {
                 print("roll: \(target.display) is up to date: release \(r.release) holds this tree (\(r.files) files, \(formatBytes(r.treeBytes)))")
                 return
@@ -250,7 +251,8 @@ extension Roll {
             let wire = r.wireOut + r.wireIn
             let speedup = wire > 0 ? Double(r.treeBytes) / Double(wire) : 0
             print("  wire: \(formatBytes(r.wireOut)) out, \(formatBytes(r.wireIn)) in (speed-up \(formatDecimal(speedup, places: 1))); "
-                  + "scan \(formatSeconds(scanSeconds)), total \(formatSeconds(seconds))")
+                  + "scan \(formatSeconds(scanSeconds)), transfer and publish \(formatSeconds(transferSeconds)), "
+                  + "total \(formatSeconds(seconds))")
             if !r.pruned.isEmpty { print("  removed old release(s): \(r.pruned.joined(separator: ", "))") }
         }
 
@@ -283,6 +285,8 @@ final class Progress {
     private var lastDraw = 0.0
     private var started = 0.0
     private var shown = false
+    /// When the agent answered (for the summary's phase times).
+    private(set) var connectedAt = 0.0
 
     init(mode: Mode) { self.mode = mode }
 
@@ -313,6 +317,7 @@ final class Progress {
                 + "\(formatBytes(UInt64(rate)))/s, eta \(formatSeconds(eta))"
             if mode == .terminal { draw(line) } else { printError("roll: " + line) }
         case .connected:
+            connectedAt = monotonicSeconds()
             status("comparing with the target")
         }
     }

@@ -140,7 +140,8 @@ public func rollBinary() -> String {
 
 /// Runs a program to completion with stdin from `/dev/null` (or `input`), capturing
 /// stdout and stderr through files so neither pipe can fill and stall it.
-public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, environment: [String: String] = [:]) -> RunResult {
+public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, environment: [String: String] = [:],
+                timeout: Double = 120) -> RunResult {
     let scratch = TempDir("roll-run")
     let outPath = scratch.sub("out"), errPath = scratch.sub("err"), inPath = scratch.sub("in")
     writeFile(inPath, input ?? [])
@@ -167,10 +168,23 @@ public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, e
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
     precondition(rc == 0, "cannot run \(executable): \(rc)")
+    // A hung child must fail its test, not stall the suite: kill it after `timeout`.
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    var waited = 0.0
+    var timedOut = false
+    while true {
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid || (r < 0 && errno != EINTR) { break }
+        if waited > timeout && !timedOut {
+            kill(pid, SIGKILL)
+            timedOut = true
+        }
+        usleep(5_000)
+        waited += 0.005
+    }
     let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-    return RunResult(status: code, stdout: readText(outPath) ?? "", stderr: readText(errPath) ?? "")
+    let err = (readText(errPath) ?? "") + (timedOut ? "\n[killed after \(Int(timeout)) s]\n" : "")
+    return RunResult(status: code, stdout: readText(outPath) ?? "", stderr: err)
 }
 
 /// Runs the `roll` binary.
