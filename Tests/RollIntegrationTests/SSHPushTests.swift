@@ -28,7 +28,7 @@ import Glibc
         writeFile(src + "/big.bin", big)
         writeFile(src + "/index.html", "v1\n")
         symlink("index.html", at: src + "/home.html")
-        let ssh = ["--ssh-command", server.sshCommand, "--agent-path", rollBinary()]
+        let ssh = ["--ssh-command", server.sshCommand, "--agent-path", server.agentPath]
 
         var r = run(rollBinary(), ["push", src, server.target(root)] + ssh)
         #expect(r.status == 0, "\(r)\n\(server.log)")

@@ -75,6 +75,9 @@ public final class SSHServer {
     public let dir: TempDir
     public let clientKey: String
     public let knownHosts: String
+    /// A copy of the roll binary that the test user can run wherever the checkout lives
+    /// (a clone under a private home directory is not reachable for another user).
+    public let agentPath: String
     public private(set) var pid: pid_t = 0
 
     public static func isAvailable(_ kind: Kind) -> Bool {
@@ -88,6 +91,8 @@ public final class SSHServer {
         chmod(dir.path, 0o755)
         clientKey = dir.sub("client_ed25519")
         knownHosts = dir.sub("known_hosts")
+        agentPath = dir.sub("roll")
+        writeFile(agentPath, readFile(rollBinary()) ?? [], mode: 0o755)
         _ = run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", clientKey])
         let pub = readText(clientKey + ".pub") ?? ""
         // The user's own authorized_keys: Dropbear reads only that one.
