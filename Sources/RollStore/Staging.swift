@@ -242,6 +242,8 @@ extension Store {
     public func cachedSignature(_ digest: ContentDigest) -> [UInt8]? {
         guard let dir = try? signatureDirectory(),
               let file = try? Descriptor.open(at: dir.fd, Array(digest.hex.utf8), flags: O_RDONLY) else { return nil }
+        // Mark it used, for pruning.
+        _ = futimens(file.fd, nil)
         return try? file.readAll(limit: 64 << 20)
     }
 
@@ -257,13 +259,15 @@ extension Store {
         return try Descriptor.openDirectory(at: meta.fd, name, display: "\(path)/.roll/signatures")
     }
 
-    /// Drops cached signatures of content no kept release holds any more.
-    func pruneSignatures(keeping digests: Set<ContentDigest>) {
-        guard let dir = try? signatureDirectory(), let names = try? dir.entries() else { return }
-        let keep = Set(digests.map(\.hex))
-        for e in names where !keep.contains(String(decoding: e.name, as: UTF8.self)) {
-            try? dir.unlink(e.name)
-        }
+    /// Keeps the signature cache to its newest entries (by use): the cache is an
+    /// optimisation, and bounding it by count needs no manifest to be read.
+    func pruneSignatures(keep: Int = 256) {
+        guard let dir = try? signatureDirectory(), let names = try? dir.entries(), names.count > keep else { return }
+        let dated = names.compactMap { e -> ([UInt8], Int)? in
+            guard let st = try? dir.statEntry(e.name) else { return nil }
+            return (e.name, Int(st.st_mtim.tv_sec))
+        }.sorted { $0.1 > $1.1 }
+        for (name, _) in dated.dropFirst(keep) { try? dir.unlink(name) }
     }
 }
 

@@ -291,11 +291,7 @@ public final class Store {
             try remove(id)
             removed.append(id)
         }
-        var digests = Set<ContentDigest>()
-        for id in keepSet {
-            for e in (try? manifest(of: id))?.entries ?? [] where e.kind == .file { digests.insert(e.digest!) }
-        }
-        pruneSignatures(keeping: digests)
+        pruneSignatures()
         return removed
     }
 
