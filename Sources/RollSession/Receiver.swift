@@ -92,12 +92,14 @@ public final class Receiver {
         var directories = [DirectoryDigest]()
         var currentRoot: ContentDigest?
         if let currentManifest {
-            let digests = currentManifest.subtreeDigests()
-            currentRoot = digests.root
+            let root = currentManifest.rootDigest
+            currentRoot = root
             // The table only helps a client whose tree differs and that does not keep this
             // release's manifest itself.
-            if digests.root != hello.treeRoot && !hello.knownRoots.contains(digests.root) {
-                directories = digests.directories.map { DirectoryDigest(pathKey: Manifest.pathKey($0.key), digest: $0.value) }
+            if root != hello.treeRoot && !hello.knownRoots.contains(root) {
+                directories = currentManifest.subtreeDigests().directories.map {
+                    DirectoryDigest(pathKey: Manifest.pathKey($0.key), digest: $0.value)
+                }
             }
         }
         try peer.send(Welcome(agent: agentName, root: storePath, current: current?.description ?? "",
@@ -159,8 +161,6 @@ private struct Build {
         var release: ReleaseID
         var entry: Entry
     }
-
-
 
     enum Expect { case whole, delta(Entry) }
 
