@@ -188,6 +188,8 @@ private struct Build {
     var plan = Plan(newFiles: 0, newBytes: 0, deltaFiles: 0, deltaBytes: 0, reused: 0, added: [], changed: [], deleted: [],
                     addedCount: 0, changedCount: 0, deletedCount: 0, sharedToCreate: [])
     var sharedToCreate = [String]()
+    /// The new tree's root, once the manifest's end has confirmed it.
+    var root: ContentDigest?
     /// Bytes of paths in the plan's lists, capped so the plan stays one frame.
     var planListBytes = 0
 
@@ -229,6 +231,7 @@ private struct Build {
                 guard Manifest(entries: entries).rootDigest == end.rootDigest else {
                     throw WireError(.verification, "the new tree does not match the client's (root digest differs)")
                 }
+                root = end.rootDigest
                 if staging == nil {
                     try sendPlan()
                     return
@@ -323,7 +326,7 @@ private struct Build {
         let record = ReleaseRecord(id: staging.id, state: .published, created: currentTime(), actor: begin.actor,
                                    previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
-                                   rootDigest: manifest.rootDigest.hex)
+                                   rootDigest: root?.hex ?? "")
         try store.publish(staging, manifest: manifest, record: record, sync: begin.sync)
         var pruned = [ReleaseID]()
         do { pruned = try store.prune(keep: Int(max(begin.keep, 1))) } catch {
@@ -377,12 +380,8 @@ private struct Build {
             repeat {
                 try add(base.entries[i])
                 i += 1
-            } while i < base.entries.count && isBelow(base.entries[i].path, path)
+            } while i < base.entries.count && base.entries[i].path.isInside(path)
         }
-    }
-
-    private func isBelow(_ p: RelativePath, _ dir: RelativePath) -> Bool {
-        p.bytes.count > dir.bytes.count && p.bytes.starts(with: dir.bytes) && p.bytes[dir.bytes.count] == UInt8(ascii: "/")
     }
 
     private mutating func add(_ e: Entry) throws {

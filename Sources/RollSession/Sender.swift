@@ -93,6 +93,7 @@ public final class Sender {
     private var report = PushReport()
     private var handled = [Bool]()
     private var resent = Set<Int>()
+    private var root = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
     private var plannedFiles = 0
     private var plannedBytes: UInt64 = 0
     private lazy var cursor = DirectoryCursor(base: sourceRoot)
@@ -116,6 +117,7 @@ public final class Sender {
         report.treeBytes = manifest.totalBytes
         handled = [Bool](repeating: false, count: manifest.entries.count)
         let digests = manifest.subtreeDigests()
+        root = digests.root
 
         peer.onLog = { [events] in events(.log($0)) }
         try peer.send(Hello(client: options.client, treeRoot: digests.root, knownRoots: options.manifestCache?.roots() ?? []))
@@ -130,7 +132,7 @@ public final class Sender {
             try peer.flush()
             report.upToDate = true
             report.release = welcome.current
-            if !options.dryRun { options.manifestCache?.store(manifest) }
+            if !options.dryRun { options.manifestCache?.store(manifest, root: root) }
             return finished()
         }
 
@@ -140,7 +142,7 @@ public final class Sender {
         do {
             try push(welcome: welcome, directories: digests.directories, inbox: inbox)
             reader.join()
-            if !options.dryRun { options.manifestCache?.store(manifest) }
+            if !options.dryRun { options.manifestCache?.store(manifest, root: root) }
             return finished()
         } catch {
             // Ending our half makes the agent finish, which ends the reader's stream.
@@ -186,10 +188,7 @@ public final class Sender {
                let other = theirs[Manifest.pathKey(e.path.bytes)], other == (mine.w0, mine.w1) {
                 items.append(.sameSubtree(e.path))
                 i += 1
-                while i < entries.count && entries[i].path.bytes.count > e.path.bytes.count
-                    && entries[i].path.bytes.starts(with: e.path.bytes) && entries[i].path.bytes[e.path.bytes.count] == 0x2F {
-                    i += 1
-                }
+                while i < entries.count && entries[i].path.isInside(e.path) { i += 1 }
             } else {
                 items.append(.entry(e))
                 i += 1
@@ -218,7 +217,7 @@ public final class Sender {
             }
         }
         if !chunk.isEmpty { try sendChunk(&chunk, &chunkBytes) }
-        try peer.send(ManifestEnd(rootDigest: manifest.rootDigest))
+        try peer.send(ManifestEnd(rootDigest: root))
         try peer.flush()
 
         var needEnd = false

@@ -303,24 +303,6 @@ public final class Store {
             try? state.unlink(name)
         }
     }
-
-    /// Disk blocks used by the store (bytes), counting each hard-linked inode once.
-    public func diskUsage() throws -> UInt64 {
-        var seen = Set<UInt64>()
-        func walk(_ dir: Descriptor) throws -> UInt64 {
-            var total: UInt64 = 0
-            for e in try dir.entries() {
-                let st = try dir.statEntry(e.name)
-                if (st.st_mode & S_IFMT) == S_IFDIR {
-                    total += try walk(Descriptor.openDirectory(at: dir.fd, e.name))
-                } else if seen.insert(UInt64(st.st_ino)).inserted {
-                    total += UInt64(st.st_blocks) * 512
-                }
-            }
-            return total
-        }
-        return try doing("measuring \(path)") { try walk(releases) }
-    }
 }
 
 extension String {

@@ -77,6 +77,16 @@ public struct RelativePath: Hashable, Comparable, Sendable, CustomStringConverti
         return bytes[(slash + 1)...]
     }
 
+    /// Whether this path lies below `directory` (not equal to it).
+    public func isInside(_ directory: RelativePath) -> Bool {
+        isInside(directory.bytes[...])
+    }
+
+    public func isInside(_ directory: ArraySlice<UInt8>) -> Bool {
+        bytes.count > directory.count && bytes.starts(with: directory)
+            && bytes[directory.count] == UInt8(ascii: "/")
+    }
+
     public var depth: Int { bytes.reduce(1) { $1 == UInt8(ascii: "/") ? $0 + 1 : $0 } }
 
     /// Tree order: component by component, each compared as bytes (whatever the

@@ -25,7 +25,6 @@ public struct SystemError: Error, Sendable, CustomStringConvertible {
     }
 
     public var isNoSpace: Bool { errno == ENOSPC || errno == EDQUOT }
-    public var isNotFound: Bool { errno == ENOENT }
 }
 
 /// The funnel every system call goes through: retries `EINTR` and turns `-1` into a
@@ -42,6 +41,3 @@ public func sys<T: BinaryInteger>(
         throw SystemError(call: call, path: path(), errno: code)
     }
 }
-
-/// Current `errno`, for callers that handle a specific failure themselves.
-@inlinable public var lastErrno: Int32 { errno }

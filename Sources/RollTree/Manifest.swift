@@ -229,11 +229,7 @@ extension Manifest {
     public func linkingShared(_ paths: [RelativePath]) throws -> Manifest {
         guard !paths.isEmpty else { return self }
         let shared = Set(paths)
-        var kept = entries.filter { e in
-            !shared.contains(e.path) && !paths.contains { p in
-                e.path.bytes.count > p.bytes.count && e.path.bytes.starts(with: p.bytes) && e.path.bytes[p.bytes.count] == 0x2F
-            }
-        }
+        var kept = entries.filter { e in !shared.contains(e.path) && !paths.contains { e.path.isInside($0) } }
         let directories = Set(kept.filter { $0.kind == .directory }.map(\.path.bytes))
         for p in paths {
             let parent = Array(p.parentBytes)

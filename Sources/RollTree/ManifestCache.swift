@@ -41,8 +41,9 @@ public struct ManifestCache: Sendable {
         return m
     }
 
-    public func store(_ manifest: Manifest) {
-        let name = manifest.rootDigest.hex
+    /// Keeps `manifest`, whose root digest the caller already has.
+    public func store(_ manifest: Manifest, root: ContentDigest) {
+        let name = root.hex
         let path = directory + "/" + name
         if access(path, F_OK) == 0 {
             // Mark it as recently used.

@@ -186,10 +186,3 @@ extension String {
         return out
     }
 }
-
-extension Target {
-    /// How a target given on the command line is shown in messages.
-    static func displayName(_ text: String) -> String {
-        (try? Target(parsing: text).display) ?? text
-    }
-}

@@ -1,3 +1,4 @@
+@testable import roll
 import RollStore
 import RollSystem
 import RollTestSupport
@@ -11,33 +12,15 @@ import Glibc
 /// Talks to a real `roll agent --stdio ROOT` process frame by frame, the way a broken or
 /// hostile client could.
 final class AgentDriver {
-    let pid: pid_t
-    let stream: DescriptorStream
+    let process: AgentProcess
     let reader: FrameReader
     let writer: FrameWriter
+    var stream: DescriptorStream { process.stream }
 
     init(root: String) throws {
-        var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
-        _ = roll_pipe_cloexec(&toChild)
-        _ = roll_pipe_cloexec(&fromChild)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        let args: [String] = [rollBinary(), "agent", "--stdio", root]
-        let argv = args.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        guard posix_spawn(&child, rollBinary(), &actions, nil, argv, environ) == 0 else {
-            throw SystemError(call: "posix_spawn", errno: errno)
-        }
-        close(toChild[0]); close(fromChild[1])
-        pid = child
-        stream = DescriptorStream(input: Descriptor(fromChild[0], name: "agent out"), output: Descriptor(toChild[1], name: "agent in"))
-        reader = FrameReader(stream)
-        writer = FrameWriter(stream)
+        process = try AgentProcess(arguments: [rollBinary(), "agent", "--stdio", root], description: "the agent under test")
+        reader = FrameReader(process.stream)
+        writer = FrameWriter(process.stream)
         signal(SIGPIPE, SIG_IGN)
     }
 
@@ -57,15 +40,10 @@ final class AgentDriver {
         frames.last.flatMap { $0.type == MessageType.error.rawValue ? try? ErrorMessage(payload: $0.payload).error.message : nil }
     }
 
-    func kill9() { kill(pid, SIGKILL) }
+    func kill9() { kill(process.pid, SIGKILL) }
 
     @discardableResult
-    func wait() -> Int32 {
-        stream.closeWrite()
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return status
-    }
+    func wait() -> AgentProcess.Ending { process.finish() }
 
     /// hello → welcome → begin; returns the welcome.
     @discardableResult
@@ -229,7 +207,7 @@ func rawManifestChunk(kind: EntryKind, path: [UInt8], content: [UInt8] = []) -> 
         var rng = SeededRandom(seed: 99)
         _ = try rng.bytes(4096).withUnsafeBytes { try agent.stream.write($0) }
         _ = agent.drain()
-        #expect(agent.wait() != 0)
+        #expect(agent.wait() != .exited(0))
         Self.assertUntouched(root, current: current)
     }
 
