@@ -7,6 +7,7 @@ import PackageDescription
 //   RollTree   (walking a source tree, content hashes, manifests)
 //   RollWire   (framed messages, handshake, limits, compression)
 //   RollStore  (releases, staging, publish/switch, rollback, retention, lock)
+//   RollSSH    (libssh2: session, host keys, auth, exec channels, SFTP)
 //   RollSession (the two sides of a push over any byte stream)
 //   roll       (command line; the only place that wires transports)
 let package = Package(
@@ -22,6 +23,7 @@ let package = Package(
     targets: [
         .target(name: "CRollSystem"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
         .target(name: "RollDelta"),
         .target(
@@ -30,11 +32,12 @@ let package = Package(
         ),
         .target(name: "RollWire", dependencies: ["CZlib", "RollSystem", "RollTree"]),
         .target(name: "RollStore", dependencies: ["RollSystem", "RollTree"]),
+        .target(name: "RollSSH", dependencies: ["CLibSSH2", "RollSystem", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "RollSession", dependencies: ["RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
         .executableTarget(
             name: "roll",
             dependencies: [
-                "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession",
+                "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession", "RollSSH",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -43,6 +46,7 @@ let package = Package(
         .testTarget(name: "RollTreeTests", dependencies: ["RollTree", "RollTestSupport"]),
         .testTarget(name: "RollWireTests", dependencies: ["RollWire", "RollTestSupport"]),
         .testTarget(name: "RollStoreTests", dependencies: ["RollStore", "RollTestSupport"]),
+        .testTarget(name: "RollSSHTests", dependencies: ["RollSSH", "RollTestSupport"]),
         .testTarget(
             name: "RollIntegrationTests",
             dependencies: ["roll", "RollSystem", "RollTree", "RollWire", "RollStore", "RollTestSupport"]

@@ -4,6 +4,7 @@
 set -euo pipefail
 PACKAGES=(
     zlib1g-dev      # compressed file data on the wire
+    libssh2-1-dev   # roll's own SSH client (pulls in libssl-dev)
     python3         # the demo app
     openssh-client  # the system-ssh transport
     openssh-server  # tests: a real sshd on loopback

@@ -8,9 +8,11 @@ public final class Deflater {
     /// Not zero-filled: pages are touched only as output is written.
     private let output: UnsafeMutableRawBufferPointer
 
-    public init(level: Int32) {
+    /// `gzip` wraps the stream in gzip's header and trailer (for `gzip -d` at the other
+    /// end; end it with ``finish()``); otherwise it is raw zlib for an ``Inflater``.
+    public init(level: Int32, gzip: Bool = false) {
         output = .allocate(byteCount: FrameLimits.dataChunk + FrameLimits.dataChunk / 8 + 1024, alignment: 16)
-        let rc = roll_deflate_init(&stream, level)
+        let rc = roll_deflate_init(&stream, level, gzip ? 1 : 0)
         precondition(rc == Z_OK, "deflateInit failed: \(rc)")
     }
 
@@ -31,6 +33,17 @@ public final class Deflater {
         stream.avail_out = uInt(output.count)
         let rc = deflate(&stream, Z_SYNC_FLUSH)
         precondition(rc == Z_OK && stream.avail_in == 0 && stream.avail_out > 0, "deflate failed: \(rc)")
+        return UnsafeRawBufferPointer(rebasing: output[..<(output.count - Int(stream.avail_out))])
+    }
+
+    /// Ends the stream: the last bytes to send (for gzip, its trailer).
+    public func finish() -> UnsafeRawBufferPointer {
+        stream.next_in = nil
+        stream.avail_in = 0
+        stream.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+        stream.avail_out = uInt(output.count)
+        let rc = deflate(&stream, Z_FINISH)
+        precondition(rc == Z_STREAM_END, "deflate failed: \(rc)")
         return UnsafeRawBufferPointer(rebasing: output[..<(output.count - Int(stream.avail_out))])
     }
 }

@@ -20,14 +20,31 @@ extension Roll {
         @Flag(name: .long, help: "Serve one push on standard input and output.")
         var stdio = false
 
+        @Flag(help: "Print the protocol versions this agent speaks, and exit.")
+        var protocols = false
+
+        @Flag(help: "Print the SHA-256 of this binary, and exit (checks a copy installed over SSH).")
+        var selfDigest = false
+
         @Argument(help: "The deploy root (created if missing).")
-        var root: String
+        var root: String?
 
         func validate() throws {
+            if protocols || selfDigest { return }
             guard stdio else { throw ValidationError("the agent only serves over --stdio for now") }
+            guard root != nil else { throw ValidationError("name the deploy root: roll agent --stdio ROOT") }
         }
 
         func run() throws {
+            if protocols {
+                print(RollWire.Protocol.version)
+                return
+            }
+            if selfDigest {
+                print(Bootstrap.selfDigest.hex)
+                return
+            }
+            guard let root else { return }
             // A client that goes away must surface as EPIPE from write, not kill us mid-cleanup.
             signal(SIGPIPE, SIG_IGN)
             // Ctrl-C at the pushing terminal reaches the whole process group. The client

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RollSSH
 import RollStore
 import RollSystem
 import RollWire
@@ -13,6 +14,8 @@ enum Exit {
     static let unavailable: Int32 = 69
     static let ioError: Int32 = 74
     static let tempFail: Int32 = 75
+    static let noPermission: Int32 = 77
+    static let config: Int32 = 78
 }
 
 /// An error already phrased for the user, with its exit code.
@@ -58,6 +61,14 @@ func report(_ error: Error) -> ExitCode {
         let parts = e.message.split(separator: "\n", maxSplits: 1).map(String.init)
         let h = parts.count > 1 ? parts[1].trimmingCharacters(in: " ").replacingPrefix("hint: ") : nil
         (message, hint, code) = (parts.first ?? e.message, h, c)
+    case let e as SSHError:
+        let c: Int32
+        switch e.code {
+        case .hostKey, .authentication: c = Exit.noPermission
+        case .config: c = Exit.config
+        default: c = Exit.unavailable
+        }
+        (message, hint, code) = (e.message, e.hint, c)
     case let e as SystemError:
         (message, hint, code) = (e.description, nil, e.isNoSpace ? Exit.ioError : Exit.failed)
     default:

@@ -44,8 +44,14 @@ extension Roll {
         @Option(help: ArgumentHelp("The ssh client and its options for remote targets, like rsync -e (default: ssh).", valueName: "command"))
         var sshCommand: String?
 
-        @Option(help: ArgumentHelp("Path of roll on the server (default: roll, found on the server's PATH).", valueName: "path"))
+        @Option(help: ArgumentHelp("Path of roll on the server (default: roll on the server's PATH, else the copy roll installs in ~/.roll/bin).", valueName: "path"))
         var agentPath: String?
+
+        @Option(name: [.customShort("i"), .customLong("identity")], help: ArgumentHelp("A private key file to log in with, tried before ~/.ssh/config's and the defaults (repeatable).", valueName: "file"))
+        var identities: [String] = []
+
+        @Flag(help: "Record the host key of a server that is not yet in ~/.ssh/known_hosts (a changed key is always refused).")
+        var acceptNew = false
 
         @Option(help: "Good releases to keep; older ones are removed, never the active one or the rollback target (default: 5).")
         var keep: Int?
@@ -117,15 +123,10 @@ extension Roll {
             let sharedPaths = Array(Set(shared + config.shared + sharedCreate)).sorted()
 
             // The agent (and an ssh connection) starts while the tree is scanned.
-            let sshCommand = self.sshCommand ?? config.sshCommand ?? "ssh"
-            let agent: AgentProcess
-            do {
-                agent = try AgentProcess.start(target, sshCommand: sshCommand, agentPath: agentPath ?? config.agentPath ?? "roll")
-            } catch let e as UserError {
-                throw e
-            } catch {
-                throw UserError("could not start the agent: \(error)", code: Exit.unavailable)
-            }
+            let connector = try Connector(target: target, sshCommand: self.sshCommand ?? config.sshCommand,
+                                          agentPath: agentPath ?? config.agentPath ?? "roll",
+                                          identities: identities, acceptNew: acceptNew)
+            var agent = try connector.connect()
             let progress = Progress(mode: quiet || json ? .off : isTerminal(2) ? .terminal : .lines)
             progress.status("scanning \(source)")
             var rules = IgnoreRules()
@@ -142,7 +143,7 @@ extension Roll {
                 scan = try tree.scan()
                 tree.cache.save(scanStart: scanStart)
             } catch {
-                agent.finish()
+                _ = agent.finish()
                 throw error
             }
             let scanned = monotonicSeconds()
@@ -150,11 +151,10 @@ extension Roll {
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
             let manifest: Manifest
             do { manifest = try scan.manifest.linkingShared(sharedPaths.compactMap { SharedPath($0)?.path }) } catch {
-                agent.finish()
+                _ = agent.finish()
                 throw UserError("\(error)", hint: "create the folder in the tree (an empty one is enough)", code: Exit.dataError)
             }
 
-            let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
             let me = whoAmI()
             var options = PushOptions(keep: keep, force: force, actor: me, client: "\(me) roll \(rollVersion)")
             options.shared = sharedPaths
@@ -164,25 +164,27 @@ extension Roll {
             options.manifestCache = ManifestCache.standard()
             // Compression pays on a network; a local pipe is faster than any compressor.
             if case .local = target { options.compress = false } else { options.compress = !noCompress }
-            let sender = Sender(stream: agent.stream, sourceRoot: Descriptor(sourceFD, name: source), manifest: manifest,
-                                options: options, events: { progress.event($0, quiet: quiet) })
-            let result: PushReport
-            do {
-                result = try sender.run()
-            } catch {
-                progress.clear()
-                let ending = agent.finish()
-                if (error as? WireError)?.code == .connectionClosed {
-                    if case .signaled(let signal) = ending {
-                        throw UserError("the agent died (signal \(signal)); nothing was published", code: Exit.unavailable)
+            var result: PushReport
+            var installed = false
+            while true {
+                let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+                let sender = Sender(stream: agent.stream, sourceRoot: Descriptor(sourceFD, name: source), manifest: manifest,
+                                    options: options, events: { progress.event($0, quiet: quiet) })
+                do {
+                    result = try sender.run()
+                    break
+                } catch {
+                    progress.clear()
+                    let ending = agent.finish()
+                    if ending == .exited(SSHAgentConnection.missingAgent) && !installed && connector.canInstall {
+                        // No roll on the server speaks our protocol: install this one, then go again.
+                        try connector.install(quiet: quiet || json)
+                        installed = true
+                        agent = try connector.connect()
+                        continue
                     }
-                    if case .ssh = target, case .exited(let status) = ending {
-                        throw UserError("the connection to \(target.display) ended before the push finished (\(agent.description) exited with status \(status))",
-                                        hint: "check that `\(target.sshCheckCommand(sshCommand))` works and that roll is installed there (--agent-path)",
-                                        code: Exit.unavailable)
-                    }
+                    throw connector.explain(error, ending: ending)
                 }
-                throw error
             }
             progress.clear()
             let ending = agent.finish()

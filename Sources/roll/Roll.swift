@@ -32,6 +32,8 @@ struct Roll: ParsableCommand {
           69  the agent could not be started or the connection was lost
           74  I/O error, including a full disk on the target
           75  the root is locked by another deploy; try again when it ends
+          77  the server's host key is unknown or changed, or it refused every login
+          78  a configuration file (roll.toml, ~/.ssh/config) is wrong
         """,
         version: rollVersion,
         subcommands: [Push.self, Releases.self, Back.self, Init.self, Agent.self, Signature.self, Delta.self, Patch.self]

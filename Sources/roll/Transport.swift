@@ -1,3 +1,4 @@
+import RollSSH
 import RollSystem
 import RollWire
 #if canImport(Glibc)
@@ -69,10 +70,28 @@ enum Target: Equatable {
     }
 }
 
+/// How the agent's side of a push ended.
+enum AgentEnding: Equatable {
+    case exited(Int32)
+    /// Killed by a signal (a number for a local process, a name from an SSH server).
+    case signaled(String)
+    /// The connection broke before the agent's end was known.
+    case lost(String)
+}
+
+/// A running agent: the stream that carries the protocol, and a way to wait for its end.
+protocol AgentConnection: AnyObject {
+    var stream: DescriptorStream { get }
+    /// Names the transport in errors ("the local agent", "ssh to host").
+    var description: String { get }
+    /// Ends our side of the stream and waits for the agent to end.
+    func finish() -> AgentEnding
+}
+
 /// The agent as a child process talking over two pipes: `roll agent --stdio ROOT` for a
 /// local root, or the system ssh client running it on a server. Either way the same
 /// protocol and the same agent code.
-final class AgentProcess {
+final class AgentProcess: AgentConnection {
     let pid: pid_t
     let stream: DescriptorStream
     let description: String
@@ -106,11 +125,16 @@ final class AgentProcess {
                                   output: Descriptor(toChild[1], name: "agent input"))
     }
 
-    /// Starts the agent for `target`.
-    static func start(_ target: Target, sshCommand: String, agentPath: String) throws -> AgentProcess {
+    /// Starts the agent for a local root.
+    static func local(root: String) throws -> AgentProcess {
+        try AgentProcess(arguments: [executablePath(), "agent", "--stdio", root], description: "the local agent")
+    }
+
+    /// Starts the agent on a server through the system's ssh client (`--ssh-command`).
+    static func viaSSHCommand(_ target: Target, sshCommand: String, agentPath: String) throws -> AgentProcess {
         switch target {
         case .local(let root):
-            return try AgentProcess(arguments: [executablePath(), "agent", "--stdio", root], description: "the local agent")
+            return try local(root: root)
         case .ssh(let user, let host, let port, let root):
             var args = try splitCommand(sshCommand)
             guard !args.isEmpty else { throw UserError("--ssh-command is empty", code: 64) }
@@ -130,19 +154,16 @@ final class AgentProcess {
         return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
     }
 
-    enum Ending: Equatable {
-        case exited(Int32)
-        case signaled(Int32)
-    }
+    typealias Ending = AgentEnding
 
     /// Closes our end and waits for the agent to end.
     @discardableResult
-    func finish() -> Ending {
+    func finish() -> AgentEnding {
         stream.closeWrite()
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         if status & 0x7F == 0 { return .exited((status >> 8) & 0xFF) }
-        return .signaled(status & 0x7F)
+        return .signaled(String(status & 0x7F))
     }
 }
 
@@ -184,5 +205,81 @@ extension String {
         var out = ""
         for c in self { if c == target { out += replacement } else { out.append(c) } }
         return out
+    }
+}
+
+/// Opens the agent for a target by the right transport: a child process for a local root,
+/// the system ssh client when `--ssh-command` names one, else roll's own SSH client, which
+/// keeps its session for a second attempt after installing roll on the server.
+final class Connector {
+    let target: Target
+    let sshCommand: String?
+    let agentPath: String
+    private let endpoint: SSHEndpoint?
+    private var session: SSHSession?
+
+    init(target: Target, sshCommand: String?, agentPath: String, identities: [String], acceptNew: Bool) throws {
+        self.target = target
+        self.sshCommand = sshCommand
+        self.agentPath = agentPath
+        if case .ssh(let user, let host, let port, let root) = target, sshCommand == nil {
+            endpoint = try SSHEndpoint(user: user, host: host, port: port, root: root, identities: identities, acceptNew: acceptNew)
+        } else {
+            endpoint = nil
+        }
+    }
+
+    /// Whether a missing agent can be installed (only through roll's own SSH client).
+    var canInstall: Bool { endpoint != nil }
+
+    func connect() throws -> AgentConnection {
+        if case .local(let root) = target { return try AgentProcess.local(root: root) }
+        if let sshCommand {
+            do {
+                return try AgentProcess.viaSSHCommand(target, sshCommand: sshCommand, agentPath: agentPath)
+            } catch let e as UserError {
+                throw e
+            } catch {
+                throw UserError("could not start \(sshCommand): \(error)", code: Exit.unavailable)
+            }
+        }
+        guard let endpoint else { preconditionFailure("an ssh target without an endpoint") }
+        let s = try session ?? endpoint.open()
+        session = s
+        return try SSHAgentConnection(session: s, endpoint: endpoint, agentPath: agentPath)
+    }
+
+    func install(quiet: Bool) throws {
+        guard let endpoint, let session else { return }
+        try Bootstrap.install(on: session, endpoint: endpoint, quiet: quiet)
+    }
+
+    /// Turns a push that broke off into what happened to the agent or the connection.
+    func explain(_ error: Error, ending: AgentEnding) -> Error {
+        let place = endpoint?.display ?? target.display
+        if case .lost(let why) = ending {
+            return UserError("the connection to \(place) was lost: \(why); nothing was published",
+                             hint: "run the push again: it reuses what already arrived", code: Exit.unavailable)
+        }
+        let broken = (error as? WireError)?.code == .connectionClosed || (error as? SystemError)?.errno == EPIPE
+        guard broken else { return error }
+        switch ending {
+        case .signaled(let signal):
+            return UserError("the agent died (signal \(signal)); nothing was published", code: Exit.unavailable)
+        case .exited(SSHAgentConnection.missingAgent) where endpoint == nil:
+            return UserError("\(place) has no roll that speaks protocol \(RollWire.Protocol.version)",
+                             hint: "install roll there and name it with --agent-path, or leave out --ssh-command so roll installs itself",
+                             code: Exit.unavailable)
+        case .exited(let status):
+            if let sshCommand {
+                return UserError("the connection to \(place) ended before the push finished (\(sshCommand.split(separator: " ").first ?? "ssh") exited with status \(status))",
+                                 hint: "check that `\(target.sshCheckCommand(sshCommand))` works and that roll is installed there (--agent-path)",
+                                 code: Exit.unavailable)
+            }
+            return UserError("the agent on \(place) ended before the push finished (exit status \(status)); nothing was published",
+                             code: Exit.unavailable)
+        case .lost:
+            return error
+        }
     }
 }

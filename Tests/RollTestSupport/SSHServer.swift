@@ -51,13 +51,24 @@ public func spawnBackground(_ args: [String], logTo log: String) -> pid_t? {
 public enum TestUser {
     public static let name = "rolltest"
 
-    public static func ensure() -> (uid: uid_t, gid: gid_t, home: String)? {
+    /// The account's password, random for each test process (for password logins).
+    public static let password: String = {
+        var rng = SeededRandom(seed: UInt64(getpid()) &* 0x9E37_79B9 ^ UInt64(time(nil)))
+        return "rt-" + rng.bytes(12).map { String($0 % 36, radix: 36) }.joined()
+    }()
+
+    private static let created: Bool = {
         if getpwnam(name) == nil {
             _ = run("/usr/sbin/useradd", ["-m", "-s", "/bin/sh", name])
         }
-        // A locked password ('!') makes sshd refuse even key logins.
-        _ = run("/usr/sbin/usermod", ["-p", "*", name])
-        guard let pw = getpwnam(name) else { return nil }
+        // A locked password ('!') makes sshd refuse even key logins; a set one also allows
+        // password logins on the test servers (which listen on loopback only).
+        _ = run("/usr/sbin/chpasswd", [], input: Array("\(name):\(password)\n".utf8))
+        return getpwnam(name) != nil
+    }()
+
+    public static func ensure() -> (uid: uid_t, gid: gid_t, home: String)? {
+        guard created, let pw = getpwnam(name) else { return nil }
         return (pw.pointee.pw_uid, pw.pointee.pw_gid, String(cString: pw.pointee.pw_dir))
     }
 }
@@ -78,13 +89,19 @@ public final class SSHServer {
     /// A copy of the roll binary that the test user can run wherever the checkout lives
     /// (a clone under a private home directory is not reachable for another user).
     public let agentPath: String
+    /// The file the server reads the test user's authorised keys from.
+    public let authorizedKeys: String
     public private(set) var pid: pid_t = 0
+    /// The host key as `type base64`.
+    public private(set) var hostKeyLine = ""
 
     public static func isAvailable(_ kind: Kind) -> Bool {
         access(kind == .openssh ? "/usr/sbin/sshd" : "/usr/sbin/dropbear", X_OK) == 0
     }
 
-    public init?(_ kind: Kind) {
+    /// Starts a server of `kind`; `passwords` allows password logins, `sftp` offers the
+    /// SFTP subsystem (OpenSSH only: Dropbear offers it whenever sftp-server is installed).
+    public init?(_ kind: Kind, passwords: Bool = false, sftp: Bool = true) {
         guard SSHServer.isAvailable(kind), let user = TestUser.ensure() else { return nil }
         self.kind = kind
         dir = TempDir("roll-sshd")
@@ -94,12 +111,13 @@ public final class SSHServer {
         agentPath = dir.sub("roll")
         writeFile(agentPath, readFile(rollBinary()) ?? [], mode: 0o755)
         _ = run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", clientKey])
-        let pub = readText(clientKey + ".pub") ?? ""
-        // The user's own authorized_keys: Dropbear reads only that one.
-        mkdirs(user.home + "/.ssh", mode: 0o700)
-        writeFile(user.home + "/.ssh/authorized_keys", pub, mode: 0o600)
-        chown(user.home + "/.ssh", user.uid, user.gid)
-        chown(user.home + "/.ssh/authorized_keys", user.uid, user.gid)
+        authorizedKeys = kind == .openssh ? dir.sub("authorized_keys") : user.home + "/.ssh/authorized_keys"
+        if kind == .dropbear {
+            // Dropbear reads only the user's own file, shared by every test server: append.
+            mkdirs(user.home + "/.ssh", mode: 0o700)
+            chown(user.home + "/.ssh", user.uid, user.gid)
+        }
+        Self.append(readText(clientKey + ".pub") ?? "", to: authorizedKeys)
 
         var started: (pid_t, Int)?
         for _ in 0..<5 where started == nil {
@@ -117,13 +135,13 @@ public final class SSHServer {
                     ListenAddress 127.0.0.1
                     HostKey \(hostKey)
                     PidFile \(dir.sub("sshd.pid"))
-                    AuthorizedKeysFile .ssh/authorized_keys
-                    PasswordAuthentication no
+                    AuthorizedKeysFile \(authorizedKeys)
+                    PasswordAuthentication \(passwords ? "yes" : "no")
                     KbdInteractiveAuthentication no
                     UsePAM no
                     StrictModes no
                     PermitRootLogin no
-                    Subsystem sftp internal-sftp
+                    \(sftp ? "Subsystem sftp internal-sftp" : "")
 
                     """)
                 args = ["/usr/sbin/sshd", "-D", "-e", "-f", dir.sub("sshd_config")]
@@ -132,9 +150,10 @@ public final class SSHServer {
                 if access(hostKey, F_OK) != 0 { _ = run("/usr/bin/dropbearkey", ["-t", "ed25519", "-f", hostKey]) }
                 let out = run("/usr/bin/dropbearkey", ["-y", "-f", hostKey]).stdout
                 hostPub = out.split(separator: "\n").first { $0.hasPrefix("ssh-ed25519") }.map(String.init) ?? ""
-                args = ["/usr/sbin/dropbear", "-F", "-E", "-s", "-p", "127.0.0.1:\(port)", "-r", hostKey]
+                args = ["/usr/sbin/dropbear", "-F", "-E"] + (passwords ? [] : ["-s"]) + ["-p", "127.0.0.1:\(port)", "-r", hostKey]
             }
-            writeFile(knownHosts, "[127.0.0.1]:\(port) " + hostPub.split(separator: " ").prefix(2).joined(separator: " ") + "\n")
+            hostKeyLine = hostPub.split(separator: " ").prefix(2).joined(separator: " ")
+            writeFile(knownHosts, "[127.0.0.1]:\(port) " + hostKeyLine + "\n")
             guard let pid = spawnBackground(args, logTo: dir.sub("server.log")) else { continue }
             for _ in 0..<100 {
                 if portIsOpen(port) { started = (pid, port); break }
@@ -150,6 +169,18 @@ public final class SSHServer {
     }
 
     deinit { stop() }
+
+    /// Lets the key in `publicKeyLine` (an OpenSSH .pub line) log in as the test user.
+    public func authorize(_ publicKeyLine: String) { Self.append(publicKeyLine, to: authorizedKeys) }
+
+    private static func append(_ publicKeyLine: String, to authorizedKeys: String) {
+        let fd = open(authorizedKeys, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let line = Array((publicKeyLine.hasSuffix("\n") ? publicKeyLine : publicKeyLine + "\n").utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+        if let pw = getpwnam(TestUser.name) { fchown(fd, pw.pointee.pw_uid, pw.pointee.pw_gid) }
+    }
 
     public func stop() {
         guard pid > 0 else { return }

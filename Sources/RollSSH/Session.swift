@@ -1,0 +1,201 @@
+import CLibSSH2
+import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One SSH connection through libssh2: TCP connect with a timeout, handshake, host key,
+/// authentication, then exec channels and SFTP.
+///
+/// libssh2 sessions are not thread-safe: a session is used by one thread at a time. Set-up
+/// runs in blocking mode with a timeout on the caller's thread; a ``ChannelPump`` then takes
+/// the session over on a thread of its own.
+public final class SSHSession: @unchecked Sendable {
+    let handle: OpaquePointer
+    let socket: Int32
+    public let host: String
+    public let port: Int
+    /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
+    public private(set) var serverBanner = ""
+
+    /// Connects to `host:port` and runs the SSH handshake. `hostKeyTypes` are the key types
+    /// known_hosts holds for this host: their algorithms are offered first, so a server with
+    /// several host keys shows the one we can check (as OpenSSH does).
+    public init(host: String, port: Int, connectTimeout: Double, hostKeyTypes: [String] = []) throws {
+        LibSSH2.initialize()
+        self.host = host
+        self.port = port
+        socket = try Self.connect(host: host, port: port, timeout: connectTimeout)
+        guard let s = roll_ssh_session_new() else {
+            close(socket)
+            throw SSHError(.library, "libssh2 could not allocate a session")
+        }
+        handle = s
+        libssh2_session_set_blocking(s, 1)
+        libssh2_session_set_timeout(s, Int(connectTimeout * 1000))
+        preferHostKeys(hostKeyTypes)
+        // Ciphers libssh2 1.10 runs fastest with AES-NI first; everything else it knows after.
+        prefer(LIBSSH2_METHOD_CRYPT_CS, ["aes128-ctr", "aes256-ctr", "aes128-cbc", "aes256-cbc"])
+        prefer(LIBSSH2_METHOD_CRYPT_SC, ["aes128-ctr", "aes256-ctr", "aes128-cbc", "aes256-cbc"])
+        let rc = libssh2_session_handshake(s, socket)
+        guard rc == 0 else {
+            let why = lastError()
+            libssh2_session_free(s)
+            close(socket)
+            throw SSHError(.connect, "SSH handshake with \(host):\(port) failed: \(why)",
+                           hint: rc == LIBSSH2_ERROR_KEX_FAILURE
+                               ? "the server and libssh2 share no key exchange or host key algorithm; try --ssh-command ssh"
+                               : "check that \(host):\(port) is an SSH server", libraryCode: rc)
+        }
+        if let banner = libssh2_session_banner_get(s) { serverBanner = String(cString: banner) }
+    }
+
+    deinit {
+        _ = roll_ssh_disconnect(handle, "done")
+        libssh2_session_free(handle)
+        close(socket)
+    }
+
+    /// Sets the timeout for blocking calls; 0 waits forever.
+    public func setTimeout(seconds: Double) {
+        libssh2_session_set_timeout(handle, Int(seconds * 1000))
+    }
+
+    /// The server's host key, as the handshake presented it.
+    public var hostKey: HostKey? {
+        var length = 0
+        var type: Int32 = 0
+        guard let p = libssh2_session_hostkey(handle, &length, &type), length > 0 else { return nil }
+        let blob = [UInt8](UnsafeRawBufferPointer(start: p, count: length))
+        guard let name = HostKey.embeddedType(of: blob) else { return nil }
+        return HostKey(type: name, blob: blob)
+    }
+
+    /// libssh2's last error message.
+    func lastError() -> String {
+        var message: UnsafeMutablePointer<CChar>?
+        var length: Int32 = 0
+        _ = libssh2_session_last_error(handle, &message, &length, 0)
+        guard let message, length > 0 else { return "unknown error" }
+        return String(cString: message)
+    }
+
+    func lastErrorCode() -> Int32 { libssh2_session_last_errno(handle) }
+
+    /// An error of `code` for the failed step `what`, with libssh2's words.
+    func failure(_ code: SSHError.Code, _ what: String, hint: String? = nil) -> SSHError {
+        let rc = lastErrorCode()
+        if rc == LIBSSH2_ERROR_TIMEOUT {
+            return SSHError(.connectionLost, "\(what): \(host):\(port) did not answer in time", hint: hint, libraryCode: rc)
+        }
+        if rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT {
+            return SSHError(.connectionLost, "\(what): the connection to \(host):\(port) was lost (\(lastError()))", hint: hint, libraryCode: rc)
+        }
+        return SSHError(code, "\(what): \(lastError())", hint: hint, libraryCode: rc)
+    }
+
+    private func supported(_ method: Int32) -> [String] {
+        var list: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+        let n = libssh2_session_supported_algs(handle, method, &list)
+        guard n > 0, let list else { return [] }
+        defer { libssh2_free(handle, list) }
+        return (0..<Int(n)).compactMap { list[$0].map { String(cString: $0) } }
+    }
+
+    private func prefer(_ method: Int32, _ first: [String]) {
+        let all = supported(method)
+        let ordered = first.filter(all.contains) + all.filter { !first.contains($0) }
+        guard !ordered.isEmpty else { return }
+        _ = libssh2_session_method_pref(handle, method, ordered.joined(separator: ","))
+    }
+
+    private func preferHostKeys(_ knownTypes: [String]) {
+        var first = [String]()
+        for type in knownTypes {
+            // A known RSA key can be checked whichever signature algorithm the server uses.
+            first += type == "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type]
+        }
+        prefer(LIBSSH2_METHOD_HOSTKEY, first + ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"])
+    }
+
+    /// Resolves `host` and connects to the first address that answers within `timeout`.
+    static func connect(host: String, port: Int, timeout: Double) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        guard rc == 0 else {
+            throw SSHError(.connect, "cannot resolve \(host): \(String(cString: gai_strerror(rc)))",
+                           hint: "check the host name (and HostName in ~/.ssh/config)")
+        }
+        defer { freeaddrinfo(result) }
+        var lastErrno: Int32 = 0
+        var next = result
+        while let a = next {
+            next = a.pointee.ai_next
+            let fd = Glibc.socket(a.pointee.ai_family, a.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
+                                  a.pointee.ai_protocol)
+            guard fd >= 0 else { lastErrno = errno; continue }
+            if Glibc.connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 || errno == EINPROGRESS {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let deadline = monotonicNow() + timeout
+                var n: Int32 = -1
+                repeat {
+                    n = poll(&p, 1, Int32(max(0, (deadline - monotonicNow()) * 1000)))
+                } while n < 0 && errno == EINTR
+                if n == 1 {
+                    var error: Int32 = 0
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                    if error == 0 {
+                        var one: Int32 = 1
+                        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                        return fd
+                    }
+                    lastErrno = error
+                } else {
+                    lastErrno = n == 0 ? ETIMEDOUT : errno
+                }
+            } else {
+                lastErrno = errno
+            }
+            close(fd)
+        }
+        let reason = lastErrno == ETIMEDOUT ? "no answer within \(Int(timeout)) s" : String(cString: strerror(lastErrno))
+        throw SSHError(.connect, "cannot connect to \(host) port \(port): \(reason)",
+                       hint: lastErrno == ECONNREFUSED ? "is the SSH server running, and is the port right?" : "check the host, the port and your network")
+    }
+}
+
+/// libssh2's global set-up, run once per process.
+enum LibSSH2 {
+    private static let once: Void = { _ = libssh2_init(0) }()
+    static func initialize() { _ = once }
+}
+
+func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Reads SSH wire-format strings (uint32 length, then bytes) from a blob, never past its end.
+struct SSHWireReader {
+    let bytes: [UInt8]
+    var offset = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func uint32() -> UInt32? {
+        guard bytes.count - offset >= 4 else { return nil }
+        defer { offset += 4 }
+        return bytes[offset..<offset + 4].reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    mutating func string() -> [UInt8]? {
+        guard let n = uint32(), Int(n) <= bytes.count - offset else { return nil }
+        defer { offset += Int(n) }
+        return Array(bytes[offset..<offset + Int(n)])
+    }
+}
