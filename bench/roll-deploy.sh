@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # roll as a tool for the deploy benchmark harness (../shared/bench/run-baseline.sh):
 #   roll-deploy.sh SRC HOST PORT APPROOT
-# Pushes SRC into APPROOT over the system's ssh client (one connection), with the same ssh
-# settings the rsync reference uses, and prints the harness's RESULT line (bytes are roll's
-# protocol bytes, without SSH framing, like rsync --stats).
+# Pushes SRC into APPROOT over roll's own SSH client (ROLL_TRANSPORT=builtin, the default)
+# or the system's ssh client (ROLL_TRANSPORT=ssh), one connection either way, with the same
+# ssh settings file the rsync reference uses, and prints the harness's RESULT line (bytes
+# are roll's protocol bytes, without SSH framing, like rsync --stats).
 #   TOOLS="rsync=$BENCH/rsync-deploy.sh roll=$PWD/bench/roll-deploy.sh" $BENCH/run-baseline.sh
-# Env: ROLL_BIN (default: this checkout's release build), ROLL_PUSH_OPTS (e.g. --no-sync),
+# Env: ROLL_BIN (default: this checkout's release build), ROLL_TRANSPORT, ROLL_PUSH_OPTS (e.g. --no-sync),
 # BENCH_SSH_CONFIG, BENCH_SSH_OPTS, KEEP_RELEASES.
 set -euo pipefail
 SRC=${1:?usage: $0 SRC HOST PORT APPROOT}; HOST=${2:?}; PORT=${3:?}; APPROOT=${4:?}
@@ -20,13 +21,20 @@ if ! cmp -s "$ROLL" "$AGENT" 2>/dev/null; then
     install -D -m 755 "$ROLL" "$AGENT.tmp" && mv -f "$AGENT.tmp" "$AGENT"
 fi
 
-SSH="ssh -p $PORT"
-[[ -f $SSH_CONFIG ]] && SSH="$SSH -F $SSH_CONFIG"
-SSH="$SSH ${BENCH_SSH_OPTS:-}"
+if [[ ${ROLL_TRANSPORT:-builtin} == ssh ]]; then
+    SSH="ssh -p $PORT"
+    [[ -f $SSH_CONFIG ]] && SSH="$SSH -F $SSH_CONFIG"
+    TRANSPORT=(--ssh-command "$SSH ${BENCH_SSH_OPTS:-}")
+    DEST="$HOST:$APPROOT"
+else
+    TRANSPORT=()
+    [[ -f $SSH_CONFIG ]] && TRANSPORT=(--ssh-config "$SSH_CONFIG")
+    DEST="ssh://$HOST:$PORT$APPROOT"
+fi
 now() { date +%s.%N; }
 t0=$(now)
 # shellcheck disable=SC2086
-out=$("$ROLL" push ${ROLL_PUSH_OPTS:-} --json --keep "${KEEP_RELEASES:-5}" --ssh-command "$SSH" --agent-path "$AGENT" "$SRC" "$HOST:$APPROOT")
+out=$("$ROLL" push ${ROLL_PUSH_OPTS:-} --json --keep "${KEEP_RELEASES:-5}" "${TRANSPORT[@]}" --agent-path "$AGENT" "$SRC" "$DEST")
 t1=$(now)
 echo "$out" >&2
 field() { grep -o "\"$1\":[^,}]*" <<<"$out" | head -1 | cut -d: -f2 | tr -d '"'; }

@@ -12,10 +12,8 @@ import Glibc
 /// arrives for `interval × countMax` seconds, so a vanished server ends the push with an
 /// error instead of a hang.
 public final class ChannelPump: @unchecked Sendable {
-    /// The command's stdout, for the caller to read.
-    public let output: Descriptor
-    /// The command's stdin, for the caller to write and close.
-    public let input: Descriptor
+    /// The caller's ends of the pipes until ``takeEnds()`` hands them over.
+    private var ends: (input: Descriptor, output: Descriptor)?
 
     private let channel: SSHChannel
     private let stderrFD: Int32
@@ -40,8 +38,7 @@ public final class ChannelPump: @unchecked Sendable {
         }
         fromCaller = callerToPump[0]
         toCaller = pumpToCaller[1]
-        input = Descriptor(callerToPump[1], name: "ssh channel input")
-        output = Descriptor(pumpToCaller[0], name: "ssh channel output")
+        ends = (Descriptor(callerToPump[1], name: "ssh channel input"), Descriptor(pumpToCaller[0], name: "ssh channel output"))
         let box = Unmanaged.passRetained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { arg in
             let pump = Unmanaged<ChannelPump>.fromOpaque(arg!).takeRetainedValue()
@@ -54,7 +51,15 @@ public final class ChannelPump: @unchecked Sendable {
         }
     }
 
-    /// Waits for the command to end (the caller closes ``input`` first, or the command
+    /// The command's stdin (to write, and to close for end of input) and stdout (to read).
+    /// The caller owns them: once both are gone the command sees the end of its input.
+    public func takeEnds() -> (input: Descriptor, output: Descriptor) {
+        guard let ends else { preconditionFailure("the pump's ends were already taken") }
+        self.ends = nil
+        return ends
+    }
+
+    /// Waits for the command to end (the caller closes its input first, or the command
     /// ends on its own) and returns how it ended.
     public func finish() -> RemoteEnding {
         pthread_join(thread, nil)
@@ -117,8 +122,8 @@ public final class ChannelPump: @unchecked Sendable {
                 else if rc != LIBSSH2_ERROR_EAGAIN { return lost("closing the channel to \(session.host) failed") }
             }
             // Remote stdout → caller.
+            if downStart == downEnd { downStart = 0; downEnd = 0 }
             if !remoteDone && downEnd < capacity {
-                if downStart == downEnd { downStart = 0; downEnd = 0 }
                 let n = roll_ssh_read(c, 0, down.baseAddress! + downEnd, capacity - downEnd)
                 if n > 0 { downEnd += n; progress = true; lastHeard = monotonicNow() }
                 else if n == 0 || libssh2_channel_eof(c) != 0 {

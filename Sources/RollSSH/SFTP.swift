@@ -28,12 +28,17 @@ extension SSHSession {
             let chunk = try produce()
             if chunk.isEmpty { break }
             var done = 0
+            var lastProgress = monotonicNow()
             while done < chunk.count {
                 let n = chunk.withUnsafeBytes { b in
                     libssh2_sftp_write(file, b.baseAddress!.assumingMemoryBound(to: CChar.self) + done, chunk.count - done)
                 }
+                // libssh2 1.10 pipelines writes and may report 0 bytes acknowledged so far
+                // (seen with Dropbear's small windows): call again with the same data.
+                if n == 0 && monotonicNow() - lastProgress < 60 { continue }
+                lastProgress = monotonicNow()
                 guard n > 0 else {
-                    throw SSHError(.bootstrap, "writing \(path) on \(host) over SFTP failed (SFTP error \(libssh2_sftp_last_error(sftp)))",
+                    throw SSHError(.bootstrap, "writing \(path) on \(host) over SFTP failed (\(n): \(lastError()), SFTP status \(libssh2_sftp_last_error(sftp)))",
                                    hint: "the server's disk may be full")
                 }
                 done += n

@@ -118,9 +118,11 @@ struct ProjectConfig: Equatable {
         # exclude = ["*.log", "node_modules/", "/tmp/"]
         # include = []
 
-        # The ssh client for remote targets, with its options (like rsync -e), and where
-        # roll lives on the server.
-        # ssh_command = "ssh -p 22"
+        # Remote targets go through roll's own SSH client, which reads ~/.ssh/config and
+        # ~/.ssh/known_hosts. To use your ssh instead (ProxyJump, certificates), name it
+        # with its options, like rsync -e; roll must then be installed on the server.
+        # ssh_command = "ssh -J bastion"
+        # Where roll lives on the server (without it, roll installs itself in ~/.roll/bin).
         # agent_path = "roll"
 
         """

@@ -27,9 +27,24 @@ extension Roll {
             (use --force to make one anyway). Only one deploy runs on a root at a time; a \
             second one fails at once, naming the holder of the lock.
 
+            SSH
+            A remote target is reached with roll's own SSH client, which reads \
+            ~/.ssh/config (Host, HostName, Port, User, IdentityFile, IdentitiesOnly, \
+            StrictHostKeyChecking, ConnectTimeout, ServerAliveInterval/CountMax, \
+            UserKnownHostsFile) and checks the server against ~/.ssh/known_hosts as OpenSSH \
+            does. It logs in with keys from ssh-agent, then key files (-i, IdentityFile, \
+            ~/.ssh/id_ed25519, id_ecdsa, id_rsa), then a password. Without a terminal, give \
+            passphrase and password in ROLL_SSH_PASSPHRASE and ROLL_SSH_PASSWORD. A server that \
+            has no roll gets a copy of this one, checked by its SHA-256, in ~/.roll/bin. For \
+            ProxyJump, certificates or anything else roll's client does not do, use your ssh: \
+            --ssh-command "ssh -J bastion".
+
             EXAMPLES
               roll push ./site /srv/roll
               roll push --keep 10 . /var/www/app
+              roll push . app@ssh.example.com:/srv/app
+              roll push . ssh://app@ssh.example.com:20001/srv/app --accept-new
+              roll push . app@host:/srv/app --ssh-command "ssh -J bastion"
             """
         )
 
@@ -41,8 +56,11 @@ extension Roll {
             valueName: "target"))
         var target: String?
 
-        @Option(help: ArgumentHelp("The ssh client and its options for remote targets, like rsync -e (default: ssh).", valueName: "command"))
+        @Option(help: ArgumentHelp("Reach the server with this ssh client instead of roll's own, like rsync -e (for ProxyJump, certificates, or your own ssh settings).", valueName: "command"))
         var sshCommand: String?
+
+        @Option(help: ArgumentHelp("Read this file instead of ~/.ssh/config (roll's own SSH client).", valueName: "file"))
+        var sshConfig: String?
 
         @Option(help: ArgumentHelp("Path of roll on the server (default: roll on the server's PATH, else the copy roll installs in ~/.roll/bin).", valueName: "path"))
         var agentPath: String?
@@ -125,8 +143,8 @@ extension Roll {
             // The agent (and an ssh connection) starts while the tree is scanned.
             let connector = try Connector(target: target, sshCommand: self.sshCommand ?? config.sshCommand,
                                           agentPath: agentPath ?? config.agentPath ?? "roll",
-                                          identities: identities, acceptNew: acceptNew)
-            var agent = try connector.connect()
+                                          identities: identities, acceptNew: acceptNew, sshConfig: sshConfig)
+            let connecting = Background { try connector.connect() }
             let progress = Progress(mode: quiet || json ? .off : isTerminal(2) ? .terminal : .lines)
             progress.status("scanning \(source)")
             var rules = IgnoreRules()
@@ -143,9 +161,10 @@ extension Roll {
                 scan = try tree.scan()
                 tree.cache.save(scanStart: scanStart)
             } catch {
-                _ = agent.finish()
+                _ = try? connecting.wait().finish()
                 throw error
             }
+            var agent = try connecting.wait()
             let scanned = monotonicSeconds()
             for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(d)") }
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }

@@ -19,10 +19,14 @@ struct SSHEndpoint {
     var identities: [String]
     var acceptNew: Bool
 
-    init(user: String?, host: String, port: Int?, root: String, identities: [String], acceptNew: Bool) throws {
+    init(user: String?, host: String, port: Int?, root: String, identities: [String], acceptNew: Bool, configFile: String?) throws {
         home = environment("HOME") ?? "/"
         let localUser = whoAmI()
-        config = try SSHHostConfig.load(file: home + "/.ssh/config", host: host, localUser: localUser, home: home)
+        let file = configFile ?? home + "/.ssh/config"
+        if let configFile, access(configFile, R_OK) != 0 {
+            throw UserError("cannot read --ssh-config \(configFile): \(String(cString: strerror(errno)))", code: Exit.config)
+        }
+        config = try SSHHostConfig.load(file: file, host: host, localUser: localUser, home: home)
         if let jump = config.proxyJump ?? config.proxyCommand {
             throw UserError("~/.ssh/config reaches \(host) through \(config.proxyJump != nil ? "ProxyJump" : "ProxyCommand") \(jump), which roll's built-in SSH does not do",
                             hint: "use the system client: --ssh-command ssh (or ssh_command = \"ssh\" in roll.toml)", code: Exit.config)
@@ -139,7 +143,8 @@ final class SSHAgentConnection: AgentConnection {
         description = "the SSH connection to \(endpoint.display)"
         let keepalive = Keepalive(interval: endpoint.config.serverAliveInterval ?? 15, countMax: endpoint.config.serverAliveCountMax ?? 3)
         pump = try session.startPump(command: Self.startCommand(agentPath: agentPath, root: endpoint.root), keepalive: keepalive)
-        stream = DescriptorStream(input: pump.output, output: pump.input)
+        let ends = pump.takeEnds()
+        stream = DescriptorStream(input: ends.output, output: ends.input)
     }
 
     func finish() -> AgentEnding {

@@ -1,3 +1,4 @@
+import Dispatch
 import RollSSH
 import RollSystem
 import RollWire
@@ -208,6 +209,28 @@ extension String {
     }
 }
 
+/// Work started on a thread of its own and collected later: the connection and login run
+/// while the tree is scanned.
+final class Background<T>: @unchecked Sendable {
+    private var result: Result<T, Error>?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping () throws -> T) {
+        nonisolated(unsafe) let body = body
+        DispatchQueue.global().async {
+            self.result = Result { try body() }
+            self.done.signal()
+        }
+    }
+
+    /// The body's value, or its error, once it has finished.
+    func wait() throws -> T {
+        done.wait()
+        done.signal()
+        return try result!.get()
+    }
+}
+
 /// Opens the agent for a target by the right transport: a child process for a local root,
 /// the system ssh client when `--ssh-command` names one, else roll's own SSH client, which
 /// keeps its session for a second attempt after installing roll on the server.
@@ -218,12 +241,13 @@ final class Connector {
     private let endpoint: SSHEndpoint?
     private var session: SSHSession?
 
-    init(target: Target, sshCommand: String?, agentPath: String, identities: [String], acceptNew: Bool) throws {
+    init(target: Target, sshCommand: String?, agentPath: String, identities: [String], acceptNew: Bool, sshConfig: String?) throws {
         self.target = target
         self.sshCommand = sshCommand
         self.agentPath = agentPath
         if case .ssh(let user, let host, let port, let root) = target, sshCommand == nil {
-            endpoint = try SSHEndpoint(user: user, host: host, port: port, root: root, identities: identities, acceptNew: acceptNew)
+            endpoint = try SSHEndpoint(user: user, host: host, port: port, root: root, identities: identities, acceptNew: acceptNew,
+                                    configFile: sshConfig)
         } else {
             endpoint = nil
         }

@@ -24,7 +24,7 @@ struct SSHClientHome {
     }
 }
 
-@Suite(.serialized) struct BuiltinSSHTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct BuiltinSSHTests {
     static func source(_ t: TempDir, seed: UInt64 = 5) -> String {
         let src = t.sub("src")
         var rng = SeededRandom(seed: seed)
@@ -200,11 +200,12 @@ struct SSHClientHome {
         #expect(j.status == 78 && j.stderr.contains("--ssh-command"), "\(j)")
     }
 
-    /// Installs roll on a server that has none: over SFTP where it is offered, through an
-    /// exec channel where it is not; a second push uses the installed copy.
-    @Test(arguments: [true, false])
-    func bootstrapInstallsTheAgent(sftp: Bool) throws {
-        let server = try #require(SSHServer(.openssh, sftp: sftp))
+    /// Installs roll on a server that has none (or only one speaking another protocol):
+    /// over SFTP where it is offered, through an exec channel where it is not; a second
+    /// push uses the installed copy.
+    @Test(arguments: [(SSHServer.Kind.openssh, true), (.openssh, false), (.dropbear, true)])
+    func bootstrapInstallsTheAgent(kind: SSHServer.Kind, sftp: Bool) throws {
+        let server = try #require(SSHServer(kind, sftp: sftp))
         let client = SSHClientHome(knowing: server)
         let pw = try #require(getpwnam(TestUser.name))
         let installDir = String(cString: pw.pointee.pw_dir) + "/.roll/bin"
@@ -212,7 +213,10 @@ struct SSHClientHome {
         let t = TempDir()
         let src = Self.source(t)
         let root = SSHPushTests.userFolder(t) + "/app"
-        let args = [src, server.target(root), "-i", server.clientKey, "--agent-path", "roll-is-not-installed"]
+        // An installed roll from another protocol generation is passed over.
+        let old = server.dir.sub("old-roll")
+        writeFile(old, "#!/bin/sh\n[ \"$2\" = --protocols ] && echo 1\nexit 3\n", mode: 0o755)
+        let args = [src, server.target(root), "-i", server.clientKey, "--agent-path", sftp ? "roll-is-not-installed" : old]
 
         var r = client.push(args)
         #expect(r.status == 0, "\(r)\n\(server.log)")
