@@ -112,7 +112,9 @@ public final class ChannelPump: @unchecked Sendable {
             }
             while upStart < upEnd {
                 let n = roll_ssh_write(c, up.baseAddress! + upStart, upEnd - upStart)
-                if n > 0 { upStart += n; progress = true; continue }
+                // Writes get past the first window only when the server's window adjusts
+                // arrive: a long upload is a sign of life even if nothing else comes back.
+                if n > 0 { upStart += n; progress = true; lastHeard = monotonicNow(); continue }
                 if n == Int(LIBSSH2_ERROR_EAGAIN) { break }
                 return lost("sending to \(session.host) failed")
             }

@@ -202,7 +202,7 @@ extension Roll {
                         agent = try connector.connect()
                         continue
                     }
-                    throw connector.explain(error, ending: ending)
+                    throw connector.explain(error, ending: ending, greeted: progress.connectedAt > 0)
                 }
             }
             progress.clear()

@@ -279,11 +279,19 @@ final class Connector {
     }
 
     /// Turns a push that broke off into what happened to the agent or the connection.
-    func explain(_ error: Error, ending: AgentEnding) -> Error {
+    /// `greeted`: whether the agent's welcome arrived before the push broke off.
+    func explain(_ error: Error, ending: AgentEnding, greeted: Bool) -> Error {
         let place = endpoint?.display ?? target.display
         if case .lost(let why) = ending {
             return UserError("the connection to \(place) was lost: \(why); nothing was published",
                              hint: "run the push again: it reuses what already arrived", code: Exit.unavailable)
+        }
+        if case .ssh = target, !greeted, let e = error as? WireError, e.code == .protocolViolation {
+            // The first bytes were not roll's: usually a login script that prints something.
+            return UserError("\(place) did not answer in roll's protocol: \(e.message)",
+                             hint: "make sure nothing on the server prints to standard output for a non-interactive login "
+                                 + "(check ~/.bashrc, ~/.profile): `ssh \(place) true` must print nothing",
+                             code: Exit.unavailable)
         }
         let broken = (error as? WireError)?.code == .connectionClosed || (error as? SystemError)?.errno == EPIPE
         guard broken else { return error }

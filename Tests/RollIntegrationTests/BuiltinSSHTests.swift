@@ -283,6 +283,22 @@ struct SSHClientHome {
         proxy.stop()
     }
 
+    /// A long upload during which the agent says nothing is not mistaken for a dead
+    /// connection, even with a keepalive far shorter than the upload.
+    @Test func longQuietUploadIsNotTakenForDead() throws {
+        let server = try #require(SSHServer(.openssh))
+        let client = SSHClientHome(knowing: server)
+        writeFile(client.ssh + "/config", "Host *\n  ServerAliveInterval 1\n  ServerAliveCountMax 1\n")
+        let t = TempDir()
+        let src = t.sub("src")
+        var rng = SeededRandom(seed: 97)
+        for i in 0..<4 { writeFile(src + "/part\(i).bin", rng.bytes(20_000_000)) }
+        let root = SSHPushTests.userFolder(t) + "/app"
+        let r = client.push([src, server.target(root), "-i", server.clientKey, "--agent-path", server.agentPath, "--no-compress", "--json"])
+        #expect(r.status == 0, "\(r)")
+        #expect(try describeTree(root + "/current/") == describeTree(src))
+    }
+
     @Test func unreachableServer() throws {
         let client = SSHClientHome(knowing: nil)
         let t = TempDir()
