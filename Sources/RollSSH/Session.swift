@@ -118,53 +118,14 @@ public final class SSHSession: @unchecked Sendable {
         prefer(LIBSSH2_METHOD_HOSTKEY, first + ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"])
     }
 
-    /// Resolves `host` and connects to the first address that answers within `timeout`.
     static func connect(host: String, port: Int, timeout: Double) throws -> Int32 {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host, String(port), &hints, &result)
-        guard rc == 0 else {
-            throw SSHError(.connect, "cannot resolve \(host): \(String(cString: gai_strerror(rc)))",
-                           hint: "check the host name (and HostName in ~/.ssh/config)")
+        do {
+            return try connectTCP(host: host, port: port, timeout: timeout)
+        } catch {
+            throw SSHError(.connect, error.message, hint: error.errno == ECONNREFUSED
+                               ? "is the SSH server running, and is the port right?"
+                               : error.errno == 0 ? "check the host name (and HostName in ~/.ssh/config)" : error.hint)
         }
-        defer { freeaddrinfo(result) }
-        var lastErrno: Int32 = 0
-        var next = result
-        while let a = next {
-            next = a.pointee.ai_next
-            let fd = Glibc.socket(a.pointee.ai_family, a.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
-                                  a.pointee.ai_protocol)
-            guard fd >= 0 else { lastErrno = errno; continue }
-            if Glibc.connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 || errno == EINPROGRESS {
-                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                let deadline = monotonicNow() + timeout
-                var n: Int32 = -1
-                repeat {
-                    n = poll(&p, 1, Int32(max(0, (deadline - monotonicNow()) * 1000)))
-                } while n < 0 && errno == EINTR
-                if n == 1 {
-                    var error: Int32 = 0
-                    var length = socklen_t(MemoryLayout<Int32>.size)
-                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-                    if error == 0 {
-                        var one: Int32 = 1
-                        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                        return fd
-                    }
-                    lastErrno = error
-                } else {
-                    lastErrno = n == 0 ? ETIMEDOUT : errno
-                }
-            } else {
-                lastErrno = errno
-            }
-            close(fd)
-        }
-        let reason = lastErrno == ETIMEDOUT ? "no answer within \(Int(timeout)) s" : String(cString: strerror(lastErrno))
-        throw SSHError(.connect, "cannot connect to \(host) port \(port): \(reason)",
-                       hint: lastErrno == ECONNREFUSED ? "is the SSH server running, and is the port right?" : "check the host, the port and your network")
     }
 }
 
@@ -174,11 +135,7 @@ enum LibSSH2 {
     static func initialize() { _ = once }
 }
 
-func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+func monotonicNow() -> Double { monotonicClock() }
 
 /// Reads SSH wire-format strings (uint32 length, then bytes) from a blob, never past its end.
 struct SSHWireReader {

@@ -16,6 +16,8 @@ public final class Receiver {
     private let agentName: String
     /// Diagnostics for the agent's own stderr, for what cannot reach the client.
     public var diagnostics: (String) -> Void = { _ in }
+    /// The user's hooks around going live; none when nil.
+    public var hooks: ReleaseHooks?
 
     /// Files at least this large travel as deltas when the active release has a file at
     /// the same path; below it a compressed whole file costs about the same as a signature
@@ -126,7 +128,7 @@ public final class Receiver {
         }
         if begin.dryRun {
             var plan = Build(peer: peer, store: store, staging: nil, begin: begin, current: current,
-                             base: currentManifest ?? Manifest(entries: []))
+                             base: currentManifest ?? Manifest(entries: []), hooks: nil, storePath: storePath)
             plan.sharedToCreate = sharedToCreate
             try plan.run()
             return
@@ -134,12 +136,15 @@ public final class Receiver {
         let staging = try store.beginStaging()
         do {
             var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
-                              base: currentManifest ?? Manifest(entries: []))
+                              base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
             try build.run()
         } catch {
             staging.discard()
-            try? store.write(ReleaseRecord(id: staging.id, state: .failed, created: currentTime(), actor: begin.actor,
-                                           previous: current?.description ?? "", reason: Receiver.wireError(error).message))
+            // A release whose hook failed is already recorded, with its files and reason.
+            if (error as? WireError)?.code != .hookFailed {
+                try? store.write(ReleaseRecord(id: staging.id, state: .failed, created: currentTime(), actor: begin.actor,
+                                               previous: current?.description ?? "", reason: Receiver.wireError(error).message))
+            }
             throw error
         }
     }
@@ -155,6 +160,8 @@ private struct Build {
     let begin: Begin
     let current: ReleaseID?
     let base: Manifest
+    let hooks: ReleaseHooks?
+    let storePath: String
 
     /// Where a file's content can come from without the network.
     struct Source {
@@ -193,7 +200,10 @@ private struct Build {
     /// Bytes of paths in the plan's lists, capped so the plan stays one frame.
     var planListBytes = 0
 
-    init(peer: Peer, store: Store, staging: Staging?, begin: Begin, current: ReleaseID?, base: Manifest) {
+    init(peer: Peer, store: Store, staging: Staging?, begin: Begin, current: ReleaseID?, base: Manifest,
+         hooks: ReleaseHooks?, storePath: String) {
+        self.hooks = hooks
+        self.storePath = storePath
         self.peer = peer
         self.store = store
         self.staging = staging
@@ -327,7 +337,14 @@ private struct Build {
                                    previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
                                    rootDigest: root?.hex ?? "")
-        try store.publish(staging, manifest: manifest, record: record, sync: begin.sync)
+        try store.prepare(staging, manifest: manifest, record: record, sync: begin.sync)
+        if let hooks {
+            try goLive(store, hooks: hooks, record: record,
+                       context: HookContext(root: storePath, release: staging.id, previous: current,
+                                            actor: begin.actor, revision: begin.revision))
+        } else {
+            try store.activate(record)
+        }
         var pruned = [ReleaseID]()
         do { pruned = try store.prune(keep: Int(max(begin.keep, 1))) } catch {
             // The release is live; failing to clean up old ones must not turn it into a failure.
@@ -338,6 +355,31 @@ private struct Build {
                                  bytesWritten: staging.bytesWritten, deltas: counts.deltas,
                                  retried: UInt64(retried.count), deleted: UInt64(deleted), pruned: pruned.map(\.description)))
         try peer.flush()
+    }
+
+    /// `build`, switch, `restart`, `verify`; a failure before the switch publishes nothing,
+    /// one after it switches back. Hook output goes to the client as it comes.
+    private func goLive(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, context: HookContext) throws {
+        let peer = self.peer
+        let output: (String) -> Void = { line in try? peer.send(LogLine(line)); try? peer.flush() }
+        do {
+            try hooks.run(.build, context, output: output)
+        } catch {
+            let reason = "build failed: \(error)"
+            try? store.markFailed(context.release, reason: reason)
+            try? hooks.run(.failed, context, output: output)
+            throw WireError(.hookFailed, "\(reason); nothing was published, current is unchanged")
+        }
+        try store.activate(record)
+        do {
+            try hooks.run(.restart, context, output: output)
+            try hooks.run(.verify, context, output: output)
+        } catch {
+            let stage = (error as? HookFailure)?.stage.rawValue ?? "restart"
+            let reason = "\(stage) failed: \(error)"
+            let what = hooks.switchBack(store, from: context, reason: reason, output: output)
+            throw WireError(.hookFailed, "\(context.release) went live but \(reason); \(what)")
+        }
     }
 
     private func notAskedFor(_ index: Int) -> WireError {

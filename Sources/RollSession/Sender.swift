@@ -27,6 +27,8 @@ public struct PushOptions: Sendable {
     public var compress = true
     /// Have the agent flush the release to disk before switching to it.
     public var sync = true
+    /// The source's revision (git commit), when known.
+    public var revision = ""
     /// Manifests of earlier pushes, to send only the difference from the active release.
     public var manifestCache: ManifestCache?
 
@@ -200,7 +202,8 @@ public final class Sender {
     private func push(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest], inbox: Inbox) throws {
         try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
                             entryCount: UInt64(manifest.entries.count), shared: options.shared,
-                            sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync))
+                            sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync,
+                            revision: options.revision))
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0

@@ -6,6 +6,8 @@ public struct ReleaseRecord: Sendable, Equatable {
     public enum State: String, Sendable {
         /// Complete and verified; a possible rollback target.
         case published
+        /// Complete and in its final folder, waiting for its `build` hook; not live yet.
+        case staged
         /// Never went live or was switched away from after failing; not a rollback target.
         case failed
     }

@@ -203,6 +203,16 @@ extension Store {
     /// into `releases/<id>`, then the switch. A crash at any point leaves `current` on a
     /// complete release; leftovers are removed by ``recover()``.
     public func publish(_ staging: Staging, manifest: Manifest, record: ReleaseRecord, sync: Bool = true) throws {
+        var record = record
+        try prepare(staging, manifest: manifest, record: record, sync: sync)
+        record.state = .published
+        try activate(record)
+    }
+
+    /// Moves a complete staging folder to its final name, `releases/<id>`, recorded as
+    /// `staged`: in place for its `build` hook (paths it writes, such as a virtualenv's,
+    /// stay valid), but not live and not a rollback target.
+    public func prepare(_ staging: Staging, manifest: Manifest, record: ReleaseRecord, sync: Bool = true) throws {
         try staging.finish()
         if sync {
             try doing("flushing the release to disk") {
@@ -210,12 +220,29 @@ extension Store {
             }
         }
         try writeManifest(manifest, for: staging.id)
-        try write(record)
+        var staged = record
+        staged.state = .staged
+        try write(staged)
         try doing("publishing release \(staging.id)") {
             try releases.rename(staging.name, to: releases, as: Array(staging.id.description.utf8))
             try releases.sync()
         }
-        try switchCurrent(to: staging.id)
+    }
+
+    /// Records a prepared release as good and switches `current` to it.
+    public func activate(_ record: ReleaseRecord) throws {
+        var record = record
+        record.state = .published
+        try write(record)
+        try switchCurrent(to: record.id)
+    }
+
+    /// Marks a release failed, with the reason, so it is never switched to again.
+    public func markFailed(_ id: ReleaseID, reason: String) throws {
+        var record = try self.record(id) ?? ReleaseRecord(id: id, state: .failed, created: currentTime())
+        record.state = .failed
+        record.reason = reason
+        try write(record)
     }
 }
 

@@ -188,7 +188,7 @@ public final class Store {
         return records.map { r in
             let role: ReleaseStatus.Role
             if r.id == active { role = .active }
-            else if r.state == .failed { role = .failed }
+            else if r.state != .published { role = .failed }
             else if r.id == target { role = .previous }
             else { role = .kept }
             return ReleaseStatus(record: r, role: role, onDisk: dirs.contains(r.id))
@@ -243,6 +243,14 @@ public final class Store {
                 try root.unlink(e.name)
             }
         }
+        // A release whose build was interrupted never went live: it counts as failed.
+        let active = try currentRelease()
+        for id in try releaseDirectories() where id != active {
+            if let r = try record(id), r.state == .staged {
+                try markFailed(id, reason: "interrupted before it went live")
+                removed.append(id.description)
+            }
+        }
         return removed
     }
 
@@ -287,7 +295,7 @@ public final class Store {
         for s in all {
             let id = s.record.id
             if keepSet.contains(id) { continue }
-            if s.record.state == .failed, let oldestKept, id > oldestKept { continue }
+            if s.record.state != .published, let oldestKept, id > oldestKept { continue }
             try remove(id)
             removed.append(id)
         }

@@ -45,6 +45,8 @@ public struct WireError: Error, Sendable, CustomStringConvertible {
         case connectionClosed = 7
         case refused = 8
         case internalError = 9
+        /// A deploy hook (or the health check) failed; `current` is on a complete release.
+        case hookFailed = 10
     }
 
     public var code: Code

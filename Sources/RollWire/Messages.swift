@@ -27,7 +27,7 @@ import RollTree
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -218,9 +218,12 @@ public struct Begin: Message, Sendable {
     /// Flush the release to disk before switching to it (off: faster, but a power loss
     /// right after the switch can leave `current` on files that never reached the disk).
     public var sync: Bool
+    /// The source's revision (a git commit) when the client knows it, for hooks and records.
+    public var revision: String
 
     public init(keep: UInt32, actor: String, entryCount: UInt64, shared: [String] = [], sharedCreate: [String] = [],
-                dryRun: Bool = false, sync: Bool = true) {
+                dryRun: Bool = false, sync: Bool = true, revision: String = "") {
+        self.revision = revision
         self.keep = keep
         self.actor = actor
         self.entryCount = entryCount
@@ -240,6 +243,7 @@ public struct Begin: Message, Sendable {
         for s in sharedCreate { w.string(s) }
         w.u8(dryRun ? 1 : 0)
         w.u8(sync ? 1 : 0)
+        w.string(revision)
     }
 
     public init(from r: inout ByteReader) throws {
@@ -250,6 +254,7 @@ public struct Begin: Message, Sendable {
         sharedCreate = try (0..<r.count("shared paths", limit: 1000)).map { _ in try r.string("shared path", limit: RelativePath.maxLength + 1) }
         dryRun = try r.u8("dry run") != 0
         sync = try r.u8("sync") != 0
+        revision = try r.string("revision", limit: 256)
     }
 }
 

@@ -26,6 +26,12 @@ extension Roll {
         @Flag(help: "Print the SHA-256 of this binary, and exit (checks a copy installed over SSH).")
         var selfDigest = false
 
+        @Option(help: ArgumentHelp("When started as root, work as this user (default: the owner of ROOT).", valueName: "name"))
+        var user: String?
+
+        @Flag(help: "Let hooks run as root when ROOT belongs to root (otherwise they are refused).")
+        var allowRootHooks = false
+
         @Argument(help: "The deploy root (created if missing).")
         var root: String?
 
@@ -44,7 +50,9 @@ extension Roll {
                 print(Bootstrap.selfDigest.hex)
                 return
             }
-            guard let root else { return }
+            guard let given = root else { return }
+            try guarded { try becomeAppUser(root: given, user: user) }
+            let root = absolutePath(given)
             // A client that goes away must surface as EPIPE from write, not kill us mid-cleanup.
             signal(SIGPIPE, SIG_IGN)
             // Ctrl-C at the pushing terminal reaches the whole process group. The client
@@ -54,6 +62,7 @@ extension Roll {
             let stream = DescriptorStream(input: Descriptor(dup(0), name: "stdin"), output: Descriptor(dup(1), name: "stdout"))
             let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
             receiver.diagnostics = { printError($0) }
+            receiver.hooks = HookRunner(allowRoot: allowRootHooks)
             if receiver.run() != nil { throw ExitCode.failure }
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RollSession
 import RollStore
 
 extension Roll {
@@ -10,6 +11,9 @@ extension Roll {
             `previous` in `roll releases`). With ID, switches to that release, older or newer. \
             The switch is one atomic rename; nothing is deleted, so you can go forward again \
             with `roll back ROOT ID`.
+
+            After the switch the release's own `restart` hook runs, then its `rollback` hook \
+            (see `roll init` for hooks). Started as root, roll works as the owner of ROOT.
             """
         )
 
@@ -19,6 +23,12 @@ extension Roll {
         @Argument(help: "The release to switch to (default: the previous good one).")
         var id: String?
 
+        @Flag(help: "Switch without running the restart and rollback hooks.")
+        var noHooks = false
+
+        @Flag(help: "Let hooks run as root when ROOT belongs to root.")
+        var allowRootHooks = false
+
         func validate() throws {
             if let id, ReleaseID(id) == nil {
                 throw ValidationError("'\(id)' is not a release id (like 000042-20261129T135012Z; see `roll releases`)")
@@ -27,6 +37,8 @@ extension Roll {
 
         func run() throws {
             try guarded {
+                try becomeAppUser(root: root, user: nil)
+                let root = absolutePath(self.root)
                 let store = try Store(path: root, create: false)
                 let lock = try store.lock(holder: "roll back by \(whoAmI())")
                 defer { withExtendedLifetime(lock) {} }
@@ -36,6 +48,16 @@ extension Roll {
                     print("roll: \(to) is already active in \(root)")
                 } else {
                     print("roll: \(root)/current -> \(to) (was \(from?.description ?? "none"))")
+                    guard !noHooks else { return }
+                    let hooks = HookRunner(allowRoot: allowRootHooks)
+                    let context = HookContext(root: root, release: to, previous: from, actor: whoAmI(), revision: "")
+                    do {
+                        try hooks.run(.restart, context, output: { print($0) })
+                        try hooks.run(.rollback, context, output: { print($0) })
+                    } catch {
+                        throw UserError("\(to) is live again, but \(error)",
+                                        hint: "fix the hook, or switch with --no-hooks and restart the app by hand")
+                    }
                 }
             }
         }

@@ -16,9 +16,20 @@ struct ProjectConfig: Equatable {
     var include: [String] = []
     var sshCommand: String?
     var agentPath: String?
+    /// Commands for hook stages (`[hooks]`), run with /bin/sh -c in the release folder.
+    var hooks: [String: String] = [:]
+    /// Seconds a hook may run before it is stopped (`hooks.timeout`).
+    var hookTimeout: Int?
+    /// The built-in health check (`[health]`), run after the verify hook.
+    var health: HealthCheck?
+    /// A path (such as /srv/app) kept as a symlink to ROOT/current.
+    var link: String?
 
-    static let keys: Set<String> = ["target", "targets", "keep", "shared", "shared_create", "exclude", "include",
-                                    "ssh_command", "agent_path"]
+    static let hookStages = ["build", "restart", "verify", "rollback", "failed"]
+    static let keys: Set<String> = Set(["target", "targets", "keep", "shared", "shared_create", "exclude", "include",
+                                        "ssh_command", "agent_path", "link", "hooks.timeout",
+                                        "health.url", "health.status", "health.timeout", "health.retries", "health.interval"]
+                                       + hookStages.map { "hooks." + $0 })
 
     /// Reads `roll.toml` from the top of `source`; nil when there is none.
     static func load(source: String) throws -> ProjectConfig? {
@@ -78,6 +89,36 @@ struct ProjectConfig: Equatable {
         config.include = try strings("include")
         config.sshCommand = try string("ssh_command")
         config.agentPath = try string("agent_path")
+        for stage in hookStages {
+            if let command = try string("hooks." + stage) { config.hooks[stage] = command }
+        }
+        func seconds(_ key: String, min: Int = 1) throws -> Int? {
+            guard let v = table[key] else { return nil }
+            guard let n = v.integer, n >= min, n <= 86_400 else { throw fail(key, "a whole number of seconds, \(min) to 86400") }
+            return n
+        }
+        config.hookTimeout = try seconds("hooks.timeout")
+        if let url = try string("health.url") {
+            guard var check = HealthCheck(url: url) else {
+                throw UserError("\(origin): health.url must be http://host[:port]/path, not \(url)", code: Exit.dataError)
+            }
+            if let v = table["health.status"] {
+                guard let n = v.integer, (100...599).contains(n) else { throw fail("health.status", "an HTTP status such as 200") }
+                check.status = n
+            }
+            check.timeout = try seconds("health.timeout") ?? check.timeout
+            check.retries = try seconds("health.retries", min: 0) ?? check.retries
+            check.interval = try seconds("health.interval", min: 0) ?? check.interval
+            config.health = check
+        } else if table.keys.contains(where: { $0.hasPrefix("health.") }) {
+            throw UserError("\(origin): [health] needs url = \"http://127.0.0.1:8080/health\"", code: Exit.dataError)
+        }
+        if let link = try string("link") {
+            guard link.hasPrefix("/"), !link.split(separator: "/").contains(".."), link.count > 1 else {
+                throw fail("link", "an absolute path without .. (like /srv/app)")
+            }
+            config.link = link
+        }
         for p in config.shared + config.sharedCreate {
             guard SharedPath(p) != nil else {
                 throw UserError("\(origin): shared path \"\(p)\" must be relative, without . or .. (like \".env\" or \"media/\")",
@@ -124,6 +165,30 @@ struct ProjectConfig: Equatable {
         # ssh_command = "ssh -J bastion"
         # Where roll lives on the server (without it, roll installs itself in ~/.roll/bin).
         # agent_path = "roll"
+
+        # A path the platform serves from, kept as a symlink to ROOT/current (an existing
+        # folder there is swapped for the link atomically and kept next to it).
+        # link = "/srv/app"
+
+        # Hooks: shell commands run by the agent, as the app user, in the release folder
+        # (an executable .roll/hooks/<stage> in the tree works too). build runs before the
+        # release goes live (a failure publishes nothing); restart and verify after the
+        # switch (a failure switches back). Environment: ROLL_STAGE, ROLL_RELEASE,
+        # ROLL_RELEASE_DIR, ROLL_PREVIOUS_RELEASE, ROLL_PREVIOUS_DIR, ROLL_ROOT,
+        # ROLL_SHARED_DIR, ROLL_ACTOR, ROLL_REVISION. Samples: hooks/ in roll's repository.
+        # [hooks]
+        # build = "hooks/python-build"
+        # restart = "supervisorctl restart app"
+        # verify = "test -s index.html"
+        # timeout = 600
+
+        # Built-in health check after restart: retried until it answers, else switch back.
+        # [health]
+        # url = "http://127.0.0.1:8080/health"
+        # status = 200
+        # timeout = 5
+        # retries = 10
+        # interval = 1
 
         """
     }

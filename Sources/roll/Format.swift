@@ -1,3 +1,4 @@
+import RollSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,11 +34,7 @@ func pad(_ s: String, _ width: Int) -> String {
     s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
 }
 
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+func monotonicSeconds() -> Double { monotonicClock() }
 
 func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
@@ -69,4 +66,53 @@ func whoAmI() -> String {
     let hostName = String(decoding: host.prefix { $0 != 0 }, as: UTF8.self)
     let user = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid\(getuid())"
     return "\(user)@\(hostName)"
+}
+
+/// `path` made absolute against the working folder (without resolving symlinks, so a root
+/// that does not exist yet is fine).
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let cwd = String(cString: buffer)
+    var rest = Substring(path)
+    while rest.hasPrefix("./") { rest = rest.dropFirst(2) }
+    if rest == "." || rest.isEmpty { return cwd }
+    return (cwd == "/" ? "" : cwd) + "/" + rest
+}
+
+/// The commit checked out in the git repository holding `source`, read from `.git` without
+/// running git; empty when `source` is not in a checkout.
+func gitRevision(source: String) -> String {
+    func read(_ path: String) -> String? {
+        guard let file = try? Descriptor.open(path, flags: O_RDONLY), let bytes = try? file.readAll(limit: 1 << 20) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+    var dir = absolutePath(source)
+    while true {
+        var gitDir = dir + "/.git"
+        if let text = read(gitDir), text.hasPrefix("gitdir: ") {
+            // A worktree or submodule: .git is a file naming the real folder.
+            let target = String(text.dropFirst("gitdir: ".count)).trimmingCharacters(in: " \n")
+            gitDir = target.hasPrefix("/") ? target : dir + "/" + target
+        }
+        if let head = read(gitDir + "/HEAD")?.trimmingCharacters(in: " \n") {
+            guard head.hasPrefix("ref: ") else { return head }
+            let ref = String(head.dropFirst("ref: ".count))
+            // Worktrees keep refs in the common folder.
+            let common = read(gitDir + "/commondir").map { c -> String in
+                let c = c.trimmingCharacters(in: " \n")
+                return c.hasPrefix("/") ? c : gitDir + "/" + c
+            } ?? gitDir
+            for base in [gitDir, common] {
+                if let hash = read(base + "/" + ref)?.trimmingCharacters(in: " \n"), !hash.isEmpty { return hash }
+            }
+            for line in (read(common + "/packed-refs") ?? "").split(separator: "\n") where line.hasSuffix(" " + ref) {
+                return String(line.prefix { $0 != " " })
+            }
+            return ""
+        }
+        guard let slash = dir.lastIndex(of: "/"), slash != dir.startIndex else { return "" }
+        dir = String(dir[..<slash])
+    }
 }

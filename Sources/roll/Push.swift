@@ -68,6 +68,9 @@ extension Roll {
         @Option(name: [.customShort("i"), .customLong("identity")], help: ArgumentHelp("A private key file to log in with, tried before ~/.ssh/config's and the defaults (repeatable).", valueName: "file"))
         var identities: [String] = []
 
+        @Flag(help: "Let the target's hooks run as root when the deploy root belongs to root (otherwise they are refused).")
+        var allowRootHooks = false
+
         @Flag(help: "Record the host key of a server that is not yet in ~/.ssh/known_hosts (a changed key is always refused).")
         var acceptNew = false
 
@@ -144,6 +147,7 @@ extension Roll {
             let connector = try Connector(target: target, sshCommand: self.sshCommand ?? config.sshCommand,
                                           agentPath: agentPath ?? config.agentPath ?? "roll",
                                           identities: identities, acceptNew: acceptNew, sshConfig: sshConfig)
+            if allowRootHooks { connector.agentFlags.append("--allow-root-hooks") }
             let connecting = Background { try connector.connect() }
             let progress = Progress(mode: quiet || json ? .off : isTerminal(2) ? .terminal : .lines)
             progress.status("scanning \(source)")
@@ -181,6 +185,7 @@ extension Roll {
             options.dryRun = dryRun
             options.sync = !noSync
             options.manifestCache = ManifestCache.standard()
+            options.revision = gitRevision(source: source)
             // Compression pays on a network; a local pipe is faster than any compressor.
             if case .local = target { options.compress = false } else { options.compress = !noCompress }
             var result: PushReport

@@ -138,11 +138,11 @@ final class SSHAgentConnection: AgentConnection {
     /// The exit status of the starter script when no usable roll is on the server.
     static let missingAgent: Int32 = 97
 
-    init(session: SSHSession, endpoint: SSHEndpoint, agentPath: String) throws {
+    init(session: SSHSession, endpoint: SSHEndpoint, agentPath: String, flags: [String]) throws {
         self.session = session
         description = "the SSH connection to \(endpoint.display)"
         let keepalive = Keepalive(interval: endpoint.config.serverAliveInterval ?? 15, countMax: endpoint.config.serverAliveCountMax ?? 3)
-        pump = try session.startPump(command: Self.startCommand(agentPath: agentPath, root: endpoint.root), keepalive: keepalive)
+        pump = try session.startPump(command: Self.startCommand(agentPath: agentPath, root: endpoint.root, flags: flags), keepalive: keepalive)
         let ends = pump.takeEnds()
         stream = DescriptorStream(input: ends.output, output: ends.input)
     }
@@ -159,12 +159,12 @@ final class SSHAgentConnection: AgentConnection {
     /// The shell command that runs the first usable agent: `agentPath` (a name on PATH or a
     /// path), else the copy a bootstrap left in ~/.roll/bin; exits 97 when there is none.
     /// "Usable" means it speaks this client's protocol version.
-    static func startCommand(agentPath: String, root: String) -> String {
+    static func startCommand(agentPath: String, root: String, flags: [String]) -> String {
         let script = """
             for p in \(shellQuote(agentPath)) "$HOME/\(Bootstrap.folder)/\(Bootstrap.fileName)"; do \
             if command -v "$p" >/dev/null 2>&1; then \
             case " $("$p" agent --protocols 2>/dev/null) " in *" \(RollWire.Protocol.version) "*) \
-            exec "$p" agent --stdio \(shellQuote(root));; esac; fi; done; exit \(missingAgent)
+            exec "$p" agent --stdio \((flags + [root]).map(shellQuote).joined(separator: " "));; esac; fi; done; exit \(missingAgent)
             """
         return "exec sh -c " + shellQuote(script)
     }

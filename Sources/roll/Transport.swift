@@ -127,15 +127,15 @@ final class AgentProcess: AgentConnection {
     }
 
     /// Starts the agent for a local root.
-    static func local(root: String) throws -> AgentProcess {
-        try AgentProcess(arguments: [executablePath(), "agent", "--stdio", root], description: "the local agent")
+    static func local(root: String, flags: [String] = []) throws -> AgentProcess {
+        try AgentProcess(arguments: [executablePath(), "agent", "--stdio"] + flags + [root], description: "the local agent")
     }
 
     /// Starts the agent on a server through the system's ssh client (`--ssh-command`).
-    static func viaSSHCommand(_ target: Target, sshCommand: String, agentPath: String) throws -> AgentProcess {
+    static func viaSSHCommand(_ target: Target, sshCommand: String, agentPath: String, flags: [String] = []) throws -> AgentProcess {
         switch target {
         case .local(let root):
-            return try local(root: root)
+            return try local(root: root, flags: flags)
         case .ssh(let user, let host, let port, let root):
             var args = try splitCommand(sshCommand)
             guard !args.isEmpty else { throw UserError("--ssh-command is empty", code: 64) }
@@ -143,7 +143,7 @@ final class AgentProcess: AgentConnection {
             // No `--`: some clients (dropbear's dbclient) do not take it; the destination
             // cannot start with a dash since it came from a parsed host name.
             args.append((user.map { $0 + "@" } ?? "") + host)
-            args.append([agentPath, "agent", "--stdio", root].map(shellQuote).joined(separator: " "))
+            args.append(([agentPath, "agent", "--stdio"] + flags + [root]).map(shellQuote).joined(separator: " "))
             return try AgentProcess(arguments: args, description: "\(args[0]) to \(host)")
         }
     }
@@ -238,6 +238,8 @@ final class Connector {
     let target: Target
     let sshCommand: String?
     let agentPath: String
+    /// Options for `roll agent` (such as --allow-root-hooks).
+    var agentFlags: [String] = []
     private let endpoint: SSHEndpoint?
     private var session: SSHSession?
 
@@ -257,10 +259,10 @@ final class Connector {
     var canInstall: Bool { endpoint != nil }
 
     func connect() throws -> AgentConnection {
-        if case .local(let root) = target { return try AgentProcess.local(root: root) }
+        if case .local(let root) = target { return try AgentProcess.local(root: root, flags: agentFlags) }
         if let sshCommand {
             do {
-                return try AgentProcess.viaSSHCommand(target, sshCommand: sshCommand, agentPath: agentPath)
+                return try AgentProcess.viaSSHCommand(target, sshCommand: sshCommand, agentPath: agentPath, flags: agentFlags)
             } catch let e as UserError {
                 throw e
             } catch {
@@ -270,7 +272,7 @@ final class Connector {
         guard let endpoint else { preconditionFailure("an ssh target without an endpoint") }
         let s = try session ?? endpoint.open()
         session = s
-        return try SSHAgentConnection(session: s, endpoint: endpoint, agentPath: agentPath)
+        return try SSHAgentConnection(session: s, endpoint: endpoint, agentPath: agentPath, flags: agentFlags)
     }
 
     func install(quiet: Bool) throws {

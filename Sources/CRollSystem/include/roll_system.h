@@ -4,7 +4,11 @@
 // Linux calls that glibc declares only under _GNU_SOURCE, which Swift's Glibc module does
 // not define; each shim is the plain call.
 
+#include <spawn.h>
 #include <sys/types.h>
+
+// renameat2 flag: swap the two names atomically.
+#define ROLL_RENAME_EXCHANGE 2
 
 int roll_syncfs(int fd);
 ssize_t roll_copy_file_range(int fd_in, int fd_out, size_t len);
@@ -17,5 +21,8 @@ int roll_pipe_cloexec(int fds[_Nonnull 2]);
 // sync_file_range(2) with SYNC_FILE_RANGE_WRITE: starts writeback of a range without
 // waiting, so a later fsync/syncfs finds most of the data on disk already.
 int roll_start_writeback(int fd, long long offset, long long length);
+
+// posix_spawn_file_actions_addchdir_np: the child starts in `path`.
+int roll_spawn_addchdir(posix_spawn_file_actions_t *_Nonnull actions, const char *_Nonnull path);
 
 #endif

@@ -1,0 +1,331 @@
+import RollSession
+import RollStore
+import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the hooks a release defines: a command under `[hooks]` in the release's
+/// `roll.toml` (with `/bin/sh -c`), else an executable `.roll/hooks/<stage>` in the release.
+/// Each runs in the release folder, in a process group of its own, with a clean
+/// environment and a timeout (then SIGTERM, then SIGKILL to the group). Its output goes to
+/// the client line by line, prefixed with the stage, and to `.roll/logs/<release>.log`.
+final class HookRunner: ReleaseHooks {
+    /// Whether hooks may run as root (only when the agent could not drop to an app user).
+    let allowRoot: Bool
+    /// Seconds between SIGTERM and SIGKILL.
+    let grace: Double = 10
+
+    init(allowRoot: Bool) {
+        self.allowRoot = allowRoot
+    }
+
+    func run(_ stage: HookStage, _ context: HookContext, output: @escaping (String) -> Void) throws {
+        let dir = context.releaseDirectory
+        let settings: ProjectConfig
+        do {
+            settings = try ProjectConfig.load(source: dir) ?? ProjectConfig()
+        } catch let e as UserError {
+            throw HookFailure(stage, e.message)
+        }
+        let log = HookLog(root: context.root, release: context.release)
+        defer { log.close() }
+        let say: (String) -> Void = { line in
+            output(line)
+            log.write(line)
+        }
+        if stage == .restart, let link = settings.link {
+            try ensureLink(link, to: context.root + "/current", say: say, stage: stage)
+        }
+        var argv: [String]?
+        if let command = settings.hooks[stage.rawValue] {
+            argv = ["/bin/sh", "-c", command]
+        } else {
+            let file = dir + "/.roll/hooks/" + stage.rawValue
+            var st = stat()
+            if lstat(file, &st) == 0 {
+                guard (st.st_mode & S_IFMT) == S_IFREG, st.st_mode & 0o111 != 0 else {
+                    throw HookFailure(stage, ".roll/hooks/\(stage.rawValue) must be an executable file (chmod +x), not a symlink or folder")
+                }
+                argv = [file]
+            }
+        }
+        if let argv {
+            guard geteuid() != 0 || allowRoot else {
+                throw HookFailure(stage, "refusing to run the \(stage.rawValue) hook as root: the deploy root belongs to root, so the agent "
+                                  + "could not switch to an app user; chown the root to the app's user, run the agent with --user NAME, "
+                                  + "or allow it with --allow-root-hooks")
+            }
+            let timeout = Double(settings.hookTimeout ?? (stage == .build ? 1800 : 300))
+            try execute(argv, stage: stage, context: context, timeout: timeout, say: say)
+        }
+        if stage == .verify, let health = settings.health {
+            try health.waitUntilHealthy(say: { say("health: " + $0) }, stage: stage)
+        }
+    }
+
+    /// The documented environment of a hook, and nothing else.
+    func environment(_ stage: HookStage, _ context: HookContext) -> [String] {
+        let pw = getpwuid(geteuid())
+        let home = pw.map { String(cString: $0.pointee.pw_dir) } ?? "/"
+        let user = pw.map { String(cString: $0.pointee.pw_name) } ?? "\(geteuid())"
+        let vars: [(String, String)] = [
+            ("PATH", "\(home)/.local/bin:\(home)/bin:/usr/local/bin:/usr/bin:/bin"),
+            ("HOME", home), ("USER", user), ("LOGNAME", user), ("LANG", "C.UTF-8"),
+            ("ROLL_STAGE", stage.rawValue), ("ROLL_RELEASE", context.release.description),
+            ("ROLL_RELEASE_DIR", context.releaseDirectory),
+            ("ROLL_PREVIOUS_RELEASE", context.previous?.description ?? ""), ("ROLL_PREVIOUS_DIR", context.previousDirectory),
+            ("ROLL_ROOT", context.root), ("ROLL_SHARED_DIR", context.sharedDirectory),
+            ("ROLL_ACTOR", context.actor), ("ROLL_REVISION", context.revision),
+        ]
+        return vars.map { "\($0.0)=\($0.1)" }
+    }
+
+    private func execute(_ argv: [String], stage: HookStage, context: HookContext, timeout: Double,
+                         say: @escaping (String) -> Void) throws {
+        var pipe: [Int32] = [0, 0]
+        _ = try sys("pipe2") { roll_pipe_cloexec(&pipe) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
+        roll_spawn_addchdir(&actions, context.releaseDirectory)
+        var attr = cleanSpawnAttributes()
+        defer { posix_spawnattr_destroy(&attr) }
+        var flags: Int16 = 0
+        posix_spawnattr_getflags(&attr, &flags)
+        posix_spawnattr_setflags(&attr, flags | Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
+        let args = argv.map { strdup($0) } + [nil]
+        let env = environment(stage, context).map { strdup($0) } + [nil]
+        defer { args.forEach { free($0) }; env.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, args, env)
+        close(pipe[1])
+        let reader = pipe[0]
+        defer { close(reader) }
+        guard rc == 0 else {
+            throw HookFailure(stage, "could not start the \(stage.rawValue) hook \(argv.last ?? ""): \(String(cString: strerror(rc)))")
+        }
+        say("\(stage.rawValue): running \(argv.count == 1 ? ".roll/hooks/\(stage.rawValue)" : argv[2])")
+
+        let started = monotonicClock()
+        var deadline = started + timeout
+        var signalled = 0
+        var status: Int32 = 0
+        var exited = false
+        var exitedAt = 0.0
+        var pending = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        func emit(_ bytes: ArraySlice<UInt8>) { say("\(stage.rawValue): " + String(decoding: bytes, as: UTF8.self)) }
+        while true {
+            var p = pollfd(fd: reader, events: Int16(POLLIN), revents: 0)
+            let n = poll(&p, 1, 200)
+            if n > 0 {
+                let got = buffer.withUnsafeMutableBytes { read(reader, $0.baseAddress!, $0.count) }
+                if got <= 0 && !(got < 0 && errno == EINTR) {
+                    if !exited { while waitpid(pid, &status, 0) < 0 && errno == EINTR {}; exited = true }
+                    break
+                }
+                if got > 0 {
+                    pending += buffer[..<got]
+                    while let nl = pending.firstIndex(of: 10) {
+                        emit(pending[..<nl])
+                        pending.removeSubrange(...nl)
+                    }
+                    // A very long line without a newline still shows, in pieces.
+                    if pending.count > 8192 { emit(pending[...]); pending.removeAll() }
+                }
+            }
+            if !exited && waitpid(pid, &status, WNOHANG) == pid {
+                exited = true
+                exitedAt = monotonicClock()
+            }
+            // Something the hook left running in the background may keep the pipe open:
+            // once the hook itself is done, read what is there and stop.
+            if exited && monotonicClock() - exitedAt > 1 { break }
+            let now = monotonicClock()
+            if !exited && now > deadline {
+                if signalled == 0 {
+                    say("\(stage.rawValue): still running after \(Int(timeout)) s: stopping it (SIGTERM)")
+                    kill(-pid, SIGTERM)
+                    signalled = 1
+                    deadline = now + grace
+                } else if signalled == 1 {
+                    say("\(stage.rawValue): did not stop: SIGKILL")
+                    kill(-pid, SIGKILL)
+                    signalled = 2
+                    deadline = now + 5
+                } else {
+                    break
+                }
+            }
+        }
+        if !pending.isEmpty { emit(pending[...]) }
+        if !exited { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
+        // Nothing of the hook outlives a timeout.
+        if signalled > 0 { kill(-pid, SIGKILL) }
+        let seconds = formatSeconds(monotonicClock() - started)
+        if signalled > 0 {
+            throw HookFailure(stage, "the \(stage.rawValue) hook timed out after \(Int(timeout)) s (hooks.timeout in roll.toml) and was stopped")
+        }
+        if status & 0x7F != 0 {
+            throw HookFailure(stage, "the \(stage.rawValue) hook was killed by signal \(status & 0x7F) after \(seconds)")
+        }
+        let code = (status >> 8) & 0xFF
+        guard code == 0 else {
+            throw HookFailure(stage, "the \(stage.rawValue) hook exited with status \(code) after \(seconds)")
+        }
+        say("\(stage.rawValue): done in \(seconds)")
+    }
+
+    /// Keeps `link` a symlink to `target` (ROOT/current). A folder found there is swapped
+    /// for the link in one `renameat2(RENAME_EXCHANGE)`, so the path never goes missing,
+    /// and kept next to it.
+    private func ensureLink(_ link: String, to target: String, say: (String) -> Void, stage: HookStage) throws {
+        var st = stat()
+        let exists = lstat(link, &st) == 0
+        if exists && (st.st_mode & S_IFMT) == S_IFLNK {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(link, &buffer, buffer.count - 1)
+            if n > 0 && String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target { return }
+        }
+        let slash = link.lastIndex(of: "/")!
+        let parent = link[..<slash].isEmpty ? "/" : String(link[..<slash])
+        let tmp = parent + "/." + link[link.index(after: slash)...] + ".roll-\(getpid())"
+        unlink(tmp)
+        guard symlink(target, tmp) == 0 else {
+            throw HookFailure(stage, "cannot create the link \(link) -> \(target): \(String(cString: strerror(errno)))")
+        }
+        if exists && (st.st_mode & S_IFMT) == S_IFDIR {
+            guard roll_renameat2(AT_FDCWD, tmp, AT_FDCWD, link, UInt32(ROLL_RENAME_EXCHANGE)) == 0 else {
+                let why = String(cString: strerror(errno))
+                unlink(tmp)
+                throw HookFailure(stage, "cannot swap the folder \(link) for a link to \(target): \(why)")
+            }
+            let kept = link + ".before-roll-\(formatUTC(currentTime(), compact: true))"
+            if rename(tmp, kept) == 0 {
+                say("link: \(link) is now a link to \(target); the folder that was there is kept as \(kept)")
+            } else {
+                say("link: \(link) is now a link to \(target); the folder that was there is at \(tmp)")
+            }
+            return
+        }
+        guard !exists || (st.st_mode & S_IFMT) == S_IFLNK else {
+            unlink(tmp)
+            throw HookFailure(stage, "\(link) is neither a folder nor a link; move it away to let roll manage it")
+        }
+        guard rename(tmp, link) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(tmp)
+            throw HookFailure(stage, "cannot point \(link) at \(target): \(why)")
+        }
+        say("link: \(link) -> \(target)")
+    }
+}
+
+/// `.roll/logs/<release>.log`: every line hooks printed, with the time.
+struct HookLog {
+    let fd: Int32
+
+    init(root: String, release: ReleaseID) {
+        mkdir(root + "/.roll/logs", 0o755)
+        fd = open(root + "/.roll/logs/\(release).log", O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+    }
+
+    func write(_ line: String) {
+        guard fd >= 0 else { return }
+        let bytes = Array("\(formatUTC(currentTime(), compact: true)) \(line)\n".utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, $0.count) }
+    }
+
+    func close() { if fd >= 0 { Glibc.close(fd) } }
+}
+
+/// `[health]`: an HTTP GET that must answer `status`, retried `retries` times, `interval`
+/// seconds apart, each attempt bounded by `timeout` seconds.
+struct HealthCheck: Equatable {
+    var host: String
+    var port: Int
+    var path: String
+    var url: String
+    var status = 200
+    var timeout = 5
+    var retries = 10
+    var interval = 1
+
+    init?(url: String) {
+        guard url.hasPrefix("http://") else { return nil }
+        let rest = url.dropFirst("http://".count)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var authority = rest[..<slash]
+        path = slash == rest.endIndex ? "/" : String(rest[slash...])
+        port = 80
+        if let colon = authority.lastIndex(of: ":") {
+            guard let p = Int(authority[authority.index(after: colon)...]), p > 0, p < 65536 else { return nil }
+            port = p
+            authority = authority[..<colon]
+        }
+        guard !authority.isEmpty, !authority.contains("@"), !path.contains(" ") else { return nil }
+        host = String(authority)
+        self.url = url
+    }
+
+    func waitUntilHealthy(say: (String) -> Void, stage: HookStage) throws {
+        var last = ""
+        for attempt in 0...retries {
+            if attempt > 0 { usleep(UInt32(interval) * 1_000_000) }
+            switch probe() {
+            case .success(let code) where code == status:
+                say("\(url) answered \(code)")
+                return
+            case .success(let code): last = "answered \(code), expected \(status)"
+            case .failure(let e): last = e.message
+            }
+            say("\(url) \(last) (attempt \(attempt + 1) of \(retries + 1))")
+        }
+        throw HookFailure(stage, "the health check \(url) \(last) after \(retries + 1) attempts")
+    }
+
+    struct ProbeError: Error { var message: String }
+
+    /// One GET; the status code of the answer.
+    func probe() -> Result<Int, ProbeError> {
+        let fd: Int32
+        do { fd = try connectTCP(host: host, port: port, timeout: Double(timeout)) } catch {
+            return .failure(ProbeError(message: error.message))
+        }
+        defer { close(fd) }
+        let deadline = monotonicClock() + Double(timeout)
+        var request = Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: roll/\(rollVersion)\r\nConnection: close\r\n\r\n".utf8)
+        while !request.isEmpty {
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            guard poll(&p, 1, Int32(max(0, deadline - monotonicClock()) * 1000)) == 1 else {
+                return .failure(ProbeError(message: "did not take the request within \(timeout) s"))
+            }
+            let n = request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { return .failure(ProbeError(message: "closed the connection")) }
+            request.removeFirst(n)
+        }
+        var answer = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !answer.contains(10) && answer.count < 4096 {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(max(0, deadline - monotonicClock()) * 1000)) == 1 else {
+                return .failure(ProbeError(message: "did not answer within \(timeout) s"))
+            }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            guard n > 0 else { return .failure(ProbeError(message: "closed the connection without an answer")) }
+            answer += buffer[..<n]
+        }
+        // "HTTP/1.1 200 OK"
+        let line = String(decoding: answer.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
+        let parts = line.split(separator: " ")
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let code = Int(parts[1]) else {
+            return .failure(ProbeError(message: "did not answer in HTTP"))
+        }
+        return .success(code)
+    }
+}

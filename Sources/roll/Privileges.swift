@@ -1,0 +1,45 @@
+import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Run as root, the agent becomes the app user before it touches the deploy root at all:
+/// `user` when given, else the owner of the root folder (or of its nearest existing
+/// parent). Everything it writes is then the app user's, and hooks never run as root. A
+/// root that belongs to root keeps the agent root (and hooks then need
+/// `--allow-root-hooks`). Returns the user switched to, if any.
+@discardableResult
+func becomeAppUser(root: String, user: String?) throws -> String? {
+    guard geteuid() == 0 else {
+        if let user, getpwuid(geteuid()).map({ String(cString: $0.pointee.pw_name) }) != user {
+            throw UserError("--user \(user) needs the agent to start as root", code: 64)
+        }
+        return nil
+    }
+    let uid: uid_t, gid: gid_t, name: String
+    if let user {
+        guard let pw = getpwnam(user) else { throw UserError("no user \(user) on this machine", code: 64) }
+        (uid, gid, name) = (pw.pointee.pw_uid, pw.pointee.pw_gid, user)
+    } else {
+        var path = root
+        var st = stat()
+        while stat(path, &st) != 0 {
+            guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { path = "."; _ = stat(".", &st); break }
+            path = String(path[..<slash])
+        }
+        guard st.st_uid != 0 else { return nil }
+        uid = st.st_uid
+        gid = getpwuid(uid)?.pointee.pw_gid ?? st.st_gid
+        name = getpwuid(uid).map { String(cString: $0.pointee.pw_name) } ?? "\(uid)"
+    }
+    if initgroups(name, gid) != 0 { _ = setgroups(0, nil) }
+    guard setgid(gid) == 0, setuid(uid) == 0, setuid(0) != 0 else {
+        throw UserError("could not switch to user \(name) (uid \(uid)): \(String(cString: strerror(errno)))", code: Exit.failed)
+    }
+    if let pw = getpwuid(uid) {
+        setenv("HOME", pw.pointee.pw_dir, 1)
+        setenv("USER", name, 1)
+        setenv("LOGNAME", name, 1)
+    }
+    return name
+}
