@@ -19,6 +19,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", "4.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         .target(name: "CRollSystem"),
@@ -39,6 +41,8 @@ let package = Package(
             dependencies: [
                 "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession", "RollSSH",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(name: "RollTestSupport", dependencies: ["RollSystem", "RollTree"], path: "Tests/RollTestSupport"),

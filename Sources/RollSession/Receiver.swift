@@ -18,6 +18,8 @@ public final class Receiver {
     public var diagnostics: (String) -> Void = { _ in }
     /// The user's hooks around going live; none when nil.
     public var hooks: ReleaseHooks?
+    /// Where each deploy is recorded; none when nil.
+    public var journal: DeployJournal?
 
     /// Files at least this large travel as deltas when the active release has a file at
     /// the same path; below it a compressed whole file costs about the same as a signature
@@ -134,11 +136,15 @@ public final class Receiver {
             return
         }
         let staging = try store.beginStaging()
+        journal?.started(kind: "push", release: staging.id, previous: current, actor: begin.actor, revision: begin.revision)
+        var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
+                          base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
         do {
-            var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
-                              base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
             try build.run()
+            journal?.finished(.succeeded, counts: build.summary, error: nil)
         } catch {
+            journal?.finished(build.switchedBack ? .rolledBack : .failed, counts: build.summary,
+                              error: Receiver.wireError(error).message)
             staging.discard()
             // A release whose hook failed is already recorded, with its files and reason.
             if (error as? WireError)?.code != .hookFailed {
@@ -199,6 +205,10 @@ private struct Build {
     var root: ContentDigest?
     /// Bytes of paths in the plan's lists, capped so the plan stays one frame.
     var planListBytes = 0
+    /// The figures of the push so far, for the deploy record.
+    var summary = [(String, UInt64)]()
+    /// Whether the release went live and was switched back after a failed hook.
+    var switchedBack = false
 
     init(peer: Peer, store: Store, staging: Staging?, begin: Begin, current: ReleaseID?, base: Manifest,
          hooks: ReleaseHooks?, storePath: String) {
@@ -337,6 +347,9 @@ private struct Build {
                                    previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
                                    rootDigest: root?.hex ?? "")
+        summary = [("files", UInt64(manifest.fileCount)), ("bytes", manifest.totalBytes),
+                   ("received", counts.received), ("deltas", counts.deltas), ("linked", counts.linked),
+                   ("copied", counts.copied), ("deleted", UInt64(deleted)), ("bytes_written", staging.bytesWritten)]
         try store.prepare(staging, manifest: manifest, record: record, sync: begin.sync)
         if let hooks {
             try goLive(store, hooks: hooks, record: record,
@@ -359,7 +372,7 @@ private struct Build {
 
     /// `build`, switch, `restart`, `verify`; a failure before the switch publishes nothing,
     /// one after it switches back. Hook output goes to the client as it comes.
-    private func goLive(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, context: HookContext) throws {
+    private mutating func goLive(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, context: HookContext) throws {
         let peer = self.peer
         let output: (String) -> Void = { line in try? peer.send(LogLine(line)); try? peer.flush() }
         do {
@@ -378,6 +391,7 @@ private struct Build {
             let stage = (error as? HookFailure)?.stage.rawValue ?? "restart"
             let reason = "\(stage) failed: \(error)"
             let what = hooks.switchBack(store, from: context, reason: reason, output: output)
+            switchedBack = context.previous != nil
             throw WireError(.hookFailed, "\(context.release) went live but \(reason); \(what)")
         }
     }

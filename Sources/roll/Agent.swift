@@ -62,7 +62,10 @@ extension Roll {
             let stream = DescriptorStream(input: Descriptor(dup(0), name: "stdin"), output: Descriptor(dup(1), name: "stdout"))
             let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
             receiver.diagnostics = { printError($0) }
-            receiver.hooks = HookRunner(allowRoot: allowRootHooks)
+            let hooks = HookRunner(allowRoot: allowRootHooks)
+            receiver.hooks = hooks
+            let api = try guardedValue { try APIConfig.load() }
+            receiver.journal = AgentJournal(root: root, api: api, hooks: hooks, say: { printError("roll agent: " + $0) })
             if receiver.run() != nil { throw ExitCode.failure }
         }
     }

@@ -48,13 +48,20 @@ extension Roll {
                     print("roll: \(to) is already active in \(root)")
                 } else {
                     print("roll: \(root)/current -> \(to) (was \(from?.description ?? "none"))")
-                    guard !noHooks else { return }
                     let hooks = HookRunner(allowRoot: allowRootHooks)
+                    let journal = AgentJournal(root: root, api: try APIConfig.load(), hooks: hooks, say: { printError("roll: " + $0) })
+                    journal.started(kind: "rollback", release: to, previous: from, actor: whoAmI(), revision: "")
+                    guard !noHooks else {
+                        journal.finished(.succeeded, counts: [], error: nil)
+                        return
+                    }
                     let context = HookContext(root: root, release: to, previous: from, actor: whoAmI(), revision: "")
                     do {
                         try hooks.run(.restart, context, output: { print($0) })
                         try hooks.run(.rollback, context, output: { print($0) })
+                        journal.finished(.succeeded, counts: [], error: nil)
                     } catch {
+                        journal.finished(.failed, counts: [], error: "\(error)")
                         throw UserError("\(to) is live again, but \(error)",
                                         hint: "fix the hook, or switch with --no-hooks and restart the app by hand")
                     }

@@ -108,6 +108,11 @@ extension String {
     }
 }
 
+/// Like ``guarded``, for a body with a value.
+func guardedValue<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch { throw report(error) }
+}
+
 /// Runs a command body, reporting any error the user way.
 func guarded(_ body: () throws -> Void) throws {
     do { try body() } catch { throw report(error) }

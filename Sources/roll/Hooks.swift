@@ -15,6 +15,8 @@ final class HookRunner: ReleaseHooks {
     let allowRoot: Bool
     /// Seconds between SIGTERM and SIGKILL.
     let grace: Double = 10
+    /// What each hook that ran did, for the deploy record.
+    private(set) var outcomes = [(stage: String, outcome: String, seconds: Double)]()
 
     init(allowRoot: Bool) {
         self.allowRoot = allowRoot
@@ -57,10 +59,21 @@ final class HookRunner: ReleaseHooks {
                                   + "or allow it with --allow-root-hooks")
             }
             let timeout = Double(settings.hookTimeout ?? (stage == .build ? 1800 : 300))
-            try execute(argv, stage: stage, context: context, timeout: timeout, say: say)
+            try record(stage.rawValue) { try execute(argv, stage: stage, context: context, timeout: timeout, say: say) }
         }
         if stage == .verify, let health = settings.health {
-            try health.waitUntilHealthy(say: { say("health: " + $0) }, stage: stage)
+            try record("health") { try health.waitUntilHealthy(say: { say("health: " + $0) }, stage: stage) }
+        }
+    }
+
+    private func record(_ stage: String, _ body: () throws -> Void) throws {
+        let started = monotonicClock()
+        do {
+            try body()
+            outcomes.append((stage, "ok", monotonicClock() - started))
+        } catch {
+            outcomes.append((stage, "failed", monotonicClock() - started))
+            throw error
         }
     }
 

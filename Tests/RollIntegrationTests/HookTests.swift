@@ -112,7 +112,7 @@ import Glibc
         let server = try #require(spawnBackground(["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1",
                                                    "--directory", root + "/current", String(port)], logTo: t.sub("http.log")))
         defer { kill(server, SIGTERM); waitpid(server, nil, 0) }
-        for _ in 0..<100 where !portIsOpen(port) { usleep(50_000) }
+        waitForPort(port)
         let settings = "[health]\nurl = \"http://127.0.0.1:\(port)/health.txt\"\nretries = 2\ninterval = 0\n"
 
         var r = roll("push", Self.tree(t, settings, files: ["health.txt": "ok\n"]), root)

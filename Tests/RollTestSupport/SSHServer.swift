@@ -200,3 +200,15 @@ public final class SSHServer {
 
     public var log: String { readText(dir.sub("server.log")) ?? "" }
 }
+
+/// Waits until something accepts connections on 127.0.0.1:`port`, for at most `seconds`.
+@discardableResult
+public func waitForPort(_ port: Int, seconds: Double = 10) -> Bool {
+    var waited = 0.0
+    while !portIsOpen(port) {
+        if waited > seconds { return false }
+        usleep(20_000)
+        waited += 0.02
+    }
+    return true
+}

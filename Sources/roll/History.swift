@@ -1,0 +1,132 @@
+import ArgumentParser
+import RollStore
+import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ROOT from the command line, else `root` in the agent's settings file.
+func resolveRoot(_ given: String?) throws -> String {
+    if let given { return absolutePath(given) }
+    if let root = try AgentSettings.load().root { return absolutePath(root) }
+    throw UserError("name the deploy root (roll history /srv/roll), or set root = \"/srv/roll\" in \(APIConfig.file)", code: 64)
+}
+
+extension Roll {
+    struct History: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the deploys made on ROOT: pushes and rollbacks, how they ended, who made them.",
+            discussion: """
+            Read from ROOT/.roll/audit.jsonl, which the agent appends to (and flushes to disk) \
+            at the start and the end of every deploy; newest first. ROOT defaults to root in \
+            ~/.config/roll/agent.toml.
+            """
+        )
+
+        @Argument(help: "The deploy root.")
+        var root: String?
+
+        @Option(name: .shortAndLong, help: "Show at most this many deploys.")
+        var count: Int = 20
+
+        @Flag(help: "Print JSON lines, one deploy record each (the newest version of each).")
+        var json = false
+
+        func run() throws {
+            try guarded {
+                let log = DeployLog(root: try resolveRoot(root))
+                let deploys = Array(log.deploys().reversed().prefix(max(0, count)))
+                if json {
+                    for d in deploys { print(d.json()) }
+                    return
+                }
+                guard !deploys.isEmpty else {
+                    print("roll: no deploys recorded in \(log.root)")
+                    return
+                }
+                print(pad("STARTED", 21) + pad("KIND", 10) + pad("STATE", 13) + pad("RELEASE", 25) + pad("ACTOR", 18) + "DETAIL")
+                for d in deploys {
+                    var detail = d.revision.isEmpty ? "" : "rev \(d.revision.prefix(12))"
+                    if let e = d.error { detail += (detail.isEmpty ? "" : "; ") + e }
+                    print(pad(d.startedAt, 21) + pad(d.kind, 10) + pad(d.state, 13) + pad(d.release, 25) + pad(d.actor, 18) + detail)
+                }
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show ROOT's active release, its last deploy, and records waiting for the API.",
+            discussion: "The same as ROOT/.roll/status.json, which the agent replaces atomically after every change, plus the outbox."
+        )
+
+        @Argument(help: "The deploy root.")
+        var root: String?
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            try guarded {
+                let log = DeployLog(root: try resolveRoot(root))
+                let last = log.deploys().last
+                let pending = log.pending().count
+                let rejected = log.pending(in: log.rejected).count
+                if json {
+                    print("{\"root\":\(jsonString(log.root)),\"current\":\(jsonString(log.currentRelease())),"
+                          + "\"last_deploy\":\(last?.json() ?? "null"),\"outbox_pending\":\(pending),\"outbox_rejected\":\(rejected)}")
+                    return
+                }
+                let current = log.currentRelease()
+                print("roll: \(log.root)/current -> \(current.isEmpty ? "(none)" : current)")
+                if let last {
+                    print("  last deploy: \(last.kind) \(last.release) \(last.state) (\(last.startedAt) by \(last.actor))"
+                          + (last.error.map { ": \($0)" } ?? ""))
+                }
+                if pending > 0 { print("  \(pending) record(s) waiting for the API in \(log.outbox) (roll outbox flush)") }
+                if rejected > 0 { print("  \(rejected) record(s) refused by the API, kept in \(log.rejected)") }
+            }
+        }
+    }
+
+    struct OutboxCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "outbox",
+            abstract: "Deploy records waiting for the platform's API.",
+            subcommands: [Flush.self]
+        )
+
+        struct Flush: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Send the records waiting in ROOT/.roll/outbox to the API, in order.",
+                discussion: """
+                Retries with exponential backoff and jitter until everything is sent or \
+                --max-time passes; a record the API refuses for good (401, 403, 404) is moved \
+                to outbox/rejected/ with the reason. For a cron entry or supervisord: \
+                `roll outbox flush /srv/roll`. Exit 0 when nothing is left waiting.
+                """
+            )
+
+            @Argument(help: "The deploy root.")
+            var root: String?
+
+            @Option(help: "Give up after this many seconds (records stay queued).")
+            var maxTime: Double = 60
+
+            func run() throws {
+                try guarded {
+                    let log = DeployLog(root: try resolveRoot(root))
+                    guard let api = try APIConfig.load() else {
+                        throw UserError("no API configured: set ROLL_API_URL (and token, company and app ids) or [api] in \(APIConfig.file)",
+                                        code: Exit.config)
+                    }
+                    let before = log.pending().count
+                    let report = Outbox(log: log, api: api).flush(deadline: monotonicClock() + maxTime)
+                    print("roll: sent \(report.sent) of \(before) record(s)"
+                          + (report.rejected > 0 ? ", \(report.rejected) refused" : "") + ", \(report.left) waiting")
+                    if let problem = report.problem { throw UserError(problem, code: report.left > 0 ? Exit.tempFail : Exit.failed) }
+                }
+            }
+        }
+    }
+}

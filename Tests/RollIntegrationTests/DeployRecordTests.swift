@@ -1,0 +1,190 @@
+import RollTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real HTTP server on loopback playing the platform's API: it records every request it
+/// receives, and answers as its mode file says (ok, 500, 401, slow).
+final class FakeAPI {
+    let dir = TempDir("roll-api")
+    let port = freePort()
+    private(set) var pid: pid_t = 0
+    var log: String { dir.sub("requests.jsonl") }
+
+    static let script = """
+        import http.server, json, os, sys, time
+        port, log, mode_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "ok"
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if mode == "slow":
+                    time.sleep(20)
+                code = {"500": 500, "401": 401}.get(mode, 201)
+                with open(log, "a") as f:
+                    f.write(json.dumps({"path": self.path, "auth": self.headers.get("Authorization"), "code": code,
+                                        "body": json.loads(body)}) + "\\n")
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            def log_message(self, *args):
+                pass
+        http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+        """
+
+    init(mode: String = "ok") { setMode(mode) }
+
+    func setMode(_ mode: String) { writeFile(dir.sub("mode"), mode) }
+
+    func start() {
+        writeFile(dir.sub("api.py"), Self.script)
+        pid = spawnBackground(["/usr/bin/python3", dir.sub("api.py"), String(port), log, dir.sub("mode")], logTo: dir.sub("server.log")) ?? 0
+        waitForPort(port)
+    }
+
+    func stop() {
+        guard pid > 0 else { return }
+        kill(pid, SIGTERM)
+        waitpid(pid, nil, 0)
+        pid = 0
+    }
+
+    deinit { stop() }
+
+    /// What arrived: (deploy id, update, state, auth header, path), in arrival order.
+    func received() -> [(id: String, update: String, state: String, auth: String, path: String)] {
+        (readText(log) ?? "").split(separator: "\n").map { line in
+            let l = String(line)
+            return (field(l, "id"), field(l, "update"), field(l, "state"), field(l, "auth"), field(l, "path"))
+        }
+    }
+
+    var environment: [String: String] {
+        ["ROLL_API_URL": "http://127.0.0.1:\(port)/api", "ROLL_API_TOKEN": "tok-s3cr3t-93", "ROLL_COMPANY_ID": "7", "ROLL_APP_ID": "42"]
+    }
+}
+
+/// The value of `"key": …` in a JSON line (strings unquoted), for assertions.
+private func field(_ line: String, _ key: String) -> String {
+    guard let r = line.firstRange(of: "\"\(key)\": ") ?? line.firstRange(of: "\"\(key)\":") else { return "" }
+    var rest = line[r.upperBound...]
+    if rest.hasPrefix("\"") {
+        rest = rest.dropFirst()
+        return String(rest.prefix { $0 != "\"" })
+    }
+    return String(rest.prefix { $0 != "," && $0 != "}" })
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3))) struct DeployRecordTests {
+    static func push(_ t: TempDir, _ root: String, _ content: String, env: [String: String]) -> RunResult {
+        let src = t.sub("src-\(content)")
+        writeFile(src + "/index.html", content)
+        return run(rollBinary(), ["push", src, root], environment: env)
+    }
+
+    @Test func everyDeployReachesTheAPIAndTheLocalLog() throws {
+        let api = FakeAPI()
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        #expect(Self.push(t, root, "v1", env: api.environment).status == 0)
+        #expect(Self.push(t, root, "v2", env: api.environment).status == 0)
+        let got = api.received()
+        #expect(got.map(\.state) == ["running", "succeeded", "running", "succeeded"], "\(got)")
+        #expect(got[0].id == got[1].id && got[2].id == got[3].id && got[0].id != got[2].id)
+        #expect(got.map(\.update) == ["1", "2", "1", "2"])
+        #expect(got.allSatisfy { $0.auth == "Token tok-s3cr3t-93" && $0.path == "/api/companies/7/apps/42/deploys" }, "\(got)")
+
+        let history = run(rollBinary(), ["history", root, "--json"])
+        #expect(history.status == 0 && history.stdout.split(separator: "\n").count == 2, "\(history)")
+        #expect(history.stdout.contains("\"state\":\"succeeded\"") && history.stdout.contains("\"kind\":\"push\""))
+        let status = run(rollBinary(), ["status", root, "--json"])
+        #expect(status.stdout.contains("\"outbox_pending\":0"), "\(status)")
+        #expect(readText(root + "/.roll/status.json")?.contains("\"state\":\"succeeded\"") == true)
+
+        // A rollback is a deploy too.
+        #expect(run(rollBinary(), ["back", root], environment: api.environment).status == 0)
+        #expect(api.received().suffix(2).map(\.state) == ["running", "succeeded"])
+        #expect(run(rollBinary(), ["history", root]).stdout.contains("rollback"))
+    }
+
+    @Test func apiDownDuringTheDeployThenUp() throws {
+        let api = FakeAPI()
+        let t = TempDir()
+        let root = t.sub("app")
+        let started = monotonicSeconds()
+        let r = Self.push(t, root, "v1", env: api.environment)
+        #expect(r.status == 0, "\(r)")
+        #expect(monotonicSeconds() - started < 20, "a down API held the deploy up")
+        #expect(r.stderr.contains("not reachable"), "\(r)")
+        #expect(listFolder(root + "/.roll/outbox").filter { $0.hasSuffix(".json") }.count == 2)
+
+        api.start()
+        let flush = run(rollBinary(), ["outbox", "flush", root], environment: api.environment)
+        #expect(flush.status == 0, "\(flush)")
+        #expect(api.received().map(\.state) == ["running", "succeeded"])
+        #expect(listFolder(root + "/.roll/outbox").filter { $0.hasSuffix(".json") }.isEmpty)
+    }
+
+    @Test func serverErrorsAndTimeoutsAreRetriedLater() throws {
+        let api = FakeAPI(mode: "500")
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        #expect(Self.push(t, root, "v1", env: api.environment).status == 0)
+        api.setMode("slow")
+        let started = monotonicSeconds()
+        #expect(Self.push(t, root, "v2", env: api.environment).status == 0)
+        #expect(monotonicSeconds() - started < 30, "a slow API held the deploy up")
+        api.setMode("ok")
+        let flush = run(rollBinary(), ["outbox", "flush", root], environment: api.environment)
+        #expect(flush.status == 0, "\(flush)")
+        // At least once: every version arrived with 201, in order within each deploy.
+        let ok = api.received().filter { _ in true }
+        let delivered = Set(ok.map { "\($0.id)/\($0.update)" })
+        #expect(delivered.count == 4, "\(ok)")
+        let history = run(rollBinary(), ["history", root, "--json"]).stdout
+        #expect(history.split(separator: "\n").count == 2)
+    }
+
+    @Test func unauthorizedIsReportedKeptAndNotRetried() throws {
+        let api = FakeAPI(mode: "401")
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        let r = Self.push(t, root, "v1", env: api.environment)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stderr.contains("token was not accepted"), "\(r)")
+        let rejected = listFolder(root + "/.roll/outbox/rejected")
+        #expect(rejected.filter { $0.hasSuffix(".json") }.count == 2, "\(rejected)")
+        let before = api.received().count
+        let flush = run(rollBinary(), ["outbox", "flush", root], environment: api.environment)
+        #expect(flush.status == 0, "\(flush)")
+        #expect(api.received().count == before)
+        // The token is in no output and no file roll wrote.
+        var everything = r.stdout + r.stderr + flush.stdout + flush.stderr
+        everything += readText(root + "/.roll/audit.jsonl") ?? ""
+        everything += readText(root + "/.roll/status.json") ?? ""
+        for name in rejected { everything += readText(root + "/.roll/outbox/rejected/" + name) ?? "" }
+        #expect(!everything.contains("tok-s3cr3t-93"))
+    }
+
+    @Test func agentKilledAfterTheOutboxWriteLosesNothing() throws {
+        let api = FakeAPI()
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        var env = api.environment
+        env["ROLL_TEST_FAULT"] = "after-record-running"
+        let killed = Self.push(t, root, "v1", env: env)
+        #expect(killed.status == 69, "\(killed)")
+        #expect(lstatOf(root + "/current") == nil)
+        #expect(Self.push(t, root, "v2", env: api.environment).status == 0)
+        let got = api.received()
+        // The killed deploy: registered, then closed as failed by the next agent; then the new one.
+        #expect(got.map(\.state) == ["running", "failed", "running", "succeeded"], "\(got)")
+        #expect(got[0].id == got[1].id)
+        #expect(run(rollBinary(), ["history", root]).stdout.contains("interrupted"))
+    }
+}
