@@ -352,7 +352,7 @@ private struct Build {
                    ("copied", counts.copied), ("deleted", UInt64(deleted)), ("bytes_written", staging.bytesWritten)]
         try store.prepare(staging, manifest: manifest, record: record, sync: begin.sync)
         if let hooks {
-            try goLive(store, hooks: hooks, record: record,
+            try goLive(store, hooks: hooks, record: record, manifest: manifest,
                        context: HookContext(root: storePath, release: staging.id, previous: current,
                                             actor: begin.actor, revision: begin.revision))
         } else {
@@ -372,16 +372,21 @@ private struct Build {
 
     /// `build`, switch, `restart`, `verify`; a failure before the switch publishes nothing,
     /// one after it switches back. Hook output goes to the client as it comes.
-    private mutating func goLive(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, context: HookContext) throws {
+    private mutating func goLive(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, manifest: Manifest,
+                                 context: HookContext) throws {
         let peer = self.peer
         let output: (String) -> Void = { line in try? peer.send(LogLine(line)); try? peer.flush() }
+        var record = record
+        let before = fileStates(context.release, manifest)
         do {
             try hooks.run(.build, context, output: output)
+            try reconcile(before, manifest, context, &record, output: output)
         } catch {
             let reason = "build failed: \(error)"
             try? store.markFailed(context.release, reason: reason)
             try? hooks.run(.failed, context, output: output)
-            throw WireError(.hookFailed, "\(reason); nothing was published, current is unchanged")
+            let sharedDamage = (error as? BuildChangedSharedFiles) != nil
+            throw WireError(.hookFailed, "\(reason); nothing was published\(sharedDamage ? "" : ", current is unchanged")")
         }
         try store.activate(record)
         do {
@@ -394,6 +399,78 @@ private struct Build {
             switchedBack = context.previous != nil
             throw WireError(.hookFailed, "\(context.release) went live but \(reason); \(what)")
         }
+    }
+
+    /// Inode, change time, size and link count of every file of a release, by entry index:
+    /// what a build hook touched shows as a difference.
+    private func fileStates(_ id: ReleaseID, _ manifest: Manifest) -> [Int: [Int64]] {
+        guard let cursor = try? store.releaseCursor(id) else { return [:] }
+        var states = [Int: [Int64]]()
+        for (i, e) in manifest.entries.enumerated() where e.kind == .file {
+            guard let dir = try? cursor.directory(e.path.parentBytes), let st = try? dir.statEntryIfPresent(e.path.lastComponent),
+                  (st.st_mode & S_IFMT) == S_IFREG else { states[i] = []; continue }
+            states[i] = [Int64(st.st_ino), Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec), Int64(st.st_size), Int64(st.st_nlink)]
+        }
+        return states
+    }
+
+    /// Makes the manifests true again after the build hook changed deployed files. A file
+    /// it replaced or rewrote that only this release holds is hashed again; a file it wrote
+    /// into in place that is a hard link shared with earlier releases changed them too:
+    /// their manifests are corrected as well (so the next push sends that file again
+    /// instead of reusing it) and the build fails, naming the files.
+    private mutating func reconcile(_ before: [Int: [Int64]], _ manifest: Manifest, _ context: HookContext,
+                                    _ record: inout ReleaseRecord, output: (String) -> Void) throws {
+        let after = fileStates(context.release, manifest)
+        var changed = [Int](), shared = [Int]()
+        for (i, b) in before where after[i] != b {
+            let a = after[i] ?? []
+            if b.count == 5 && a.count == 5 && a[0] == b[0] && b[4] > 1 { shared.append(i) } else { changed.append(i) }
+        }
+        guard !changed.isEmpty || !shared.isEmpty else { return }
+        var entries = manifest.entries
+        let cursor = try store.releaseCursor(context.release)
+        var gone = Set<Int>()
+        var sharedInodes = [Int: Int64]()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        for i in (changed + shared).sorted() {
+            let e = entries[i]
+            guard let dir = try? cursor.directory(e.path.parentBytes), let st = try? dir.statEntryIfPresent(e.path.lastComponent),
+                  (st.st_mode & S_IFMT) == S_IFREG,
+                  let file = try? Descriptor.open(at: dir.fd, e.path.lastComponent, flags: O_RDONLY, display: e.path.description)
+            else { gone.insert(i); continue }
+            let (digest, size) = try hashFile(file, buffer: buffer)
+            entries[i].digest = digest
+            entries[i].size = size
+            entries[i].mode = UInt32(st.st_mode) & 0o777
+            entries[i].mtime = Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec))
+            if shared.contains(i) { sharedInodes[i] = Int64(st.st_ino) }
+        }
+        entries = entries.enumerated().filter { !gone.contains($0.offset) }.map(\.element)
+        let updated = Manifest(entries: entries)
+        try store.writeManifest(updated, for: context.release)
+        record.rootDigest = updated.rootDigest.hex
+        record.files = UInt64(updated.fileCount)
+        record.bytes = updated.totalBytes
+        output("build: \(changed.count + shared.count) deployed file(s) changed by the hook; the release's manifest records them as they are now")
+        guard !shared.isEmpty else { return }
+        // The same inodes in kept releases: their manifests must stop promising the old content.
+        for status in (try? store.list()) ?? [] where status.onDisk && status.record.id != context.release {
+            guard let old = try? store.manifest(of: status.record.id), let other = try? store.releaseCursor(status.record.id) else { continue }
+            var fixed = old.entries
+            var touched = false
+            for (k, e) in fixed.enumerated() where e.kind == .file {
+                guard let i = manifest.entries.firstIndex(where: { $0.path == e.path }), let inode = sharedInodes[i],
+                      let dir = try? other.directory(e.path.parentBytes), let st = try? dir.statEntryIfPresent(e.path.lastComponent),
+                      Int64(st.st_ino) == inode else { continue }
+                fixed[k].digest = entries.first(where: { $0.path == e.path })?.digest
+                fixed[k].size = UInt64(st.st_size)
+                touched = true
+            }
+            if touched { try? store.writeManifest(Manifest(entries: fixed), for: status.record.id) }
+        }
+        throw BuildChangedSharedFiles(paths: shared.map { manifest.entries[$0].path.description })
     }
 
     private func notAskedFor(_ index: Int) -> WireError {
@@ -573,5 +650,16 @@ private struct Build {
         }
         pendingNeeds.removeAll(keepingCapacity: true)
         try peer.flush()
+    }
+}
+
+/// The build hook wrote into deployed files in place that are hard links shared with
+/// earlier releases, so it changed those releases too.
+struct BuildChangedSharedFiles: Error, CustomStringConvertible {
+    var paths: [String]
+    var description: String {
+        "the build hook wrote into \(paths.prefix(3).joined(separator: ", "))\(paths.count > 3 ? " and \(paths.count - 3) more" : "") in place; "
+            + "unchanged files are hard links shared with earlier releases (the active one too), so their copies changed as well. "
+            + "Write a new file and rename it over the old one instead; the next push sends these files again"
     }
 }

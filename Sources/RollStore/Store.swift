@@ -151,7 +151,7 @@ public final class Store {
         }
     }
 
-    func writeManifest(_ manifest: Manifest, for id: ReleaseID) throws {
+    public func writeManifest(_ manifest: Manifest, for id: ReleaseID) throws {
         try doing("writing the manifest of \(id)") {
             try writeAtomically(manifest.encoded(), in: manifests, name: id.description)
         }

@@ -140,6 +140,42 @@ import Glibc
         #expect(r.stdout.contains("restart: restart of \(first)") && r.stdout.contains("rollback: back from \(second)"), "\(r)")
     }
 
+    /// Unchanged files are hard links to earlier releases: a build hook that writes into
+    /// one in place changes the live release too. roll notices, fails the build, and
+    /// corrects the manifests so the next push restores the file.
+    @Test func buildWritingIntoASharedFileIsCaughtAndRepaired() throws {
+        let t = TempDir()
+        let root = SSHPushTests.userFolder(t) + "/app"
+        // One source folder, so index.html keeps its mtime and is hard-linked, not copied.
+        let src = Self.tree(t, "", files: ["index.html": "original\n", "app.js": "v1\n"])
+        #expect(roll("push", src, root).status == 0)
+
+        writeFile(src + "/app.js", "v2\n")
+        writeFile(src + "/roll.toml", "[hooks]\nbuild = \"echo tampered >> index.html\"\n")
+        var r = roll("push", src, root)
+        #expect(r.status == 1, "\(r)")
+        #expect(r.stderr.contains("wrote into index.html in place"), "\(r)")
+
+        writeFile(src + "/roll.toml", "")
+        r = roll("push", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(readText(root + "/current/index.html") == "original\n")
+        #expect(readText(root + "/current/app.js") == "v2\n")
+    }
+
+    /// A build that rewrites a file only its own release holds is fine; the manifest
+    /// follows, so later pushes compare against what is really there.
+    @Test func buildRewritingItsOwnFilesUpdatesTheManifest() throws {
+        let t = TempDir()
+        let root = SSHPushTests.userFolder(t) + "/app"
+        let settings = "[hooks]\nbuild = \"printf built > config.js\"\n"
+        var r = roll("push", Self.tree(t, settings, files: ["config.js": "template\n"]), root)
+        #expect(r.status == 0, "\(r)")
+        #expect(readText(root + "/current/config.js") == "built")
+        r = roll("push", "--dry-run", "--json", Self.tree(t, settings, files: ["config.js": "template\n"]), root)
+        #expect(r.stdout.contains("\"changed_paths\":[\"config.js\""), "\(r)")
+    }
+
     @Test func linkAdoptsAnExistingFolderWithoutAGap() throws {
         let t = TempDir()
         let root = SSHPushTests.userFolder(t) + "/app"
