@@ -23,7 +23,7 @@ extension Roll {
             """
         )
 
-        @Argument(help: "The deploy root.")
+        @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
         var root: String?
 
         @Option(name: .shortAndLong, help: "Show at most this many deploys.")
@@ -60,7 +60,7 @@ extension Roll {
             discussion: "The same as ROOT/.roll/status.json, which the agent replaces atomically after every change, plus the outbox."
         )
 
-        @Argument(help: "The deploy root.")
+        @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
         var root: String?
 
         @Flag(help: "Print JSON.")
@@ -107,7 +107,7 @@ extension Roll {
                 """
             )
 
-            @Argument(help: "The deploy root.")
+            @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
             var root: String?
 
             @Option(help: "Give up after this many seconds (records stay queued).")

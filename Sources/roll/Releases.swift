@@ -13,14 +13,15 @@ extension Roll {
             """
         )
 
-        @Argument(help: "The deploy root.")
-        var root: String
+        @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
+        var root: String?
 
         @Flag(help: "Print JSON (one object per release) for scripts.")
         var json = false
 
         func run() throws {
             try guarded {
+                let root = try resolveRoot(self.root)
                 let store = try Store(path: root, create: false)
                 let all = try store.list().reversed()
                 if json {
