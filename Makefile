@@ -1,9 +1,10 @@
 # make demo   installs what it needs, builds, and runs a local push/change/push/rollback
-# make test   installs what it needs and runs the whole test suite
+# make test   installs what it needs and runs the whole test suite (and the static-binary check)
+# make deb    builds the static binary and a .deb around it, in dist/
 SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: demo test build deps clean
+.PHONY: demo test build deps clean static check-static deb
 
 demo: deps build
 	scripts/demo.sh .build/debug/roll
@@ -11,6 +12,18 @@ demo: deps build
 test: deps build
 	$(SWIFT) test --disable-xctest
 	DEMO_DIR=$$(mktemp -d) scripts/demo.sh .build/debug/roll >/dev/null && echo "demo: passed"
+	$(MAKE) check-static
+	packaging/build-deb dist/roll >/dev/null && echo "deb: built"
+
+# One static binary in dist/ (packaging/build-static), proven to need nothing else.
+static:
+	packaging/build-static
+
+check-static: static
+	packaging/check-static dist/roll
+
+deb: static
+	packaging/build-deb dist/roll
 
 build:
 	$(SWIFT) build --build-tests
