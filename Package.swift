@@ -18,7 +18,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-crypto", "4.0.0"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
@@ -26,15 +25,16 @@ let package = Package(
         .target(name: "CRollSystem"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
         .target(name: "RollDelta"),
         .target(
             name: "RollTree",
-            dependencies: ["RollSystem", "RollDelta", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["CLibCrypto", "RollSystem", "RollDelta"]
         ),
         .target(name: "RollWire", dependencies: ["CZlib", "RollSystem", "RollTree"]),
         .target(name: "RollStore", dependencies: ["RollSystem", "RollTree"]),
-        .target(name: "RollSSH", dependencies: ["CLibSSH2", "RollSystem", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "RollSSH", dependencies: ["CLibSSH2", "CLibCrypto", "RollSystem"]),
         .target(name: "RollSession", dependencies: ["RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
         .executableTarget(
             name: "roll",

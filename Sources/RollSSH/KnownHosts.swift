@@ -1,4 +1,4 @@
-import Crypto
+import CLibCrypto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,8 +29,7 @@ public struct HostKey: Equatable, Sendable {
 
     /// `SHA256:` and the unpadded base64 of the blob's SHA-256, as `ssh-keygen -l` prints it.
     public var fingerprint: String {
-        let digest = SHA256.hash(data: blob)
-        var text = Base64.encode(Array(digest))
+        var text = Base64.encode(sha256(blob))
         while text.last == "=" { text.removeLast() }
         return "SHA256:" + text
     }
@@ -81,8 +80,7 @@ public struct KnownHosts: Sendable {
             case .patterns(let patterns):
                 return Wildcard.matchList(lookup, patterns)
             case .hashed(let salt, let hash):
-                let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(lookup.utf8), using: SymmetricKey(data: salt))
-                return Array(mac) == hash
+                return hmacSHA1(key: salt, data: Array(lookup.utf8)) == hash
             }
         }
     }
@@ -335,4 +333,26 @@ enum TextFile {
         SSHError(.config, message + ": " + String(cString: strerror(code)),
                  hint: "Check that the path exists and that you can read and write it.")
     }
+}
+
+/// SHA-256 of `bytes` (libcrypto).
+func sha256(_ bytes: [UInt8]) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 32)
+    guard let ctx = roll_sha256_new() else { return out }
+    defer { roll_sha256_free(ctx) }
+    bytes.withUnsafeBytes { _ = roll_sha256_update(ctx, $0.baseAddress, $0.count) }
+    _ = roll_sha256_peek(ctx, &out)
+    return out
+}
+
+/// HMAC-SHA1 of `data` under `key` (libcrypto), 20 bytes.
+func hmacSHA1(key: [UInt8], data: [UInt8]) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 20)
+    key.withUnsafeBytes { k in
+        data.withUnsafeBytes { d in
+            _ = roll_hmac_sha1(k.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, Int32(k.count),
+                               d.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, d.count, &out)
+        }
+    }
+    return out
 }

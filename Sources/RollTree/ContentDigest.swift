@@ -1,4 +1,4 @@
-import Crypto
+import CLibCrypto
 import RollSystem
 #if canImport(Glibc)
 import Glibc
@@ -44,13 +44,44 @@ public struct ContentDigest: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Incremental SHA-256 for data that arrives in pieces.
+/// Incremental SHA-256 for data that arrives in pieces (libcrypto's, which uses the
+/// CPU's SHA instructions). A value: a copy hashes on independently of the original.
 public struct ContentHasher {
-    private var inner = SHA256()
-    public init() {}
-    public mutating func update(_ buffer: UnsafeRawBufferPointer) { inner.update(bufferPointer: buffer) }
-    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { inner.update(bufferPointer: $0) } }
-    public func finalize() -> ContentDigest { ContentDigest(bytes: inner.finalize().withUnsafeBytes { Array($0) }) }
+    /// One libcrypto context, copied before a write when it is shared.
+    final class Context {
+        let handle: OpaquePointer
+        init(_ handle: OpaquePointer) { self.handle = handle }
+        deinit { roll_sha256_free(handle) }
+    }
+
+    private var context: Context
+
+    public init() {
+        guard let handle = roll_sha256_new() else { fatalError("libcrypto could not set up SHA-256") }
+        context = Context(handle)
+    }
+
+    private mutating func unique() {
+        if !isKnownUniquelyReferenced(&context) {
+            guard let copy = roll_sha256_clone(context.handle) else { fatalError("libcrypto could not copy a SHA-256 state") }
+            context = Context(copy)
+        }
+    }
+
+    public mutating func update(_ buffer: UnsafeRawBufferPointer) {
+        guard !buffer.isEmpty else { return }
+        unique()
+        _ = roll_sha256_update(context.handle, buffer.baseAddress, buffer.count)
+    }
+
+    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+    /// The digest of everything so far; the hasher can go on.
+    public func finalize() -> ContentDigest {
+        var out = [UInt8](repeating: 0, count: 32)
+        guard roll_sha256_peek(context.handle, &out) == 1 else { fatalError("libcrypto could not finish a SHA-256") }
+        return ContentDigest(bytes: out)
+    }
 }
 
 /// Hashes an open file from its current offset to the end; returns digest and size.
