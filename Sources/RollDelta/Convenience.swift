@@ -1,5 +1,23 @@
 // In-memory helpers over the streaming types, for small inputs and tests.
 
+/// A streaming stage that consumes raw chunks (``DeltaEncoder``, ``Patcher``).
+public protocol ChunkConsumer: AnyObject {
+    func update(_ chunk: UnsafeRawBufferPointer) throws
+}
+
+extension ChunkConsumer {
+    /// Feeds bytes from any collection.
+    public func update<C: Collection>(_ bytes: C) throws where C.Element == UInt8 {
+        if let done = try bytes.withContiguousStorageIfAvailable({
+            try update(UnsafeRawBufferPointer($0))
+        }) { return done }
+        try Array(bytes).withUnsafeBytes { try update($0) }
+    }
+}
+
+extension DeltaEncoder: ChunkConsumer {}
+extension Patcher: ChunkConsumer {}
+
 extension Signature {
     /// The signature of an in-memory basis.
     public init<C: Collection>(basis: C, blockLength: Int? = nil, strongLength: Int = 8,

@@ -83,14 +83,6 @@ public final class DeltaEncoder {
         }
     }
 
-    /// Feeds bytes from any collection.
-    public func update<C: Collection>(_ bytes: C) throws where C.Element == UInt8 {
-        if let done = try bytes.withContiguousStorageIfAvailable({
-            try update(UnsafeRawBufferPointer($0))
-        }) { return done }
-        try Array(bytes).withUnsafeBytes { try update($0) }
-    }
-
     /// Emits what is left and the trailer (length and whole-file digest).
     public func finish() throws {
         guard !finished else { throw DeltaError(.misuse, "delta encoder finished twice") }

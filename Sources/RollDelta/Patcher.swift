@@ -112,14 +112,6 @@ public final class Patcher {
         }
     }
 
-    /// Feeds bytes from any collection.
-    public func update<C: Collection>(_ bytes: C) throws where C.Element == UInt8 {
-        if let done = try bytes.withContiguousStorageIfAvailable({
-            try update(UnsafeRawBufferPointer($0))
-        }) { return done }
-        try Array(bytes).withUnsafeBytes { try update($0) }
-    }
-
     /// Confirms the stream was complete. The whole-file check itself happens
     /// when the end op arrives; this catches a delta cut short.
     public func finish() throws {
