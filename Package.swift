@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "RollSSHTests", dependencies: ["RollSSH", "RollTestSupport"]),
         .testTarget(
             name: "RollIntegrationTests",
-            dependencies: ["roll", "RollSystem", "RollTree", "RollWire", "RollStore", "RollTestSupport"]
+            dependencies: ["roll", "RollSystem", "RollTree", "RollWire", "RollStore", "RollSession", "RollTestSupport"]
         ),
     ]
 )

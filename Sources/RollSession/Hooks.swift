@@ -67,6 +67,8 @@ extension ReleaseHooks {
     /// Returns what happened, for the error message.
     public func switchBack(_ store: Store, from context: HookContext, reason: String,
                            output: @escaping (String) -> Void) -> String {
+        // Recorded first: a crash during the switch back must not leave it a good release.
+        try? store.markFailed(context.release, reason: reason)
         var said = ""
         if let previous = context.previous {
             do {
@@ -85,7 +87,6 @@ extension ReleaseHooks {
         } else {
             said = "there is no earlier release to switch back to; current stays on \(context.release)"
         }
-        try? store.markFailed(context.release, reason: reason)
         try? run(.failed, context, output: output)
         return said
     }

@@ -88,6 +88,7 @@ public final class Receiver {
         let store = try Store(path: storePath)
         let lock = try store.lock(holder: "roll push from \(hello.client)")
         defer { withExtendedLifetime(lock) {} }
+        Fault.point("agent-after-lock")
         let stale = try store.recover()
         if !stale.isEmpty { try peer.send(LogLine("removed \(stale.count) unfinished release(s) left by an interrupted push")) }
 
@@ -136,12 +137,19 @@ public final class Receiver {
             return
         }
         let staging = try store.beginStaging()
+        Fault.point("agent-after-staging")
         journal?.started(kind: "push", release: staging.id, previous: current, actor: begin.actor, revision: begin.revision)
         var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
                           base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
         do {
             try build.run()
             journal?.finished(.succeeded, counts: build.summary, error: nil)
+        } catch where (try? store.currentRelease()) == staging.id {
+            // `current` already names the new release; only telling the client failed (it
+            // went away after its commit). The deploy stands and is recorded as it is.
+            journal?.finished(.succeeded, counts: build.summary, error: nil)
+            diagnostics("roll agent: \(staging.id) is live, but the client could not be told: \(Receiver.wireError(error).message)")
+            throw error
         } catch {
             journal?.finished(build.switchedBack ? .rolledBack : .failed, counts: build.summary,
                               error: Receiver.wireError(error).message)
@@ -279,6 +287,7 @@ private struct Build {
                 switch incoming {
                 case .whole(_, let file)?:
                     try frame.payload.withUnsafeBytes { try file.write($0) }
+                    Fault.point("agent-mid-file")
                 case .delta(let index, _, let patcher, _)?:
                     do { try frame.payload.withUnsafeBytes { try patcher.update($0) } } catch {
                         guard error is DeltaError else { throw error }
@@ -335,6 +344,7 @@ private struct Build {
             }
         }
 
+        Fault.point("agent-after-files")
         let manifest = Manifest(entries: entries)
         // Both lists are in tree order: one merge pass counts what is gone.
         var deleted = 0
@@ -363,6 +373,7 @@ private struct Build {
             // The release is live; failing to clean up old ones must not turn it into a failure.
             try peer.send(LogLine("warning: could not remove old releases: \(error)"))
         }
+        Fault.point("agent-before-result")
         try peer.send(PushResult(release: staging.id.description, previous: current?.description ?? "",
                                  linked: counts.linked, copied: counts.copied, received: counts.received,
                                  bytesWritten: staging.bytesWritten, deltas: counts.deltas,

@@ -31,6 +31,10 @@ public struct PushOptions: Sendable {
     public var revision = ""
     /// Manifests of earlier pushes, to send only the difference from the active release.
     public var manifestCache: ManifestCache?
+    /// Seconds to wait for the agent's answer to hello (it takes the lock and cleans up
+    /// after an interrupted push first). An agent that accepts and then says nothing must
+    /// not hang the client; later silences are normal (hooks run while the client waits).
+    public var handshakeTimeout: Double? = 300
 
     public init(keep: Int = 5, force: Bool = false, actor: String = "", client: String = "") {
         self.keep = keep
@@ -122,9 +126,13 @@ public final class Sender {
         root = digests.root
 
         peer.onLog = { [events] in events(.log($0)) }
+        let timed = stream as? DescriptorStream
+        timed?.idleTimeout = options.handshakeTimeout
         try peer.send(Hello(client: options.client, treeRoot: digests.root, knownRoots: options.manifestCache?.roots() ?? []))
         try peer.flush()
+        Fault.point("client-after-hello")
         let welcome = try peer.expect(Welcome.self)
+        timed?.idleTimeout = nil
         report.agent = welcome.agent
         report.previous = welcome.current
         events(.connected(agent: welcome.agent, current: welcome.current))
@@ -227,9 +235,11 @@ public final class Sender {
         var committed = false
         while true {
             if needEnd && !committed && inbox.isEmpty && !options.dryRun {
+                Fault.point("client-before-commit")
                 try peer.send(Commit())
                 try peer.flush()
                 committed = true
+                Fault.point("client-after-commit")
             }
             let item = inbox.wait()
             if case .needEnd = item { needEnd = true }
@@ -241,6 +251,7 @@ public final class Sender {
         report.manifestItems += chunk.count
         try peer.send(ManifestChunk(items: chunk), compress: true)
         try peer.flush()
+        Fault.point("client-mid-manifest")
         chunk.removeAll(keepingCapacity: true)
         bytes = 0
     }
@@ -303,9 +314,21 @@ public final class Sender {
         events(.planned(files: plannedFiles, bytes: plannedBytes))
     }
 
+    /// Opens a file of the tree for reading: never through a symlink (a file swapped for
+    /// one after the scan is refused, not followed), and never blocking on a FIFO or device
+    /// swapped in for it.
     private func open(_ entry: Entry) throws -> Descriptor {
         let dir = try cursor.directory(entry.path.parentBytes)
-        return try Descriptor.open(at: dir.fd, entry.path.lastComponent, flags: O_RDONLY, display: entry.path.description)
+        let file: Descriptor
+        do {
+            file = try Descriptor.open(at: dir.fd, entry.path.lastComponent, flags: O_RDONLY | O_NONBLOCK, display: entry.path.description)
+        } catch let e as SystemError where e.errno == ELOOP {
+            throw WireError(.verification, "\(entry.path) became a symlink after it was scanned; push again")
+        }
+        guard (try file.stat().st_mode & S_IFMT) == S_IFREG else {
+            throw WireError(.verification, "\(entry.path) is no longer a regular file; push again")
+        }
+        return file
     }
 
     /// Reads the file in chunks and calls `body` with each. The agent checks every file's
@@ -341,6 +364,10 @@ public final class Sender {
         try readChecked(entry) { chunk in
             if compress == nil { compress = options.compress && Compressibility.worthCompressing(path: entry.path.bytes, sample: chunk) }
             try peer.sendData(chunk, compress: compress!)
+            if Fault.armed != nil {
+                try peer.flush()
+                Fault.point("client-mid-file")
+            }
         }
         try peer.send(FileEnd())
         report.sentFiles += 1

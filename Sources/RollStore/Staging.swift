@@ -219,22 +219,30 @@ extension Store {
                 _ = try sys("syncfs", path) { roll_syncfs(staging.dir.fd) }
             }
         }
+        Fault.point("store-after-sync")
         try writeManifest(manifest, for: staging.id)
+        Fault.point("store-after-manifest")
         var staged = record
         staged.state = .staged
         try write(staged)
+        Fault.point("store-after-staged-record")
         try doing("publishing release \(staging.id)") {
             try releases.rename(staging.name, to: releases, as: Array(staging.id.description.utf8))
             try releases.sync()
         }
+        Fault.point("store-after-rename")
     }
 
-    /// Records a prepared release as good and switches `current` to it.
+    /// Switches `current` to a prepared release and records it as good. In that order: a
+    /// release recorded good has been live (a crash between the two leaves it active and
+    /// `staged`, which ``recover()`` settles as published).
     public func activate(_ record: ReleaseRecord) throws {
         var record = record
         record.state = .published
-        try write(record)
         try switchCurrent(to: record.id)
+        Fault.point("store-after-switch")
+        try write(record)
+        Fault.point("store-after-published-record")
     }
 
     /// Marks a release failed, with the reason, so it is never switched to again.

@@ -25,6 +25,9 @@ public final class Store {
 
     static let currentName = Array("current".utf8)
     static let stagingPrefix = ".staging-"
+    /// A release being removed is first renamed to this prefix: a half-removed tree is
+    /// never listed, never a rollback target, and the next ``recover()`` finishes the job.
+    static let removingPrefix = ".removing-"
 
     /// Opens the store at `path`, creating the folder and its layout if needed.
     public init(path: String, create: Bool = true) throws {
@@ -95,6 +98,7 @@ public final class Store {
         try doing("switching \(path)/current to \(id)") {
             try? root.unlink(tmp)
             try root.makeSymlink(tmp, target: Array("releases/\(id)".utf8))
+            Fault.point("store-mid-switch")
             try root.rename(tmp, to: root, as: Store.currentName)
             try root.sync()
         }
@@ -235,7 +239,8 @@ public final class Store {
     public func recover() throws -> [String] {
         var removed = [String]()
         try doing("cleaning \(path)/releases") {
-            for e in try releases.entries() where e.name.starts(with: Array(Store.stagingPrefix.utf8)) {
+            for e in try releases.entries() where e.name.starts(with: Array(Store.stagingPrefix.utf8))
+                || e.name.starts(with: Array(Store.removingPrefix.utf8)) {
                 try releases.removeTree(e.name)
                 removed.append(String(decoding: e.name, as: UTF8.self))
             }
@@ -243,10 +248,15 @@ public final class Store {
                 try root.unlink(e.name)
             }
         }
-        // A release whose build was interrupted never went live: it counts as failed.
+        // A release whose build was interrupted never went live: it counts as failed. One
+        // that `current` names went live just before the crash: it counts as published.
         let active = try currentRelease()
-        for id in try releaseDirectories() where id != active {
-            if let r = try record(id), r.state == .staged {
+        for id in try releaseDirectories() {
+            guard var r = try record(id), r.state == .staged else { continue }
+            if id == active {
+                r.state = .published
+                try write(r)
+            } else {
                 try markFailed(id, reason: "interrupted before it went live")
                 removed.append(id.description)
             }
@@ -305,10 +315,14 @@ public final class Store {
 
     func remove(_ id: ReleaseID) throws {
         let name = Array(id.description.utf8)
+        let doomed = Array((Store.removingPrefix + id.description).utf8)
         try doing("removing release \(id)") {
-            try releases.removeTree(name)
+            try releases.rename(name, to: releases, as: doomed)
+            try releases.sync()
             try? manifests.unlink(name)
             try? state.unlink(name)
+            Fault.point("store-mid-remove")
+            try releases.removeTree(doomed)
         }
     }
 }

@@ -1,4 +1,7 @@
 import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A bidirectional byte stream: a pair of pipes to a child, an SSH channel, a socket.
 /// Calls block; each side of a session drives its stream from one thread at a time.
@@ -14,6 +17,9 @@ public protocol ByteStream: AnyObject {
 public final class DescriptorStream: ByteStream {
     public let input: Descriptor
     public private(set) var output: Descriptor?
+    /// The longest silence a read waits out, in seconds; nil waits forever. A peer that
+    /// stalls (or never finishes its handshake) must not hold the deploy lock for good.
+    public var idleTimeout: Double?
 
     public init(input: Descriptor, output: Descriptor) {
         self.input = input
@@ -21,7 +27,20 @@ public final class DescriptorStream: ByteStream {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        try input.read(into: buffer)
+        if let idleTimeout {
+            var p = pollfd(fd: input.fd, events: Int16(POLLIN), revents: 0)
+            let deadline = monotonicClock() + idleTimeout
+            while true {
+                let left = deadline - monotonicClock()
+                guard left > 0 else {
+                    throw WireError(.connectionClosed, "the other side sent nothing for \(Int(idleTimeout)) s; giving up")
+                }
+                let rc = poll(&p, 1, Int32(min(left * 1000 + 1, 60_000)))
+                if rc > 0 { break }
+                if rc < 0 && errno != EINTR { throw SystemError(call: "poll", path: input.name, errno: errno) }
+            }
+        }
+        return try input.read(into: buffer)
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer) throws {

@@ -32,6 +32,9 @@ extension Roll {
         @Flag(help: "Let hooks run as root when ROOT belongs to root (otherwise they are refused).")
         var allowRootHooks = false
 
+        @Option(help: ArgumentHelp("Give up when the client sends nothing for this many seconds, so a stalled client cannot hold the deploy lock (0: wait forever).", valueName: "seconds"))
+        var idleTimeout: Double = 600
+
         @Argument(help: "The deploy root (created if missing).")
         var root: String?
 
@@ -39,6 +42,7 @@ extension Roll {
             if protocols || selfDigest { return }
             guard stdio else { throw ValidationError("the agent only serves over --stdio for now") }
             guard root != nil else { throw ValidationError("name the deploy root: roll agent --stdio ROOT") }
+            guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout takes seconds (0 waits forever)") }
         }
 
         func run() throws {
@@ -60,6 +64,7 @@ extension Roll {
             // received, instead of stopping half way.
             signal(SIGINT, SIG_IGN)
             let stream = DescriptorStream(input: Descriptor(dup(0), name: "stdin"), output: Descriptor(dup(1), name: "stdout"))
+            stream.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
             let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
             receiver.diagnostics = { printError($0) }
             let hooks = HookRunner(allowRoot: allowRootHooks)

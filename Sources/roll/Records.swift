@@ -195,7 +195,7 @@ final class AgentJournal: DeployJournal {
         do { try log.append(r, queue: api != nil) } catch {
             say("warning: could not record the deploy in \(log.meta): \(error)")
         }
-        if let hook = testFault, hook == "after-record-\(r.state)" { kill(getpid(), SIGKILL) }
+        Fault.point("agent-after-record-\(r.state)")
     }
 
     /// A deploy whose agent was killed stays `running` in the log; the next agent (which
@@ -216,6 +216,3 @@ final class AgentJournal: DeployJournal {
         if let problem = report.problem { say("warning: deploy records: \(problem)") }
     }
 }
-
-/// A switch that only tests set, to kill the agent at a chosen point.
-let testFault: String? = getenv("ROLL_TEST_FAULT").map { String(cString: $0) }

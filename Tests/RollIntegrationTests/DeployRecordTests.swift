@@ -176,7 +176,7 @@ private func field(_ line: String, _ key: String) -> String {
         let t = TempDir()
         let root = t.sub("app")
         var env = api.environment
-        env["ROLL_TEST_FAULT"] = "after-record-running"
+        env["ROLL_TEST_FAULT"] = "agent-after-record-running"
         let killed = Self.push(t, root, "v1", env: env)
         #expect(killed.status == 69, "\(killed)")
         #expect(lstatOf(root + "/current") == nil)

@@ -17,8 +17,8 @@ final class AgentDriver {
     let writer: FrameWriter
     var stream: DescriptorStream { process.stream }
 
-    init(root: String) throws {
-        process = try AgentProcess(arguments: [rollBinary(), "agent", "--stdio", root], description: "the agent under test")
+    init(root: String, flags: [String] = []) throws {
+        process = try AgentProcess(arguments: [rollBinary(), "agent", "--stdio"] + flags + [root], description: "the agent under test")
         reader = FrameReader(process.stream)
         writer = FrameWriter(process.stream)
         signal(SIGPIPE, SIG_IGN)
@@ -244,5 +244,268 @@ func rawManifestChunk(kind: EntryKind, path: [UInt8], content: [UInt8] = []) -> 
         #expect(r.stderr.contains("unfinished"), "\(r)")
         #expect(readText(root + "/current/index.html") == "next\n")
         Self.assertNoStaging(root)
+    }
+}
+
+/// One manifest entry with any kind byte, mode and path, as a hostile client could encode it.
+func rawEntry(kind: UInt8, path: String, mode: UInt64, content: [UInt8] = []) -> [UInt8] {
+    var w = ByteWriter()
+    w.u8(kind)
+    w.data(Array(path.utf8))
+    w.varint(mode)
+    w.svarint(1_700_000_000)
+    w.varint(0)
+    if kind == EntryKind.file.rawValue {
+        w.varint(UInt64(content.count))
+        w.raw(ContentDigest.of(content).bytes)
+    } else if kind == EntryKind.symlink.rawValue {
+        w.data(Array("x".utf8))
+    }
+    return w.bytes
+}
+
+extension HostileClientTests {
+    /// Device nodes, FIFOs and sockets have no kind in the protocol: any other kind byte
+    /// is refused before anything is made.
+    @Test(arguments: [UInt8(0), 4, 5, 6, 0x7F, 0xFF])
+    func unknownEntryKindsAreRefused(kind: UInt8) throws {
+        let t = TempDir()
+        let (root, current) = Self.rootWithRelease(t)
+        let agent = try AgentDriver(root: root)
+        try agent.open(entries: 1)
+        var w = ByteWriter()
+        w.varint(1)
+        w.raw(rawEntry(kind: kind, path: "dev", mode: 0o644))
+        try agent.writer.send(MessageType.manifest.rawValue, w.bytes)
+        try agent.writer.flush()
+        #expect(agent.errorMessage(agent.drain())?.contains("unknown entry kind") == true)
+        agent.wait()
+        Self.assertUntouched(root, current: current)
+    }
+
+    /// setuid, setgid and sticky bits never reach the disk; modes above 0o7777 are refused.
+    @Test func specialModeBitsAreStripped() throws {
+        let t = TempDir()
+        let (root, _) = Self.rootWithRelease(t)
+        let agent = try AgentDriver(root: root)
+        try agent.open(entries: 3)
+        var w = ByteWriter()
+        w.varint(3)
+        w.raw(rawEntry(kind: EntryKind.directory.rawValue, path: "bin", mode: 0o3775))
+        w.raw(rawEntry(kind: EntryKind.file.rawValue, path: "bin/tool", mode: 0o6755, content: Array("#!/bin/sh\n".utf8)))
+        w.raw(rawEntry(kind: EntryKind.file.rawValue, path: "index.html", mode: 0o4644, content: Array("good\n".utf8)))
+        try agent.writer.send(MessageType.manifest.rawValue, w.bytes)
+        let time = Timestamp(seconds: 1_700_000_000, nanoseconds: 0)
+        let tool = Array("#!/bin/sh\n".utf8)
+        // What the agent makes of them: the special bits masked off.
+        let promised = [Entry(path: RelativePath("bin")!, kind: .directory, mode: 0o3775, mtime: time),
+                        Entry(path: RelativePath("bin/tool")!, kind: .file, mode: 0o6755, mtime: time, size: UInt64(tool.count),
+                              digest: ContentDigest.of(tool)),
+                        entry("index.html", .file, content: "good\n")]
+        try agent.send(ManifestEnd(rootDigest: Manifest(entries: promised).rootDigest))
+        var frames = [Frame]()
+        while let f = try agent.reader.next() {
+            frames.append(f)
+            if f.type == MessageType.needEnd.rawValue || f.type == MessageType.error.rawValue { break }
+        }
+        #expect(agent.errorMessage(frames) == nil, "\(agent.errorMessage(frames) ?? "")")
+        try agent.send(FileBegin(index: 1))
+        try agent.writer.send(MessageType.data.rawValue, Array("#!/bin/sh\n".utf8))
+        try agent.send(FileEnd())
+        try agent.send(Commit())
+        let end = agent.drain()
+        #expect(end.last?.type == MessageType.result.rawValue, "\(agent.errorMessage(end) ?? "")")
+        agent.wait()
+        #expect(lstatOf(root + "/current/bin").map { $0.st_mode & 0o7777 } == 0o775)
+        #expect(lstatOf(root + "/current/bin/tool").map { $0.st_mode & 0o7777 } == 0o755)
+        #expect(lstatOf(root + "/current/index.html").map { $0.st_mode & 0o7777 } == 0o644)
+
+        let bad = try AgentDriver(root: root)
+        try bad.open(entries: 1)
+        w = ByteWriter()
+        w.varint(1)
+        w.raw(rawEntry(kind: EntryKind.file.rawValue, path: "x", mode: 0o10644))
+        try bad.writer.send(MessageType.manifest.rawValue, w.bytes)
+        try bad.writer.flush()
+        #expect(bad.errorMessage(bad.drain())?.contains("out of range") == true)
+        bad.wait()
+    }
+
+    /// A path that arrives as a directory and again as a file or a symlink (or the other
+    /// way round) is a duplicate, refused before the second is made.
+    @Test(arguments: [(EntryKind.directory, EntryKind.file), (.directory, .symlink), (.file, .directory), (.symlink, .directory)])
+    func aPathCannotChangeItsKind(first: EntryKind, second: EntryKind) throws {
+        let t = TempDir()
+        let (root, current) = Self.rootWithRelease(t)
+        let agent = try AgentDriver(root: root)
+        try agent.open(entries: 3)
+        try agent.send(ManifestChunk(entries: [entry("d", first, content: "1", target: "/tmp"), entry("d", second, content: "2", target: "/tmp")]))
+        #expect(agent.errorMessage(agent.drain()) != nil)
+        agent.wait()
+        Self.assertUntouched(root, current: current)
+    }
+
+    /// A directory of the staging folder swapped for a symlink to the outside between the
+    /// manifest (which made it) and the file data (written into it): nothing lands outside,
+    /// and the release is refused rather than published with the link.
+    @Test func aSymlinkSwappedInForAFolderMidPushIsNeverFollowed() throws {
+        let t = TempDir()
+        let (root, current) = Self.rootWithRelease(t)
+        let outside = t.sub("outside")
+        mkdirs(outside)
+        let agent = try AgentDriver(root: root)
+        let m = [entry("d", .directory), entry("d/deep", .directory), entry("d/deep/f", .file, content: "payload"),
+                 entry("index.html", .file, content: "good\n")]
+        try agent.open(entries: m.count)
+        try agent.send(ManifestChunk(entries: m))
+        try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
+        while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue {}
+        // The agent made releases/.staging-*/d; replace it with a link to the outside.
+        let staging = try #require(try Descriptor.openDirectory(Array((root + "/releases").utf8)).entries()
+            .map { String(decoding: $0.name, as: UTF8.self) }.first { $0.hasPrefix(".staging-") })
+        let d = root + "/releases/" + staging + "/d"
+        #expect(rename(d, d + ".moved") == 0)
+        mkdirs(outside + "/deep")
+        symlink(outside, at: d)
+        try agent.send(FileBegin(index: 2))
+        try agent.writer.send(MessageType.data.rawValue, Array("payload".utf8))
+        try agent.send(FileEnd())
+        try agent.send(Commit())
+        let frames = agent.drain()
+        agent.wait()
+        #expect(lstatOf(outside + "/deep/f") == nil, "a file was written through the symlink")
+        #expect(agent.errorMessage(frames) != nil, "a release with a swapped-in symlink was published")
+        Self.assertUntouched(root, current: current)
+    }
+
+    /// Counts and lengths that would allocate without bound, and a compressed frame that
+    /// inflates far past its limit (a zip bomb): refused, nothing allocated or written.
+    @Test(arguments: ["entries count", "need count", "begin entry count", "huge path length", "varint overflow", "zip bomb"])
+    func oversizedCountsAndBombsAreRefused(kind: String) throws {
+        let t = TempDir()
+        let (root, current) = Self.rootWithRelease(t)
+        let agent = try AgentDriver(root: root)
+        var w = ByteWriter()
+        switch kind {
+        case "begin entry count":
+            try agent.send(Hello(client: "hostile-test", treeRoot: ContentDigest.of([])))
+            _ = try agent.reader.next()
+            // keep, actor, then an entry count of 2^62.
+            w.varint(5)
+            w.string("t")
+            w.varint(1 << 62)
+            try agent.writer.send(MessageType.begin.rawValue, w.bytes)
+        default:
+            try agent.open(entries: 10)
+            switch kind {
+            case "entries count":
+                w.varint(1 << 60)
+                w.raw([UInt8](repeating: 0, count: 64))
+                try agent.writer.send(MessageType.manifest.rawValue, w.bytes)
+            case "need count":
+                w.varint(1 << 60)
+                try agent.writer.send(MessageType.need.rawValue, w.bytes)
+            case "huge path length":
+                w.varint(1)
+                w.u8(EntryKind.file.rawValue)
+                w.varint(1 << 40)
+                try agent.writer.send(MessageType.manifest.rawValue, w.bytes)
+            case "varint overflow":
+                try agent.writer.send(MessageType.manifest.rawValue, [UInt8](repeating: 0xFF, count: 12) + [0x01])
+            default:
+                // 64 MiB of zeros deflate to some 64 KiB; the limit is 1 MiB per frame.
+                let zeros = [UInt8](repeating: 0, count: 1 << 20)
+                let deflater = Deflater(level: 9)
+                var packed = [UInt8]()
+                for _ in 0..<64 { packed += zeros.withUnsafeBytes { Array(deflater.compress($0)) } }
+                try agent.writer.send(MessageType.manifest.rawValue | RollWire.Protocol.compressedFlag, packed)
+            }
+        }
+        try agent.writer.flush()
+        let message = agent.errorMessage(agent.drain())
+        #expect(message != nil, "\(kind): no error")
+        if kind == "zip bomb" { #expect(message?.contains("inflates past") == true, "\(message ?? "")") }
+        agent.wait()
+        Self.assertUntouched(root, current: current)
+    }
+
+    /// A delta the patcher rejects (block length 0 with blocks, copies past the basis,
+    /// oversized strong sums, garbage) is answered by asking for the whole file once; a
+    /// second bad copy fails the push with the file named.
+    @Test func badDeltasFallBackToTheWholeFileOnce() throws {
+        let t = TempDir()
+        let src = t.sub("src")
+        var rng = SeededRandom(seed: 5)
+        let big = rng.bytes(64 << 10)
+        writeFile(src + "/big.bin", big)
+        let root = t.sub("root")
+        #expect(roll("push", src, root).status == 0)
+        let current = try #require(readLinkText(root + "/current"))
+        // A delta header with block length 0 and a non-zero basis length, then garbage.
+        var zeroBlock = [UInt8](repeating: 0, count: 28)
+        zeroBlock.replaceSubrange(0..<4, with: Array("rldt".utf8))
+        zeroBlock[4] = 1
+        zeroBlock[12] = 0x40
+        for (round, bad) in [zeroBlock, [UInt8](repeating: 0xEE, count: 300)].enumerated() {
+            // Content no release has, so the agent must ask for it.
+            var edited = big
+            edited[100 + round] ^= 0xFF
+            let m = [Entry(path: RelativePath("big.bin")!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 0),
+                           size: UInt64(edited.count), digest: ContentDigest.of(edited))]
+            let agent = try AgentDriver(root: root)
+            try agent.open(entries: 1)
+            try agent.send(ManifestChunk(entries: m))
+            try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
+            var asked = [UInt8]()
+            while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue {
+                asked.append(f.type)
+            }
+            #expect(asked.contains(MessageType.signature.rawValue), "round \(round): the agent did not ask for a delta: \(asked)")
+            try agent.send(DeltaBegin(index: 0))
+            try agent.writer.send(MessageType.data.rawValue, bad)
+            try agent.send(FileEnd())
+            try agent.writer.flush()
+            let need = try #require(try agent.reader.next())
+            #expect(need.type == MessageType.need.rawValue, "round \(round): a bad delta did not lead to a request for the whole file")
+            if round == 0 {
+                try agent.send(FileBegin(index: 0))
+                try agent.writer.send(MessageType.data.rawValue, edited)
+                try agent.send(FileEnd())
+                try agent.send(Commit())
+                #expect(agent.drain().last?.type == MessageType.result.rawValue)
+                agent.wait()
+                #expect(readFile(root + "/current/big.bin") == edited)
+                // Back to the original for the next round.
+                #expect(roll("back", root).status == 0)
+            } else {
+                try agent.send(FileBegin(index: 0))
+                try agent.writer.send(MessageType.data.rawValue, big)
+                try agent.send(FileEnd())
+                #expect(agent.errorMessage(agent.drain())?.contains("big.bin") == true)
+                agent.wait()
+                #expect(readLinkText(root + "/current") == current)
+            }
+        }
+    }
+
+    /// A client that connects and then says nothing, or stops half way, does not hold the
+    /// deploy lock for good: the agent gives up after its idle timeout and cleans up.
+    @Test(arguments: ["before hello", "after begin", "mid manifest"])
+    func aStalledClientIsDroppedAndTheLockFreed(stage: String) throws {
+        let t = TempDir()
+        let (root, current) = Self.rootWithRelease(t)
+        let agent = try AgentDriver(root: root, flags: ["--idle-timeout", "1"])
+        let started = monotonicClock()
+        if stage != "before hello" { try agent.open(entries: 2) }
+        if stage == "mid manifest" { try agent.send(ManifestChunk(entries: [entry("a", .file, content: "1")])) }
+        let frames = agent.drain()
+        let waited = monotonicClock() - started
+        #expect(agent.wait() == .exited(1))
+        #expect(waited < 15, "the agent waited \(waited) s")
+        if stage != "before hello" { #expect(agent.errorMessage(frames)?.contains("sent nothing") == true, "\(agent.errorMessage(frames) ?? "")") }
+        #expect(lockFreed(root, within: 1))
+        Self.assertUntouched(root, current: current)
+        writeFile(t.sub("src") + "/index.html", "next\n")
+        #expect(roll("push", t.sub("src"), root).status == 0)
     }
 }

@@ -1,0 +1,72 @@
+import ArgumentParser
+import RollStore
+
+extension Roll {
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check releases against their manifests, file by file.",
+            discussion: """
+            Reads every file of the release and compares its size and SHA-256 (and every \
+            symlink's target, every directory) with what the push recorded. Without ID, checks \
+            the active release; --all checks every kept one. Files a build hook added are not \
+            counted; files it changed through a shared hard link are (see `roll init`).
+
+            Exit 0 when every release checked is intact, 1 with the differences listed when \
+            one is not (`roll back ROOT ID` to a good release, or push again: a push never \
+            reuses a damaged file it knows of).
+            """
+        )
+
+        @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
+        var root: String?
+
+        @Argument(help: "The release to check (default: the active one).")
+        var id: String?
+
+        @Flag(help: "Check every release kept on disk.")
+        var all = false
+
+        func validate() throws {
+            if let id, ReleaseID(id) == nil {
+                throw ValidationError("'\(id)' is not a release id (like 000042-20261129T135012Z; see `roll releases`)")
+            }
+            if all && id != nil { throw ValidationError("give an ID or --all, not both") }
+        }
+
+        func run() throws {
+            try guarded {
+                // `roll verify ID` with the root from agent.toml.
+                var (given, id) = (self.root, self.id)
+                if id == nil, let g = given, ReleaseID(g) != nil { (given, id) = (nil, g) }
+                let root = try resolveRoot(given)
+                let store = try Store(path: root, create: false)
+                let ids: [ReleaseID]
+                if all {
+                    ids = try store.list().filter { $0.onDisk && $0.record.state != .failed }.map(\.record.id)
+                } else if let id = id.flatMap(ReleaseID.init) {
+                    ids = [id]
+                } else {
+                    guard let active = try store.currentRelease() else {
+                        throw UserError("\(root) has no active release yet", code: Exit.dataError)
+                    }
+                    ids = [active]
+                }
+                var damaged = 0
+                for id in ids {
+                    let problems = try store.verify(id)
+                    if problems.isEmpty {
+                        print("\(id): intact")
+                        continue
+                    }
+                    damaged += 1
+                    print("\(id): \(problems.count) difference(s)")
+                    for p in problems.prefix(50) { print("  " + p) }
+                    if problems.count > 50 { print("  … and \(problems.count - 50) more") }
+                }
+                if damaged > 0 {
+                    throw UserError("\(damaged) of \(ids.count) release(s) in \(root) differ from their manifests")
+                }
+            }
+        }
+    }
+}
