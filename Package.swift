@@ -7,6 +7,7 @@ import PackageDescription
 //   RollTree   (walking a source tree, content hashes, manifests)
 //   RollWire   (framed messages, handshake, limits, compression)
 //   RollStore  (releases, staging, publish/switch, rollback, retention, lock)
+//   RollBundle (tar streams in and out, safely unpacked; gzip detection)
 //   RollSSH    (libssh2: session, host keys, auth, exec channels, SFTP)
 //   RollSession (the two sides of a push over any byte stream)
 //   roll       (command line; the only place that wires transports)
@@ -34,12 +35,13 @@ let package = Package(
         ),
         .target(name: "RollWire", dependencies: ["CZlib", "RollSystem", "RollTree"]),
         .target(name: "RollStore", dependencies: ["RollSystem", "RollTree"]),
+        .target(name: "RollBundle", dependencies: ["CZlib", "RollSystem"]),
         .target(name: "RollSSH", dependencies: ["CLibSSH2", "CLibCrypto", "RollSystem"]),
         .target(name: "RollSession", dependencies: ["RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
         .executableTarget(
             name: "roll",
             dependencies: [
-                "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession", "RollSSH",
+                "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession", "RollSSH", "RollBundle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -53,7 +55,7 @@ let package = Package(
         .testTarget(name: "RollSSHTests", dependencies: ["RollSSH", "RollTestSupport"]),
         .testTarget(
             name: "RollIntegrationTests",
-            dependencies: ["roll", "RollSystem", "RollTree", "RollWire", "RollStore", "RollSession", "RollTestSupport"]
+            dependencies: ["roll", "RollSystem", "RollTree", "RollWire", "RollStore", "RollSession", "RollBundle", "RollTestSupport"]
         ),
     ]
 )

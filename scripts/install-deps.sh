@@ -9,6 +9,8 @@ PACKAGES=(
     openssh-client  # the system-ssh transport
     openssh-server  # tests: a real sshd on loopback
     dropbear-bin    # tests: the SSH server of the platform's containers
+    rsync           # tests: uploads by standard tools, released with roll release
+    tar             # tests: tar streams for roll release --from -
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

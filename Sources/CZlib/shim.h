@@ -13,4 +13,9 @@ static inline int roll_inflate_init(z_streamp _Nonnull strm) {
     return inflateInit2(strm, 15);
 }
 
+// A gzip stream (header and trailer checked by zlib).
+static inline int roll_inflate_init_gzip(z_streamp _Nonnull strm) {
+    return inflateInit2(strm, 15 + 16);
+}
+
 #endif

@@ -20,6 +20,9 @@ public final class Receiver {
     public var hooks: ReleaseHooks?
     /// Where each deploy is recorded; none when nil.
     public var journal: DeployJournal?
+    /// The kind of deploy the record names: `push`, or `release` and `import` when a local
+    /// command feeds the agent a folder it unpacked or was given.
+    public var recordKind = "push"
 
     /// Files at least this large travel as deltas when the active release has a file at
     /// the same path; below it a compressed whole file costs about the same as a signature
@@ -138,7 +141,7 @@ public final class Receiver {
         }
         let staging = try store.beginStaging()
         Fault.point("agent-after-staging")
-        journal?.started(kind: "push", release: staging.id, previous: current, actor: begin.actor, revision: begin.revision)
+        journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision)
         var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
                           base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
         do {

@@ -35,6 +35,9 @@ extension Roll {
         @Option(help: ArgumentHelp("Give up when the client sends nothing for this many seconds, so a stalled client cannot hold the deploy lock (0: wait forever).", valueName: "seconds"))
         var idleTimeout: Double = 600
 
+        @Option(help: .hidden)
+        var recordKind = "push"
+
         @Argument(help: "The deploy root (created if missing).")
         var root: String?
 
@@ -69,6 +72,7 @@ extension Roll {
             receiver.diagnostics = { printError($0) }
             let hooks = HookRunner(allowRoot: allowRootHooks)
             receiver.hooks = hooks
+            receiver.recordKind = recordKind
             let api = try guardedValue { try APIConfig.load() }
             receiver.journal = AgentJournal(root: root, api: api, hooks: hooks, say: { printError("roll agent: " + $0) })
             if receiver.run() != nil { throw ExitCode.failure }

@@ -110,6 +110,10 @@ extension Roll {
         @Flag(help: "Print the summary as JSON.")
         var json = false
 
+        /// Set by `roll release` and `roll import`, which push a folder they were given.
+        @Option(help: .hidden)
+        var recordKind: String?
+
         func validate() throws {
             if let keep, keep < 1 { throw ValidationError("--keep must be at least 1 (the active release is always kept)") }
             for p in shared + sharedCreate where SharedPath(p) == nil {
@@ -148,6 +152,7 @@ extension Roll {
                                           agentPath: agentPath ?? config.agentPath ?? "roll",
                                           identities: identities, acceptNew: acceptNew, sshConfig: sshConfig)
             if allowRootHooks { connector.agentFlags.append("--allow-root-hooks") }
+            if let recordKind { connector.agentFlags += ["--record-kind", recordKind] }
             let connecting = Background { try connector.connect() }
             let progress = Progress(mode: quiet || json ? .off : isTerminal(2) ? .terminal : .lines)
             progress.status("scanning \(source)")

@@ -36,7 +36,7 @@ struct Roll: ParsableCommand {
           78  a configuration file (roll.toml, ~/.ssh/config) is wrong
         """,
         version: rollVersion,
-        subcommands: [Push.self, Releases.self, Back.self, Verify.self, Status.self, History.self, OutboxCommand.self, Init.self, Agent.self,
+        subcommands: [Push.self, Release.self, Releases.self, Back.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Agent.self,
                       Signature.self, Delta.self, Patch.self]
     )
 }
