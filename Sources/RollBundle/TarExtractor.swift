@@ -164,8 +164,10 @@ public final class TarExtractor {
         parents.removeAll()
     }
 
+    /// A system error while unpacking names the member; a full disk stays a system error
+    /// (the archive is not at fault).
     private func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
-        do { return try body() } catch let e as SystemError {
+        do { return try body() } catch let e as SystemError where !e.isNoSpace {
             throw BundleError("unpacking \(what): \(e)")
         }
     }

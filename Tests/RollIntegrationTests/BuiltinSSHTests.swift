@@ -260,6 +260,30 @@ struct SSHClientHome {
         #expect(try describeTree(root + "/current/") == describeTree(src))
     }
 
+    /// The client killed (kill -9) at three points of a push over SSH: the server ends the
+    /// session, the agent sees its input end, `current` stays a complete release, and the
+    /// next push cleans up and succeeds.
+    @Test(arguments: ["client-mid-file", "client-before-commit", "client-after-commit"])
+    func clientKilledMidPush(point: String) throws {
+        let server = try #require(SSHServer(.openssh))
+        let client = SSHClientHome(knowing: server)
+        let t = TempDir()
+        let sources = [t.sub("v1"), t.sub("v2")]
+        for (i, s) in sources.enumerated() { versionedTree(s, version: i + 1) }
+        let root = SSHPushTests.userFolder(t) + "/app"
+        let args = [server.target(root), "-i", server.clientKey, "--agent-path", server.agentPath]
+        var r = client.push([sources[0]] + args)
+        try #require(r.status == 0, "\(r)")
+        r = client.push([sources[1]] + args, extra: ["ROLL_TEST_FAULT": point])
+        #expect(r.status == 128 + SIGKILL, "\(r)")
+        #expect(lockFreed(root), "\(point): the agent still holds the lock")
+        expectCompleteRelease(root, oneOf: sources, "after the client was killed at \(point)")
+        r = client.push([sources[1]] + args)
+        #expect(r.status == 0, "\(r)")
+        expectCompleteRelease(root, oneOf: [sources[1]], "after the next push")
+        expectNoLeftovers(root, point)
+    }
+
     /// A network that silently stops delivering is declared dead after ServerAliveInterval
     /// × ServerAliveCountMax, instead of hanging the push.
     @Test func stalledConnectionIsDetected() throws {

@@ -224,6 +224,33 @@ struct FullDiskTests {
         #expect(failures >= 3, "the disk never filled: \(failures) failures, \(successes) successes")
         #expect(successes >= 1, "not even the roomiest case succeeded")
     }
+
+    /// A tar stream unpacked onto a full disk, and an import of a bundle: exit 74 naming
+    /// the disk, the half-unpacked copy removed, the active release untouched.
+    @Test func unpackingOntoAFullDiskFailsCleanly() throws {
+        let t = TempDir()
+        let disk = try #require(SmallDisk(t.sub("disk"), bytes: 4 << 20))
+        let root = disk.path + "/root"
+        let first = t.sub("v1")
+        versionedTree(first, version: 1)
+        #expect(roll("push", first, root).status == 0)
+        let second = t.sub("v2")
+        versionedTree(second, version: 2, extra: 1 << 20)
+        #expect(roll("push", second, t.sub("other")).status == 0)
+        #expect(roll("export", t.sub("other"), "-o", t.sub("v2.roll.tgz"), "--level", "1").status == 0)
+        disk.fill(leaving: 256 << 10)
+        let tar = run("/bin/sh", ["-c", "tar -C \(second) -cf - . | \(rollBinary()) release --from - \(root)"])
+        #expect(tar.status == 74, "\(tar)")
+        #expect(tar.stderr.contains("No space left"), "\(tar)")
+        let imported = roll("import", t.sub("v2.roll.tgz"), root)
+        #expect(imported.status == 74, "\(imported)")
+        expectCompleteRelease(root, oneOf: [first], "after the failed unpacks")
+        let incoming = (try? Descriptor.openDirectory(Array((root + "/incoming").utf8)).entries()) ?? []
+        #expect(incoming.isEmpty, "half-unpacked folders were left: \(incoming.map { String(decoding: $0.name, as: UTF8.self) })")
+        disk.empty()
+        #expect(roll("import", t.sub("v2.roll.tgz"), root).status == 0)
+        expectCompleteRelease(root, oneOf: [second], "after freeing space")
+    }
 }
 
 /// Two pushes at the same root at once: one waits for nobody, the other is refused with
