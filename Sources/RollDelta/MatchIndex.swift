@@ -23,6 +23,11 @@
 /// than `maxProbe` slots from its home, so neither a file of zeros nor a
 /// signature crafted to collide makes building or probing quadratic. An
 /// entry that does not fit is only found through the "next block" shortcut.
+///
+/// A short last block is left out of the table: a window of `blockLength` bytes
+/// can only match it by a collision (or a crafted signature), and copying it
+/// would then rebuild fewer bytes than the window held. Only the new file's
+/// tail can equal it, and the encoder checks that at the end.
 final class MatchIndex {
     static let maxProbe = 64
     static let maxSameWeak = 16
@@ -76,6 +81,7 @@ final class MatchIndex {
         blockHigh = .allocate(capacity: cap)
         blockWeak = .allocate(capacity: cap)
 
+        let fullBlocks = sig.basisLength / sig.blockLength
         var entries = 0
         for i in 0..<count {
             let w = sig.weak[i]
@@ -83,6 +89,7 @@ final class MatchIndex {
             blockWeak[i] = w
             blockLow[i] = d.low
             blockHigh[i] = d.high
+            guard i < fullBlocks else { continue }
             let m = UInt64(w) &* Self.multiplier
             var s = Int(truncatingIfNeeded: m >> slotShift)
             var sameWeak = 0

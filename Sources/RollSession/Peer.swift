@@ -27,7 +27,10 @@ final class Peer: @unchecked Sendable {
     private(set) var compressedIn: UInt64 = 0
     private(set) var compressedOut: UInt64 = 0
 
+    let stream: ByteStream
+
     init(stream: ByteStream, onLog: @escaping (String) -> Void = { _ in }) {
+        self.stream = stream
         reader = FrameReader(stream)
         writer = FrameWriter(stream)
         self.onLog = onLog

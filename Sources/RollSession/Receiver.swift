@@ -56,6 +56,13 @@ public final class Receiver {
         }
     }
 
+    /// A failure decided on purpose (a hook, the health check, or the client stopping this
+    /// container), as opposed to a broken connection or disk.
+    static func isVerdict(_ error: Error) -> Bool {
+        guard let code = (error as? WireError)?.code else { return false }
+        return code == .hookFailed || code == .aborted
+    }
+
     static func wireError(_ error: Error) -> WireError {
         switch error {
         case let e as WireError: return e
@@ -141,13 +148,14 @@ public final class Receiver {
         }
         let staging = try store.beginStaging()
         Fault.point("agent-after-staging")
-        journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision)
+        journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision,
+                         group: begin.group)
         var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
                           base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
         do {
             try build.run()
             journal?.finished(.succeeded, counts: build.summary, error: nil)
-        } catch where (try? store.currentRelease()) == staging.id {
+        } catch where (try? store.currentRelease()) == staging.id && !Receiver.isVerdict(error) {
             // `current` already names the new release; only telling the client failed (it
             // went away after its commit). The deploy stands and is recorded as it is.
             journal?.finished(.succeeded, counts: build.summary, error: nil)
@@ -157,8 +165,9 @@ public final class Receiver {
             journal?.finished(build.switchedBack ? .rolledBack : .failed, counts: build.summary,
                               error: Receiver.wireError(error).message)
             staging.discard()
-            // A release whose hook failed is already recorded, with its files and reason.
-            if (error as? WireError)?.code != .hookFailed {
+            // A release whose hook failed, or that was stopped, is already recorded, with its
+            // files and reason.
+            if !Receiver.isVerdict(error) {
                 try? store.write(ReleaseRecord(id: staging.id, state: .failed, created: currentTime(), actor: begin.actor,
                                                previous: current?.description ?? "", reason: Receiver.wireError(error).message))
             }
@@ -364,12 +373,44 @@ private struct Build {
                    ("received", counts.received), ("deltas", counts.deltas), ("linked", counts.linked),
                    ("copied", counts.copied), ("deleted", UInt64(deleted)), ("bytes_written", staging.bytesWritten)]
         try store.prepare(staging, manifest: manifest, record: record, sync: begin.sync)
-        if let hooks {
-            try goLive(store, hooks: hooks, record: record, manifest: manifest,
-                       context: HookContext(root: storePath, release: staging.id, previous: current,
-                                            actor: begin.actor, revision: begin.revision))
-        } else {
-            try store.activate(record)
+        let context = HookContext(root: storePath, release: staging.id, previous: current,
+                                  actor: begin.actor, revision: begin.revision)
+        var built = record
+        if let hooks { built = try build(store, hooks: hooks, record: record, manifest: manifest, context: context) }
+        if begin.twoPhase {
+            // Every container is built before any switches.
+            try peer.send(Ready(release: staging.id.description))
+            try peer.flush()
+            let go = try peer.decode(Go.self, try expect(.go, "the word to switch", patient: true))
+            guard go.proceed else {
+                try? store.markFailed(staging.id, reason: "not switched: \(go.reason)")
+                throw WireError(.aborted, "\(staging.id) was built but not switched: \(go.reason); current is unchanged")
+            }
+        }
+        try store.activate(built)
+        if let hooks { try restartAndVerify(store, hooks: hooks, context: context) }
+        if begin.twoPhase {
+            try peer.send(Live())
+            try peer.flush()
+            let settle: Settle
+            do { settle = try peer.decode(Settle.self, try expect(.settle, "the word to keep the release", patient: true)) } catch {
+                // Without the client's word the other containers may be switching back:
+                // all or nothing means back.
+                settle = Settle(keep: false, reason: "the client was lost before every container was live (\(Receiver.wireError(error).message))")
+            }
+            guard settle.keep else {
+                let reason = "switched back: \(settle.reason)"
+                let what: String
+                if let hooks {
+                    what = hooks.switchBack(store, from: context, reason: reason, output: hookOutput)
+                } else {
+                    try? store.markFailed(staging.id, reason: reason)
+                    if let current { try store.switchCurrent(to: current) }
+                    what = current.map { "switched back to \($0)" } ?? "there is no earlier release to switch back to"
+                }
+                switchedBack = current != nil
+                throw WireError(.aborted, "\(staging.id) went live but \(settle.reason); \(what)")
+            }
         }
         var pruned = [ReleaseID]()
         do { pruned = try store.prune(keep: Int(max(begin.keep, 1))) } catch {
@@ -384,12 +425,31 @@ private struct Build {
         try peer.flush()
     }
 
-    /// `build`, switch, `restart`, `verify`; a failure before the switch publishes nothing,
-    /// one after it switches back. Hook output goes to the client as it comes.
-    private mutating func goLive(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, manifest: Manifest,
-                                 context: HookContext) throws {
+    /// Hook output goes to the client as it comes.
+    private var hookOutput: (String) -> Void {
         let peer = self.peer
-        let output: (String) -> Void = { line in try? peer.send(LogLine(line)); try? peer.flush() }
+        return { line in try? peer.send(LogLine(line)); try? peer.flush() }
+    }
+
+    /// The next frame, which must be of `type`. `patient`: no idle timeout (the client
+    /// waits for other containers, whose build hooks may take long).
+    private func expect(_ type: MessageType, _ what: String, patient: Bool = false) throws -> Frame {
+        let timed = patient ? peer.stream as? DescriptorStream : nil
+        let saved = timed?.idleTimeout
+        timed?.idleTimeout = nil
+        defer { timed?.idleTimeout = saved }
+        let frame = try peer.next(expecting: what)
+        guard frame.type == type.rawValue else {
+            throw WireError(.protocolViolation, "expected \(what), got message type \(frame.type)")
+        }
+        return frame
+    }
+
+    /// The `build` hook in the prepared release; a failure publishes nothing. Returns the
+    /// record to publish (its figures corrected when the hook changed deployed files).
+    private mutating func build(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, manifest: Manifest,
+                                context: HookContext) throws -> ReleaseRecord {
+        let output = hookOutput
         var record = record
         let before = fileStates(context.release, manifest)
         do {
@@ -402,7 +462,13 @@ private struct Build {
             let sharedDamage = (error as? BuildChangedSharedFiles) != nil
             throw WireError(.hookFailed, "\(reason); nothing was published\(sharedDamage ? "" : ", current is unchanged")")
         }
-        try store.activate(record)
+        return record
+    }
+
+    /// `restart` and `verify` (with the health check) in the release just switched to; a
+    /// failure switches back.
+    private mutating func restartAndVerify(_ store: Store, hooks: ReleaseHooks, context: HookContext) throws {
+        let output = hookOutput
         do {
             try hooks.run(.restart, context, output: output)
             try hooks.run(.verify, context, output: output)

@@ -8,6 +8,16 @@ import Synchronization
 import Glibc
 #endif
 
+/// Lines up the pushes of one deploy to several containers at their two decision points.
+/// Each call blocks until every container has reached the same point (or one failed).
+public protocol PushCoordinator: AnyObject, Sendable {
+    /// This container is built and waits to switch: nil to switch, or why not.
+    func ready() -> String?
+    /// This container switched and passed its verify hook and health check: nil to keep
+    /// the release, or why to switch back.
+    func live() -> String?
+}
+
 /// What the client asks of a push.
 public struct PushOptions: Sendable {
     /// Good releases to keep on the target.
@@ -31,6 +41,12 @@ public struct PushOptions: Sendable {
     public var revision = ""
     /// Manifests of earlier pushes, to send only the difference from the active release.
     public var manifestCache: ManifestCache?
+    /// For a push to several containers: the id their deploy records share, and what lines
+    /// them up before the switch and after the verify hook.
+    public var group = ""
+    public var coordinator: PushCoordinator?
+    /// Deltas shared by the pushes of one deploy to several containers.
+    public var sharedDeltas: SharedDeltas?
     /// Seconds to wait for the agent's answer to hello (it takes the lock and cleans up
     /// after an interrupted push first). An agent that accepts and then says nothing must
     /// not hang the client; later silences are normal (hooks run while the client waits).
@@ -65,6 +81,8 @@ public struct PushReport: Sendable {
     public var deltaFiles = 0
     public var deltaFileBytes: UInt64 = 0
     public var deltaMatchedBytes: UInt64 = 0
+    /// Deltas encoded by this push (the others came from another container's push).
+    public var deltasEncoded = 0
     public var retried = 0
     /// Entries of the previous release that are gone from this one.
     public var deleted: UInt64 = 0
@@ -84,6 +102,8 @@ public enum PushEvent: Sendable {
     case planned(files: Int, bytes: UInt64)
     case sent(bytes: UInt64)
     case log(String)
+    /// A two-phase agent built the release and waits for the others.
+    case ready(release: String)
 }
 
 /// The client's side of a push. A reader thread takes the agent's requests as they come
@@ -211,7 +231,7 @@ public final class Sender {
         try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
                             entryCount: UInt64(manifest.entries.count), shared: options.shared,
                             sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync,
-                            revision: options.revision))
+                            revision: options.revision, group: options.group, twoPhase: options.coordinator != nil && !options.dryRun))
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0
@@ -270,7 +290,19 @@ public final class Sender {
             do { signature = try Signature(decoding: bytes) } catch {
                 throw WireError(.protocolViolation, "the agent sent a malformed signature for \(manifest.entries[i].path): \(error)")
             }
-            try sendDelta(i, signature)
+            if let shared = options.sharedDeltas {
+                let key = SharedDeltas.Key(index: i, signature: ContentDigest.of(bytes))
+                switch shared.claim(key) {
+                case .use(let delta):
+                    try sendStoredDelta(i, delta)
+                case .compute:
+                    var kept: SharedDeltas.Delta?
+                    defer { shared.store(key, kept) }
+                    kept = try sendDelta(i, signature, keep: true)
+                }
+            } else {
+                try sendDelta(i, signature, keep: false)
+            }
         case .needEnd:
             break
         case .log(let text):
@@ -287,6 +319,20 @@ public final class Sender {
         case .plan(let plan):
             report.plan = plan
             return true
+        case .ready(let release):
+            guard let coordinator = options.coordinator else {
+                throw WireError(.protocolViolation, "the agent waits to switch, but this push is to one container")
+            }
+            report.release = release
+            events(.ready(release: release))
+            let veto = coordinator.ready()
+            try peer.send(Go(proceed: veto == nil, reason: veto ?? ""))
+        case .live:
+            guard let coordinator = options.coordinator else {
+                throw WireError(.protocolViolation, "the agent waits for a verdict, but this push is to one container")
+            }
+            let veto = coordinator.live()
+            try peer.send(Settle(keep: veto == nil, reason: veto ?? ""))
         case .failed(let error):
             throw error
         }
@@ -374,9 +420,36 @@ public final class Sender {
         report.sentBytes += entry.size
     }
 
-    private func sendDelta(_ i: Int, _ signature: Signature) throws {
+    /// Sends a delta computed by another container's push of the same file and basis.
+    private func sendStoredDelta(_ i: Int, _ delta: SharedDeltas.Delta) throws {
         let entry = manifest.entries[i]
         try peer.send(DeltaBegin(index: i))
+        let compress = try delta.bytes.withUnsafeBytes { all -> Bool in
+            let compress = options.compress && Compressibility.worthCompressing(
+                path: entry.path.bytes, sample: UnsafeRawBufferPointer(rebasing: all[..<min(all.count, 64 << 10)]))
+            var at = 0
+            while at < all.count {
+                let n = min(FrameLimits.dataChunk, all.count - at)
+                try peer.sendData(UnsafeRawBufferPointer(rebasing: all[at..<(at + n)]), compress: compress)
+                at += n
+            }
+            return compress
+        }
+        _ = compress
+        try peer.send(FileEnd())
+        report.deltaFiles += 1
+        report.deltaFileBytes += entry.size
+        report.deltaMatchedBytes += delta.matched
+        events(.sent(bytes: entry.size))
+    }
+
+    /// Encodes and sends a delta of file `i` against `signature`; with `keep`, also returns
+    /// its bytes for the other containers (nil if it grew past 64 MiB).
+    @discardableResult
+    private func sendDelta(_ i: Int, _ signature: Signature, keep: Bool) throws -> SharedDeltas.Delta? {
+        let entry = manifest.entries[i]
+        try peer.send(DeltaBegin(index: i))
+        var copy: [UInt8]? = keep ? [] : nil
         var out = [UInt8]()
         out.reserveCapacity(FrameLimits.dataChunk)
         var compress: Bool?
@@ -388,6 +461,9 @@ public final class Sender {
         }
         let encoder = DeltaEncoder(signature: signature) { piece in
             var rest = piece
+            if copy != nil {
+                if copy!.count + rest.count > 64 << 20 { copy = nil } else { copy!.append(contentsOf: rest) }
+            }
             while !rest.isEmpty {
                 let take = min(rest.count, FrameLimits.dataChunk - out.count)
                 out.append(contentsOf: rest[..<take])
@@ -405,6 +481,8 @@ public final class Sender {
         report.deltaFiles += 1
         report.deltaFileBytes += entry.size
         report.deltaMatchedBytes += UInt64(encoder.statistics.matchedBytes)
+        report.deltasEncoded += 1
+        return copy.map { SharedDeltas.Delta(bytes: $0, matched: UInt64(encoder.statistics.matchedBytes)) }
     }
 }
 
@@ -419,6 +497,8 @@ final class Inbox: @unchecked Sendable {
         case log(String)
         case result(PushResult)
         case plan(Plan)
+        case ready(String)
+        case live
         case failed(Error)
     }
 
@@ -465,7 +545,7 @@ final class ReaderThread: @unchecked Sendable {
     }
 
     func start() {
-        DispatchQueue.global().async { self.loop() }
+        detachThread { self.loop() }
     }
 
     func join() { done.wait() }
@@ -488,6 +568,8 @@ final class ReaderThread: @unchecked Sendable {
                 case .plan:
                     inbox.put(.plan(try peer.decode(Plan.self, frame)))
                     return
+                case .ready: inbox.put(.ready(try peer.decode(Ready.self, frame).release))
+                case .live: inbox.put(.live)
                 default:
                     throw WireError(.protocolViolation, "unexpected message type \(frame.type) from the agent")
                 }

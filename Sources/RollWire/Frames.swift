@@ -66,6 +66,8 @@ public struct WireError: Error, Sendable, CustomStringConvertible {
         case internalError = 9
         /// A deploy hook (or the health check) failed; `current` is on a complete release.
         case hookFailed = 10
+        /// A push to several containers stopped this one because another failed.
+        case aborted = 11
     }
 
     public var code: Code

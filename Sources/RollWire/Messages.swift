@@ -1,7 +1,7 @@
 import RollSystem
 import RollTree
 
-/// Version 2 of the push protocol. Neither side waits for the other per file: the agent
+/// Version 4 of the push protocol. Neither side waits for the other per file: the agent
 /// answers each manifest chunk as it arrives, and the client sends file contents as soon
 /// as they are asked for, while it still sends the manifest.
 ///
@@ -22,12 +22,18 @@ import RollTree
 ///                                             the client then sends that file whole)
 ///                                      ◄──    result
 /// ```
+/// A push to several containers at once asks each agent for two phases (`begin.twoPhase`):
+/// after the commit each agent prepares the release and runs its build hook, then sends
+/// `ready` and waits; the client answers every agent `go(switch)` once all are ready, or
+/// `go(abort)` to all when one failed. After the switch and the verify hook, each agent
+/// sends `live` and waits for `settle(keep)` (then `result`) or `settle(revert)`, which
+/// switches it back. The deploy records of one push share `begin.group`.
 /// A frame whose type has the high bit set carries its payload deflated with the sender's
 /// session stream (see ``Deflater``). `log` frames may come from the agent at any time; an
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 3
+    public static let version: UInt16 = 4
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -51,6 +57,10 @@ public enum MessageType: UInt8, Sendable {
     case deltaBegin = 17
     case data = 18
     case plan = 19
+    case ready = 20
+    case go = 21
+    case live = 22
+    case settle = 23
 }
 
 public protocol Message {
@@ -220,10 +230,16 @@ public struct Begin: Message, Sendable {
     public var sync: Bool
     /// The source's revision (a git commit) when the client knows it, for hooks and records.
     public var revision: String
+    /// Shared by the deploy records of one push to several containers; empty otherwise.
+    public var group: String
+    /// Stop before the switch and after the verify hook for the client's word (see above).
+    public var twoPhase: Bool
 
     public init(keep: UInt32, actor: String, entryCount: UInt64, shared: [String] = [], sharedCreate: [String] = [],
-                dryRun: Bool = false, sync: Bool = true, revision: String = "") {
+                dryRun: Bool = false, sync: Bool = true, revision: String = "", group: String = "", twoPhase: Bool = false) {
         self.revision = revision
+        self.group = group
+        self.twoPhase = twoPhase
         self.keep = keep
         self.actor = actor
         self.entryCount = entryCount
@@ -244,6 +260,8 @@ public struct Begin: Message, Sendable {
         w.u8(dryRun ? 1 : 0)
         w.u8(sync ? 1 : 0)
         w.string(revision)
+        w.string(group)
+        w.u8(twoPhase ? 1 : 0)
     }
 
     public init(from r: inout ByteReader) throws {
@@ -255,6 +273,8 @@ public struct Begin: Message, Sendable {
         dryRun = try r.u8("dry run") != 0
         sync = try r.u8("sync") != 0
         revision = try r.string("revision", limit: 256)
+        group = try r.string("group", limit: 64)
+        twoPhase = try r.u8("two-phase") != 0
     }
 }
 
@@ -476,6 +496,61 @@ public struct Commit: Message, Sendable {
     public init() {}
     public func encode(into w: inout ByteWriter) {}
     public init(from r: inout ByteReader) throws {}
+}
+
+/// The agent has prepared and built the release and waits for ``Go``.
+public struct Ready: Message, Sendable {
+    public static let type = MessageType.ready
+    public var release: String
+    public init(release: String) { self.release = release }
+    public func encode(into w: inout ByteWriter) { w.string(release) }
+    public init(from r: inout ByteReader) throws { release = try r.string("release", limit: 64) }
+}
+
+/// The client's word to a ready agent: switch, or abort (with why).
+public struct Go: Message, Sendable {
+    public static let type = MessageType.go
+    public var proceed: Bool
+    public var reason: String
+    public init(proceed: Bool, reason: String = "") {
+        self.proceed = proceed
+        self.reason = reason
+    }
+    public func encode(into w: inout ByteWriter) {
+        w.u8(proceed ? 1 : 0)
+        w.string(reason)
+    }
+    public init(from r: inout ByteReader) throws {
+        proceed = try r.u8("go") != 0
+        reason = try r.string("reason", limit: 4096)
+    }
+}
+
+/// The agent switched and its verify hook and health check passed; it waits for ``Settle``.
+public struct Live: Message, Sendable {
+    public static let type = MessageType.live
+    public init() {}
+    public func encode(into w: inout ByteWriter) {}
+    public init(from r: inout ByteReader) throws {}
+}
+
+/// The client's last word: keep the release (every container is live), or switch back.
+public struct Settle: Message, Sendable {
+    public static let type = MessageType.settle
+    public var keep: Bool
+    public var reason: String
+    public init(keep: Bool, reason: String = "") {
+        self.keep = keep
+        self.reason = reason
+    }
+    public func encode(into w: inout ByteWriter) {
+        w.u8(keep ? 1 : 0)
+        w.string(reason)
+    }
+    public init(from r: inout ByteReader) throws {
+        keep = try r.u8("settle") != 0
+        reason = try r.string("reason", limit: 4096)
+    }
 }
 
 public struct Bye: Message, Sendable {

@@ -50,7 +50,7 @@ extension Roll {
                     print("roll: \(root)/current -> \(to) (was \(from?.description ?? "none"))")
                     let hooks = HookRunner(allowRoot: allowRootHooks)
                     let journal = AgentJournal(root: root, api: try APIConfig.load(), hooks: hooks, say: { printError("roll: " + $0) })
-                    journal.started(kind: "rollback", release: to, previous: from, actor: whoAmI(), revision: "")
+                    journal.started(kind: "rollback", release: to, previous: from, actor: whoAmI(), revision: "", group: "")
                     guard !noHooks else {
                         journal.finished(.succeeded, counts: [], error: nil)
                         return

@@ -9,6 +9,8 @@ struct ProjectConfig: Equatable {
     static let fileName = "roll.toml"
 
     var target: String?
+    /// Several containers of one app, deployed together (`targets = [...]`).
+    var targets: [String] = []
     var keep: Int?
     var shared: [String] = []
     var sharedCreate: [String] = []
@@ -73,11 +75,7 @@ struct ProjectConfig: Equatable {
         let targets = try strings("targets")
         if !targets.isEmpty {
             guard config.target == nil else { throw UserError("\(origin): give target or targets, not both", code: Exit.dataError) }
-            guard targets.count == 1 else {
-                throw UserError("\(origin): pushing to several targets at once is not supported yet; push to each in turn",
-                                code: Exit.dataError)
-            }
-            config.target = targets[0]
+            if targets.count == 1 { config.target = targets[0] } else { config.targets = targets }
         }
         if let v = table["keep"] {
             guard let n = v.integer, n >= 1 else { throw fail("keep", "a whole number of at least 1") }
@@ -140,6 +138,9 @@ struct ProjectConfig: Equatable {
         # Where to deploy: a local folder, user@host:/path, or ssh://user@host:port/path.
         # With a target here, `roll push` alone deploys the current folder.
         \(target.map { "target = \"\($0)\"" } ?? "# target = \"app@ssh.example.com:/srv/roll\"")
+        # An app with several containers: all of them, switched together or not at all
+        # (instead of target).
+        # targets = ["ssh://app@ssh.example.com:20001/srv/roll", "ssh://app@ssh.example.com:20002/srv/roll"]
 
         # Good releases to keep on the target (the active one and the rollback target are
         # always kept).

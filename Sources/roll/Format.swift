@@ -64,7 +64,7 @@ func whoAmI() -> String {
     var host = [UInt8](repeating: 0, count: 256)
     _ = host.withUnsafeMutableBytes { gethostname($0.baseAddress!.assumingMemoryBound(to: CChar.self), 255) }
     let hostName = String(decoding: host.prefix { $0 != 0 }, as: UTF8.self)
-    let user = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid\(getuid())"
+    let user = Accounts.user(uid: getuid())?.name ?? "uid\(getuid())"
     return "\(user)@\(hostName)"
 }
 

@@ -79,9 +79,9 @@ final class HookRunner: ReleaseHooks {
 
     /// The documented environment of a hook, and nothing else.
     func environment(_ stage: HookStage, _ context: HookContext) -> [String] {
-        let pw = getpwuid(geteuid())
-        let home = pw.map { String(cString: $0.pointee.pw_dir) } ?? "/"
-        let user = pw.map { String(cString: $0.pointee.pw_name) } ?? "\(geteuid())"
+        let account = Accounts.user(uid: geteuid())
+        let home = account?.home ?? "/"
+        let user = account?.name ?? "\(geteuid())"
         let vars: [(String, String)] = [
             ("PATH", "\(home)/.local/bin:\(home)/bin:/usr/local/bin:/usr/bin:/bin"),
             ("HOME", home), ("USER", user), ("LOGNAME", user), ("LANG", "C.UTF-8"),

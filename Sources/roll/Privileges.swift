@@ -11,15 +11,15 @@ import Glibc
 @discardableResult
 func becomeAppUser(root: String, user: String?) throws -> String? {
     guard geteuid() == 0 else {
-        if let user, getpwuid(geteuid()).map({ String(cString: $0.pointee.pw_name) }) != user {
+        if let user, Accounts.user(uid: geteuid())?.name != user {
             throw UserError("--user \(user) needs the agent to start as root", code: 64)
         }
         return nil
     }
     let uid: uid_t, gid: gid_t, name: String
     if let user {
-        guard let pw = getpwnam(user) else { throw UserError("no user \(user) on this machine", code: 64) }
-        (uid, gid, name) = (pw.pointee.pw_uid, pw.pointee.pw_gid, user)
+        guard let account = Accounts.user(named: user) else { throw UserError("no user \(user) in /etc/passwd", code: 64) }
+        (uid, gid, name) = (account.uid, account.gid, user)
     } else {
         var path = root
         var st = stat()
@@ -29,15 +29,17 @@ func becomeAppUser(root: String, user: String?) throws -> String? {
         }
         guard st.st_uid != 0 else { return nil }
         uid = st.st_uid
-        gid = getpwuid(uid)?.pointee.pw_gid ?? st.st_gid
-        name = getpwuid(uid).map { String(cString: $0.pointee.pw_name) } ?? "\(uid)"
+        let account = Accounts.user(uid: uid)
+        gid = account?.gid ?? st.st_gid
+        name = account?.name ?? "\(uid)"
     }
-    if initgroups(name, gid) != 0 { _ = setgroups(0, nil) }
+    let groups = Accounts.groups(of: name, primary: gid)
+    if setgroups(groups.count, groups) != 0 { _ = setgroups(0, nil) }
     guard setgid(gid) == 0, setuid(uid) == 0, setuid(0) != 0 else {
         throw UserError("could not switch to user \(name) (uid \(uid)): \(String(cString: strerror(errno)))", code: Exit.failed)
     }
-    if let pw = getpwuid(uid) {
-        setenv("HOME", pw.pointee.pw_dir, 1)
+    if let account = Accounts.user(uid: uid) {
+        setenv("HOME", account.home, 1)
         setenv("USER", name, 1)
         setenv("LOGNAME", name, 1)
     }

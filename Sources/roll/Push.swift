@@ -27,6 +27,16 @@ extension Roll {
             (use --force to make one anyway). Only one deploy runs on a root at a time; a \
             second one fails at once, naming the holder of the lock.
 
+            SEVERAL CONTAINERS
+            With several targets (`targets` in roll.toml, or more than one on the command \
+            line), the transfers run in parallel and the containers switch together or not at \
+            all: each one receives the tree and runs its build hook; only when all are built \
+            do they switch; when any fails before that, none switches and every built release \
+            is marked failed; when one fails its restart, verify or health check after the \
+            switch, all switch back. A container that cannot be reached stops the push before \
+            anything switches, unless --allow-partial. A delta is computed once for containers \
+            that hold the same file, and the deploy records of one push share a group id.
+
             SSH
             A remote target is reached with roll's own SSH client, which reads \
             ~/.ssh/config (Host, HostName, Port, User, IdentityFile, IdentitiesOnly, \
@@ -45,6 +55,7 @@ extension Roll {
               roll push . app@ssh.example.com:/srv/app
               roll push . ssh://app@ssh.example.com:20001/srv/app --accept-new
               roll push . app@host:/srv/app --ssh-command "ssh -J bastion"
+              roll push . ssh://app@host:20001/srv/app ssh://app@host:20002/srv/app
             """
         )
 
@@ -52,9 +63,12 @@ extension Roll {
         var source: String?
 
         @Argument(help: ArgumentHelp(
-            "Where to deploy: a local folder, [user@]host:PATH, or ssh://[user@]host[:port]/PATH (created if missing; default: target in SOURCE/roll.toml).",
+            "Where to deploy: a local folder, [user@]host:PATH, or ssh://[user@]host[:port]/PATH (created if missing; default: target or targets in SOURCE/roll.toml). Several: the containers of one app, switched together.",
             valueName: "target"))
-        var target: String?
+        var targets: [String] = []
+
+        @Flag(help: "With several targets: deploy to those that can be reached when some cannot (otherwise nothing switches).")
+        var allowPartial = false
 
         @Option(help: ArgumentHelp("Reach the server with this ssh client instead of roll's own, like rsync -e (for ProxyJump, certificates, or your own ssh settings).", valueName: "command"))
         var sshCommand: String?
@@ -138,22 +152,31 @@ extension Roll {
             }
             // roll.toml gives the defaults; the command line wins.
             let config = try ProjectConfig.load(source: source) ?? ProjectConfig()
-            guard let targetText = target ?? config.target else {
+            let targetTexts = !targets.isEmpty ? targets : config.target.map { [$0] } ?? config.targets
+            guard !targetTexts.isEmpty else {
                 throw UserError("no target: name one (roll push \(source) app@host:/srv/roll) or set target in \(source)/roll.toml",
                                 hint: "roll init writes a commented roll.toml", code: 64)
             }
-            let target = try Target(parsing: targetText)
+            guard Set(targetTexts).count == targetTexts.count else {
+                throw UserError("a target is named twice: \(targetTexts.joined(separator: " "))", code: 64)
+            }
+            let parsedTargets = try targetTexts.map { try Target(parsing: $0) }
+            let target = parsedTargets[0]
             let keep = self.keep ?? config.keep ?? 5
             let sharedCreate = Array(Set(sharedCreate + config.sharedCreate)).sorted()
             let sharedPaths = Array(Set(shared + config.shared + sharedCreate)).sorted()
 
-            // The agent (and an ssh connection) starts while the tree is scanned.
-            let connector = try Connector(target: target, sshCommand: self.sshCommand ?? config.sshCommand,
-                                          agentPath: agentPath ?? config.agentPath ?? "roll",
-                                          identities: identities, acceptNew: acceptNew, sshConfig: sshConfig)
-            if allowRootHooks { connector.agentFlags.append("--allow-root-hooks") }
-            if let recordKind { connector.agentFlags += ["--record-kind", recordKind] }
-            let connecting = Background { try connector.connect() }
+            // The agents (and ssh connections) start while the tree is scanned.
+            let connectors = try parsedTargets.map { t in
+                let c = try Connector(target: t, sshCommand: self.sshCommand ?? config.sshCommand,
+                                      agentPath: agentPath ?? config.agentPath ?? "roll",
+                                      identities: identities, acceptNew: acceptNew, sshConfig: sshConfig)
+                if allowRootHooks { c.agentFlags.append("--allow-root-hooks") }
+                if let recordKind { c.agentFlags += ["--record-kind", recordKind] }
+                return c
+            }
+            let connections = connectors.map { c in Background { try c.connect() } }
+            let connector = connectors[0], connecting = connections[0]
             let progress = Progress(mode: quiet || json ? .off : isTerminal(2) ? .terminal : .lines)
             progress.status("scanning \(source)")
             var rules = IgnoreRules()
@@ -170,16 +193,15 @@ extension Roll {
                 scan = try tree.scan()
                 tree.cache.save(scanStart: scanStart)
             } catch {
-                _ = try? connecting.wait().finish()
+                for c in connections { _ = try? c.wait().finish() }
                 throw error
             }
-            var agent = try connecting.wait()
             let scanned = monotonicSeconds()
             for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(d)") }
             for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
             let manifest: Manifest
             do { manifest = try scan.manifest.linkingShared(sharedPaths.compactMap { SharedPath($0)?.path }) } catch {
-                _ = agent.finish()
+                for c in connections { _ = try? c.wait().finish() }
                 throw UserError("\(error)", hint: "create the folder in the tree (an empty one is enough)", code: Exit.dataError)
             }
 
@@ -193,15 +215,43 @@ extension Roll {
             options.revision = gitRevision(source: source)
             // Compression pays on a network; a local pipe is faster than any compressor.
             if case .local = target { options.compress = false } else { options.compress = !noCompress }
-            var result: PushReport
+            if connectors.count > 1 {
+                try pushToFleet(connectors, connections, source: source, manifest: manifest, options: options,
+                                progress: progress, started: started)
+                return
+            }
+            let result = try deliver(source: source, manifest: manifest, options: options, connector: connector,
+                                     connecting: connecting, progress: progress, events: { progress.event($0, quiet: quiet) })
+            let elapsed = monotonicSeconds() - started
+            if let plan = result.plan {
+                printPlan(plan, json: json, target: target)
+            } else if json {
+                print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started, hashedFiles: scan.hashedFiles))
+            } else if !quiet {
+                printSummary(result, target: target, seconds: elapsed, scanSeconds: scanned - started,
+                             transferSeconds: progress.connectedAt > 0 ? monotonicSeconds() - max(progress.connectedAt, scanned) : 0)
+            }
+        }
+
+        /// Runs one push over a started connection; installs roll on the server and goes
+        /// again when it has none that speaks this protocol.
+        func deliver(source: String, manifest: Manifest, options: PushOptions, connector: Connector,
+                     connecting: Background<AgentConnection>, progress: Progress,
+                     events: @escaping (PushEvent) -> Void) throws -> PushReport {
+            var agent = try connecting.wait()
             var installed = false
             while true {
                 let sourceFD = try sys("open", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
                 let sender = Sender(stream: agent.stream, sourceRoot: Descriptor(sourceFD, name: source), manifest: manifest,
-                                    options: options, events: { progress.event($0, quiet: quiet) })
+                                    options: options, events: events)
                 do {
-                    result = try sender.run()
-                    break
+                    let result = try sender.run()
+                    progress.clear()
+                    let ending = agent.finish()
+                    guard ending == .exited(0) else { throw UserError("the agent ended badly (\(ending)) after the push", code: Exit.unavailable) }
+                    return result
+                } catch let e as UserError {
+                    throw e
                 } catch {
                     progress.clear()
                     let ending = agent.finish()
@@ -214,18 +264,6 @@ extension Roll {
                     }
                     throw connector.explain(error, ending: ending, greeted: progress.connectedAt > 0)
                 }
-            }
-            progress.clear()
-            let ending = agent.finish()
-            guard ending == .exited(0) else { throw UserError("the agent ended badly (\(ending)) after the push", code: Exit.unavailable) }
-            let elapsed = monotonicSeconds() - started
-            if let plan = result.plan {
-                printPlan(plan, json: json, target: target)
-            } else if json {
-                print(summaryJSON(result, seconds: elapsed, scanSeconds: scanned - started, hashedFiles: scan.hashedFiles))
-            } else if !quiet {
-                printSummary(result, target: target, seconds: elapsed, scanSeconds: scanned - started,
-                             transferSeconds: progress.connectedAt > 0 ? monotonicSeconds() - max(progress.connectedAt, scanned) : 0)
             }
         }
 
@@ -350,6 +388,8 @@ final class Progress {
         case .connected:
             connectedAt = monotonicSeconds()
             status("comparing with the target")
+        case .ready:
+            break
         }
     }
 

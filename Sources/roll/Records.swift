@@ -165,10 +165,10 @@ final class AgentJournal: DeployJournal {
         self.say = say
     }
 
-    func started(kind: String, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String) {
+    func started(kind: String, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String) {
         recoverInterrupted()
         started = monotonicClock()
-        let r = DeployRecord(id: DeployRecord.newID(), group: nil, kind: kind, state: "running", root: log.root,
+        let r = DeployRecord(id: DeployRecord.newID(), group: group.isEmpty ? nil : group, kind: kind, state: "running", root: log.root,
                              release: release.description, previous: previous?.description ?? "",
                              startedAt: isoTime(currentTime()), finishedAt: nil, actor: actor, revision: revision,
                              counts: [:], hooks: [], error: nil, update: 1, agent: "roll \(rollVersion)")

@@ -217,7 +217,7 @@ final class Background<T>: @unchecked Sendable {
 
     init(_ body: @escaping () throws -> T) {
         nonisolated(unsafe) let body = body
-        DispatchQueue.global().async {
+        detachThread {
             self.result = Result { try body() }
             self.done.signal()
         }

@@ -141,6 +141,19 @@ import Testing
         #expect(Self.code { _ = try Signature(decoding: h) } == .unsupportedVersion)
     }
 
+    @Test func shortLastBlockOnlyMatchesTheTail() throws {
+        // The last block is declared short but carries a full block's sums (a collision,
+        // or a hostile agent): a full window matching it would copy too few bytes.
+        var rng = SplitMix64(seed: 31)
+        let basis = rng.bytes(640)
+        var bytes = try Signature(basis: basis, blockLength: 64).encode()
+        var length: [UInt8] = []
+        appendLE(&length, UInt64(630))
+        bytes.replaceSubrange(12..<20, with: length)
+        let delta = try DeltaEncoder.delta(signature: try Signature(decoding: bytes), new: basis)
+        #expect(try Patcher.patch(basis: Array(basis.prefix(630)), delta: delta) == basis)
+    }
+
     @Test func hostileDeltaOps() {
         func copy(_ first: UInt32, _ count: UInt32) -> [UInt8] {
             var op: [UInt8] = [DeltaFormat.opCopy]
