@@ -71,11 +71,9 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                var (given, id) = (self.root, self.id)
-                if id == nil, let g = given, ReleaseID(g) != nil { (given, id) = (nil, g) }
-                let root = try resolveRoot(given)
+                let (root, id) = try resolveRoot(self.root, release: self.id)
                 let store = try Store(path: root, create: false)
-                guard let release = try id.flatMap(ReleaseID.init) ?? store.currentRelease() else {
+                guard let release = try id ?? store.currentRelease() else {
                     throw UserError("\(root) has no active release to export", code: Exit.dataError)
                 }
                 guard let manifest = try store.manifest(of: release) else {

@@ -6,6 +6,13 @@ import Glibc
 #endif
 
 /// ROOT from the command line, else `root` in the agent's settings file.
+/// ROOT and an optional release id from `[ROOT] [ID]` arguments: a lone argument that is
+/// a release id is the id, with ROOT from agent.toml.
+func resolveRoot(_ given: String?, release: String?) throws -> (String, ReleaseID?) {
+    if release == nil, let g = given, let id = ReleaseID(g) { return (try resolveRoot(nil), id) }
+    return (try resolveRoot(given), release.flatMap(ReleaseID.init))
+}
+
 func resolveRoot(_ given: String?) throws -> String {
     if let given { return absolutePath(given) }
     if let root = try AgentSettings.load().root { return absolutePath(root) }

@@ -35,15 +35,12 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                // `roll verify ID` with the root from agent.toml.
-                var (given, id) = (self.root, self.id)
-                if id == nil, let g = given, ReleaseID(g) != nil { (given, id) = (nil, g) }
-                let root = try resolveRoot(given)
+                let (root, id) = try resolveRoot(self.root, release: self.id)
                 let store = try Store(path: root, create: false)
                 let ids: [ReleaseID]
                 if all {
                     ids = try store.list().filter { $0.onDisk && $0.record.state != .failed }.map(\.record.id)
-                } else if let id = id.flatMap(ReleaseID.init) {
+                } else if let id {
                     ids = [id]
                 } else {
                     guard let active = try store.currentRelease() else {
