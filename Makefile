@@ -1,19 +1,25 @@
 # make demo   installs what it needs, builds, and runs a local push/change/push/rollback
 # make test   installs what it needs and runs the whole test suite (and the static-binary check)
+# make fuzz   runs each fuzz target for FUZZ_SECONDS (default 45) seconds (see fuzz/README.md)
 # make deb    builds the static binary and a .deb around it, in dist/
 SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: demo test build deps clean static check-static deb
+.PHONY: demo test fuzz build deps clean static check-static deb
 
 demo: deps build
 	scripts/demo.sh .build/debug/roll
 
 test: deps build
 	$(SWIFT) test --disable-xctest
+	$(MAKE) fuzz
 	DEMO_DIR=$$(mktemp -d) scripts/demo.sh .build/debug/roll >/dev/null && echo "demo: passed"
 	$(MAKE) check-static
 	packaging/build-deb dist/roll >/dev/null && echo "deb: built"
+
+# The decoders of peer input under libFuzzer, built apart in .build-fuzz.
+fuzz: deps
+	SWIFT=$(SWIFT) fuzz/run
 
 # One static binary in dist/ (packaging/build-static), proven to need nothing else.
 static:

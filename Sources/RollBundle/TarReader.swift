@@ -137,10 +137,14 @@ public final class TarReader {
     /// An octal field (NUL or space terminated), or GNU's base-256 for large values.
     private func number(_ field: ArraySlice<UInt8>, what: String) throws -> UInt64 {
         if let first = field.first, first & 0x80 != 0 {
-            guard first == 0x80, field.dropFirst().prefix(field.count - 9).allSatisfy({ $0 == 0 }) else {
+            // Big-endian after the marker byte; at most 8 significant bytes, never negative.
+            let digits = field.dropFirst()
+            guard first == 0x80, digits.dropLast(min(8, digits.count)).allSatisfy({ $0 == 0 }) else {
                 throw BundleError("a tar \(what) field is out of range")
             }
-            return field.suffix(8).reduce(0) { $0 << 8 | UInt64($1) }
+            let value = digits.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            guard value < 1 << 62 else { throw BundleError("a tar \(what) field is out of range") }
+            return value
         }
         var value: UInt64 = 0
         var seen = false

@@ -1,3 +1,4 @@
+import RollSystem
 import RollTestSupport
 import Testing
 #if canImport(Glibc)
@@ -163,6 +164,22 @@ func sampleSite(_ dir: String, version: String = "v1") {
         #expect(readLinkText(root + "/current") == before)
         let incoming = (try? contentOf(root + "/incoming")) ?? []
         #expect(incoming.isEmpty, "the refused stream was left unpacked: \(incoming)")
+    }
+}
+
+extension ReleaseFromUploadTests {
+    /// The inputs the tar fuzzer found crashes with, kept in its corpus: refused cleanly.
+    @Test func tarInputsTheFuzzerFoundAreRefused() throws {
+        let corpus = String(#filePath.split(separator: "/Tests/")[0]) + "/fuzz/corpus/tar"
+        let names = try Descriptor.openDirectory(Array(corpus.utf8)).entries().map { String(decoding: $0.name, as: UTF8.self) }
+            .filter { $0.hasPrefix("regress-") }
+        #expect(!names.isEmpty, "no regression inputs in \(corpus)")
+        let t = TempDir()
+        for name in names {
+            let r = Self.shell("\(rollBinary()) release --from - \(t.sub("root")) < \(corpus)/\(name)")
+            #expect(r.status == 65, "\(name): \(r)")
+            #expect(readLinkText(t.sub("root") + "/current") == nil)
+        }
     }
 }
 

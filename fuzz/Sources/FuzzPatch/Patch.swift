@@ -1,0 +1,64 @@
+import FuzzSupport
+import RollDelta
+
+// Input: a delta stream, applied to a fixed basis twice: in one piece with whole basis
+// reads, and in pieces of random size (chosen from the input, so a crash repeats) with
+// short basis reads. Both must end the same way: the same output or the same error.
+
+/// The basis: random bytes, a run of zeros, text.
+let basis: [UInt8] = {
+    var rng = SplitMix64(seed: 7)
+    return rng.bytes(1500) + [UInt8](repeating: 0, count: 500)
+        + Array(String(repeating: "release ", count: 125).utf8)
+}()
+
+enum Outcome: Equatable {
+    case rebuilt([UInt8])
+    case failed(DeltaError.Code)
+}
+
+/// Applies `delta` to the basis: in one piece with whole reads, or, given a generator,
+/// in pieces of random size with short reads.
+func apply(_ delta: [UInt8], split: SplitMix64?) -> Outcome {
+    var rng = split
+    var reads = split
+    var out: [UInt8] = []
+    let patcher = Patcher(
+        readBasis: { offset, into in
+            guard offset < basis.count else { return 0 }
+            var n = min(into.count, basis.count - offset)
+            if reads != nil { n = 1 + reads!.below(n) }
+            basis.withUnsafeBytes { into.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+            return n
+        },
+        write: { out.append(contentsOf: $0) },
+        copyBufferSize: 4096)
+    do {
+        if rng == nil {
+            try patcher.update(delta)
+        } else {
+            var at = 0
+            while at < delta.count {
+                let n = min(delta.count - at, rng!.below(4) == 0 ? 1 + rng!.below(600) : 1 + rng!.below(12))
+                try patcher.update(delta[at..<(at + n)])
+                at += n
+            }
+        }
+        try patcher.finish()
+        check(patcher.outputLength == out.count, "patcher counts \(patcher.outputLength) bytes, wrote \(out.count)")
+        return .rebuilt(out)
+    } catch let e as DeltaError {
+        return .failed(e.code)
+    } catch {
+        fail("patcher threw \(error)")
+    }
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+func fuzzPatch(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let delta = input(data, size)
+    let a = apply(delta, split: nil)
+    let b = apply(delta, split: SplitMix64(hashing: delta))
+    check(a == b, "delta applied whole gives \(a), in pieces \(b)")
+    return 0
+}

@@ -1,0 +1,29 @@
+import FuzzSupport
+import RollDelta
+
+func patchSeeds() throws -> [Seed] {
+    var rng = SplitMix64(seed: 8)
+    var edited = basis
+    edited.replaceSubrange(100..<140, with: rng.bytes(7))
+    edited.insert(contentsOf: rng.bytes(64), at: 1200)
+    edited += rng.bytes(30)
+    func delta(_ new: [UInt8], block: Int, seed: UInt64 = 0) throws -> [UInt8] {
+        try DeltaEncoder.delta(signature: try Signature(basis: basis, blockLength: block, seed: seed), new: new)
+    }
+    return [
+        Seed("same", try delta(basis, block: 64)),
+        Seed("edited", try delta(edited, block: 64, seed: 5)),
+        Seed("edited-small-blocks", try delta(edited, block: 8)),
+        Seed("reordered", try delta(Array(basis[1000...] + basis[..<1000]), block: 100)),
+        Seed("short-tail", try delta(Array(basis[..<1700]) + Array(basis[1900...]), block: 512)),
+        Seed("literal-only", try delta(rng.bytes(300), block: 64)),
+        Seed("empty-new", try delta([], block: 64)),
+    ]
+}
+
+/// libFuzzer calls this once before fuzzing.
+@_cdecl("LLVMFuzzerInitialize")
+func initialize(_ argc: UnsafeMutableRawPointer?, _ argv: UnsafeMutableRawPointer?) -> Int32 {
+    writeSeedsIfAsked(patchSeeds)
+    return 0
+}
