@@ -15,7 +15,7 @@ import Glibc
 final class FleetCoordinator: PushCoordinator, @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
-    private let count: Int
+    private var count: Int
     private var arrived = [0, 0]
     private var failure: String?
 
@@ -37,6 +37,15 @@ final class FleetCoordinator: PushCoordinator, @unchecked Sendable {
     func fail(_ who: String, _ why: String) {
         pthread_mutex_lock(&mutex)
         if failure == nil { failure = "\(who) failed: \(why)" }
+        pthread_cond_broadcast(&cond)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// A container that needs no switch (it already holds the tree) leaves the group, so
+    /// the others do not wait for it.
+    func withdraw() {
+        pthread_mutex_lock(&mutex)
+        count -= 1
         pthread_cond_broadcast(&cond)
         pthread_mutex_unlock(&mutex)
     }
@@ -171,8 +180,10 @@ extension Roll.Push {
         let switched = reachable.filter { if case .success(let r)? = results.get($0) { return !r.upToDate && r.plan == nil }; return false }
         if failures.isEmpty {
             if !quiet && !json {
-                print("roll: \(reachable.count) of \(names.count) containers \(switched.isEmpty ? "already hold this tree" : "switched together") "
-                      + "(\(manifest.fileCount) files, \(formatBytes(manifest.totalBytes)); total \(formatSeconds(elapsed)))")
+                let holding = reachable.count - switched.count
+                let what = switched.isEmpty ? "\(reachable.count) of \(names.count) containers already hold this tree"
+                    : "\(switched.count) of \(names.count) containers switched together" + (holding > 0 ? ", \(holding) already held this tree" : "")
+                print("roll: \(what) (\(manifest.fileCount) files, \(formatBytes(manifest.totalBytes)); total \(formatSeconds(elapsed)))")
                 for l in lines { print(l) }
             } else if json {
                 print(fleetJSON(names: names, reachable: reachable, results: results, seconds: elapsed))
@@ -244,6 +255,7 @@ private final class FleetTask: @unchecked Sendable {
                                          own.event(e, quiet: true)
                                          combined.event(e, from: index, name: name)
                                      })
+            if r.upToDate { coordinator.withdraw() }
             results.set(index, .success(r))
         } catch {
             if (error as? WireError)?.code != .aborted {

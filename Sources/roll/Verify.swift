@@ -50,7 +50,11 @@ extension Roll {
                 }
                 var damaged = 0
                 for id in ids {
-                    let problems = try store.verify(id)
+                    let terminal = isTerminal(2)
+                    let problems = try store.verify(id) { n in
+                        if terminal { writeStderr("\r\u{1B}[Kverifying \(id): \(n) entries") }
+                    }
+                    if terminal { writeStderr("\r\u{1B}[K") }
                     if problems.isEmpty {
                         print("\(id): intact")
                         continue

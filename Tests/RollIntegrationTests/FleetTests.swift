@@ -74,6 +74,15 @@ final class Fleet {
         let encoded = again.stdout.components(separatedBy: "\"deltas_encoded\":").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
         #expect(encoded.reduce(0, +) == 1, "the same delta was encoded \(encoded.reduce(0, +)) times: \(again.stdout)")
         #expect(fleet.live() == [try describeTree(v1), try describeTree(v1), try describeTree(v1)])
+
+        // One container already holds the next tree (it was pushed there alone): it leaves
+        // the group at once and the other two switch without waiting for it.
+        let v2 = Self.site(fleet.t, "v2")
+        #expect(fleet.push(v2, targets: [fleet.targets[0]]).status == 0)
+        let mixed = fleet.push(v2)
+        #expect(mixed.status == 0, "\(mixed)")
+        #expect(mixed.stdout.contains("up to date"), "\(mixed)")
+        #expect(fleet.live() == [try describeTree(v2), try describeTree(v2), try describeTree(v2)])
     }
 
     @Test func aBuildFailureOnOneLeavesAllOnTheOldRelease() throws {
