@@ -537,7 +537,7 @@ final class Inbox: @unchecked Sendable {
 final class ReaderThread: @unchecked Sendable {
     let peer: Peer
     let inbox: Inbox
-    private let done = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
 
     init(peer: Peer, inbox: Inbox) {
         self.peer = peer
@@ -545,13 +545,12 @@ final class ReaderThread: @unchecked Sendable {
     }
 
     func start() {
-        detachThread { self.loop() }
+        thread = JoinableThread { self.loop() }
     }
 
-    func join() { done.wait() }
+    func join() { thread?.join() }
 
     private func loop() {
-        defer { done.signal() }
         peer.onLog = { [inbox] in inbox.put(.log($0)) }
         do {
             while true {

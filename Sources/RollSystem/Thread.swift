@@ -1,22 +1,38 @@
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Runs `body` on a new thread of its own. For work that blocks (a read from a peer, a
-/// wait on other containers): Dispatch's pool grows slowly when its threads block, which
-/// delays every other blocked task by about a second each.
-public func detachThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+/// A thread of its own for work that blocks (a read from a peer, a wait on other
+/// containers): Dispatch's pool grows slowly when its threads block, which delays every
+/// other blocked task by about a second each. Join it before the process exits: a thread
+/// still ending while `exit` runs libcrypto's cleanup would touch freed locks in its
+/// thread-local destructors.
+public final class JoinableThread: @unchecked Sendable {
+    private var thread = pthread_t()
+    private let lock = DispatchSemaphore(value: 1)
+    private var joined = false
+
+    public init(_ body: @escaping @Sendable () -> Void) {
+        final class Box: @unchecked Sendable {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
     }
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { raw in
-        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-        box.body()
-        return nil
-    }, box)
-    precondition(rc == 0, "pthread_create failed: \(rc)")
-    pthread_detach(thread)
+
+    /// Waits until the thread has ended completely (any number of times, from any thread).
+    public func join() {
+        lock.wait()
+        defer { lock.signal() }
+        guard !joined else { return }
+        pthread_join(thread, nil)
+        joined = true
+    }
 }

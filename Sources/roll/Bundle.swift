@@ -272,7 +272,7 @@ extension Roll {
                 if let keep { args += ["--keep", String(keep)] }
                 if allowRootHooks { args.append("--allow-root-hooks") }
                 if quiet { args.append("--quiet") }
-                var push = try Push.parse(args)
+                let push = try Push.parse(args)
                 try push.run()
             }
         }

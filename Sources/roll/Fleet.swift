@@ -137,18 +137,15 @@ extension Roll.Push {
         }
         let combined = FleetProgress(progress, quiet: quiet)
         let results = ResultSlots(count: connectors.count)
-        let finished = DispatchSemaphore(value: 0)
+        var threads = [JoinableThread]()
         for i in reachable {
             let own = Progress(mode: .off)
             let task = FleetTask(push: self, index: i, name: names[i], source: source, manifest: manifest, options: options,
                                  connector: connectors[i], connection: connections[i], own: own, combined: combined,
                                  coordinator: coordinator, results: results)
-            detachThread {
-                task.run()
-                finished.signal()
-            }
+            threads.append(JoinableThread { task.run() })
         }
-        for _ in reachable { finished.wait() }
+        for t in threads { t.join() }
         combined.clear()
 
         let elapsed = monotonicSeconds() - started

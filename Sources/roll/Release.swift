@@ -98,7 +98,7 @@ extension Roll {
             if allowRootHooks { args.append("--allow-root-hooks") }
             if quiet { args.append("--quiet") }
             if json { args.append("--json") }
-            var push = try Push.parse(args)
+            let push = try Push.parse(args)
             try push.run()
         }
 

@@ -213,20 +213,16 @@ extension String {
 /// while the tree is scanned.
 final class Background<T>: @unchecked Sendable {
     private var result: Result<T, Error>?
-    private let done = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread!
 
     init(_ body: @escaping () throws -> T) {
         nonisolated(unsafe) let body = body
-        detachThread {
-            self.result = Result { try body() }
-            self.done.signal()
-        }
+        thread = JoinableThread { self.result = Result { try body() } }
     }
 
-    /// The body's value, or its error, once it has finished.
+    /// The body's value, or its error, once its thread has ended.
     func wait() throws -> T {
-        done.wait()
-        done.signal()
+        thread.join()
         return try result!.get()
     }
 }

@@ -88,7 +88,8 @@ final class Fleet {
     @Test func aBuildFailureOnOneLeavesAllOnTheOldRelease() throws {
         let fleet = try Fleet()
         let v1 = Self.site(fleet.t, "v1")
-        try #require(fleet.push(v1).status == 0)
+        let first = fleet.push(v1)
+        try #require(first.status == 0, "\(first)")
         let v2 = Self.site(fleet.t, "v2", hooks: "[hooks]\nbuild = 'test \"$ROLL_ROOT\" != \"\(fleet.roots[1])\"'\n")
         let r = fleet.push(v2)
         #expect(r.status == 1, "\(r)")
@@ -104,7 +105,8 @@ final class Fleet {
     @Test func aVerifyFailureAfterTheSwitchBringsAllBack() throws {
         let fleet = try Fleet()
         let v1 = Self.site(fleet.t, "v1")
-        try #require(fleet.push(v1).status == 0)
+        let first = fleet.push(v1)
+        try #require(first.status == 0, "\(first)")
         let v2 = Self.site(fleet.t, "v2", hooks: "[hooks]\nverify = 'test \"$ROLL_ROOT\" != \"\(fleet.roots[2])\"'\n")
         let r = fleet.push(v2)
         #expect(r.status == 1, "\(r)")
@@ -120,7 +122,8 @@ final class Fleet {
     @Test func anUnreachableContainerStopsThePushBeforeAnySwitch() throws {
         let fleet = try Fleet()
         let v1 = Self.site(fleet.t, "v1")
-        try #require(fleet.push(v1).status == 0)
+        let first = fleet.push(v1)
+        try #require(first.status == 0, "\(first)")
         fleet.servers[1].stop()
         let v2 = Self.site(fleet.t, "v2")
         var r = fleet.push(v2)

@@ -44,7 +44,9 @@ public func mkdirs(_ path: String, mode: mode_t = 0o755) {
 public func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) {
     if let slash = path.lastIndex(of: "/") { mkdirs(String(path[..<slash])) }
     unlink(path)
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode)
+    // O_CLOEXEC: a process another test starts meanwhile must not inherit the open file
+    // (an executable held open for writing cannot be run: "Text file busy").
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
     precondition(fd >= 0, "cannot write \(path)")
     bytes.withUnsafeBytes { b in
         var done = 0
