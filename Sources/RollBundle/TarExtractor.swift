@@ -16,8 +16,7 @@ public final class TarExtractor {
         public var skipped = [String]()
     }
 
-    private let base: Descriptor
-    private var parents = [(path: ArraySlice<UInt8>, dir: Descriptor)]()
+    private let cursor: DirectoryCursor
     private var directories = [(path: RelativePath, mode: UInt32, mtime: Int64, nanoseconds: Int32)]()
     /// Called with each member before it is unpacked: return false to skip it (its data is
     /// skipped too). A member the filter takes is unpacked under the name it returns.
@@ -26,7 +25,7 @@ public final class TarExtractor {
     public var onData: (RelativePath, UnsafeRawBufferPointer) -> Void = { _, _ in }
 
     public init(into base: Descriptor) {
-        self.base = base
+        cursor = DirectoryCursor(base: base)
         route = { m in
             guard let p = RelativePath(m.name) else { throw BundleError("tar member \"\(displayPath(m.name))\" has an unsafe path (absolute, .., or an empty component); nothing was released") }
             return p
@@ -77,7 +76,7 @@ public final class TarExtractor {
                 try? setTimes(dir: parent, name: name, seconds: member.mtime, nanoseconds: member.mtimeNanoseconds)
                 summary.symlinks += 1
             case .hardLink:
-                guard let source = RelativePath(normalized(member.link)) else {
+                guard let source = RelativePath(TarReader.normalize(member.link)) else {
                     throw BundleError("tar member \(shown) links to an unsafe path \"\(displayPath(member.link))\"")
                 }
                 let sourceDir = try parentDirectory(of: source)
@@ -108,12 +107,6 @@ public final class TarExtractor {
         }
     }
 
-    private func normalized(_ name: [UInt8]) -> [UInt8] {
-        var n = name[...]
-        while n.starts(with: [UInt8(ascii: "."), UInt8(ascii: "/")]) { n = n.dropFirst(2) }
-        return Array(n)
-    }
-
     /// A later member of the same name replaces an earlier file or link (as tar does);
     /// never a directory.
     private func replaceable(_ parent: Descriptor, _ name: ArraySlice<UInt8>, _ shown: String) throws {
@@ -127,41 +120,23 @@ public final class TarExtractor {
     /// The folder `path` goes into, made (mode 0700 until the end) where missing; a
     /// component that is a symlink or a file is refused.
     private func parentDirectory(of path: RelativePath) throws -> Descriptor {
-        let wanted = path.parentBytes
-        if wanted.isEmpty { return base }
-        while let top = parents.last, !(wanted == top.path || (wanted.starts(with: top.path) && wanted[wanted.startIndex + top.path.count] == UInt8(ascii: "/"))) {
-            parents.removeLast()
+        do {
+            return try cursor.directory(path.parentBytes, creating: true)
+        } catch let e as SystemError where e.errno == ELOOP || e.errno == ENOTDIR {
+            throw BundleError("tar member \(path) is under a symlink or a file, not a folder; nothing was released")
         }
-        var dir = parents.last?.dir ?? base
-        let done = parents.last?.path.count ?? 0
-        var start = wanted.startIndex + (done == 0 ? 0 : done + 1)
-        while start < wanted.endIndex {
-            let end = wanted[start...].firstIndex(of: UInt8(ascii: "/")) ?? wanted.endIndex
-            let component = wanted[start..<end]
-            if try dir.statEntryIfPresent(component) == nil {
-                try wrap(displayPath(wanted[..<end])) { try dir.makeDirectory(component, mode: 0o700) }
-            }
-            do {
-                dir = try Descriptor.openDirectory(at: dir.fd, component, display: displayPath(wanted[..<end]))
-            } catch let e as SystemError where e.errno == ELOOP || e.errno == ENOTDIR {
-                throw BundleError("tar member \(path) is under \(displayPath(wanted[..<end])), which is not a folder (a symlink or a file); nothing was released")
-            }
-            parents.append((wanted[..<end], dir))
-            start = end + 1
-        }
-        return dir
     }
 
     /// Directory modes and times, deepest first, once nothing more is written into them.
     private func finishDirectories() throws {
-        parents.removeAll()
+        cursor.reset()
         for d in directories.reversed() {
             let parent = try parentDirectory(of: d.path)
             let name = d.path.lastComponent
             _ = withCPath(name) { p in fchmodat(parent.fd, p, mode_t(d.mode), 0) }
             try? setTimes(dir: parent, name: name, seconds: d.mtime, nanoseconds: d.nanoseconds)
         }
-        parents.removeAll()
+        cursor.reset()
     }
 
     /// A system error while unpacking names the member; a full disk stays a system error

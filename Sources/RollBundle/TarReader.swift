@@ -93,7 +93,7 @@ public final class TarReader {
             }
             let dataSize = kind == .file || kind == .other(type) ? (paxSize ?? size) : 0
             let mtime = try paxMtime ?? (Int64(number(header[136..<148], what: "mtime")), 0)
-            let member = TarMember(kind: kind, name: normalize(name), mode: UInt32(try number(header[100..<108], what: "mode") & 0o7777),
+            let member = TarMember(kind: kind, name: TarReader.normalize(name), mode: UInt32(try number(header[100..<108], what: "mode") & 0o7777),
                                    size: kind == .file ? dataSize : 0, mtime: mtime.0, mtimeNanoseconds: mtime.1,
                                    link: longLink ?? paxLink ?? Array(header[157..<257].prefix { $0 != 0 }))
             pendingData = dataSize
@@ -188,7 +188,8 @@ public final class TarReader {
         return (seconds, nanos)
     }
 
-    private func normalize(_ name: [UInt8]) -> [UInt8] {
+    /// A member or link name without leading `./` and trailing `/` (empty for `.`).
+    static func normalize(_ name: [UInt8]) -> [UInt8] {
         var n = name[...]
         while n.starts(with: [UInt8(ascii: "."), UInt8(ascii: "/")]) { n = n.dropFirst(2) }
         while n.count > 1, n.last == UInt8(ascii: "/") { n = n.dropLast() }

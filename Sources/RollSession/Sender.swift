@@ -424,7 +424,7 @@ public final class Sender {
     private func sendStoredDelta(_ i: Int, _ delta: SharedDeltas.Delta) throws {
         let entry = manifest.entries[i]
         try peer.send(DeltaBegin(index: i))
-        let compress = try delta.bytes.withUnsafeBytes { all -> Bool in
+        try delta.bytes.withUnsafeBytes { all in
             let compress = options.compress && Compressibility.worthCompressing(
                 path: entry.path.bytes, sample: UnsafeRawBufferPointer(rebasing: all[..<min(all.count, 64 << 10)]))
             var at = 0
@@ -433,9 +433,7 @@ public final class Sender {
                 try peer.sendData(UnsafeRawBufferPointer(rebasing: all[at..<(at + n)]), compress: compress)
                 at += n
             }
-            return compress
         }
-        _ = compress
         try peer.send(FileEnd())
         report.deltaFiles += 1
         report.deltaFileBytes += entry.size

@@ -140,6 +140,8 @@ extension Roll {
             try addBytes(tar, BundleFormat.info, Array(info.utf8), mtime: now)
             try addBytes(tar, BundleFormat.manifest, manifest.encoded(), mtime: now)
 
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buffer.deallocate() }
             let cursor = try store.releaseCursor(id)
             for e in manifest.entries {
                 let name = Array(BundleFormat.treePrefix.utf8) + e.path.bytes
@@ -151,11 +153,11 @@ extension Roll {
                 case .file:
                     let file = try Staging.openFile(cursor, e.path)
                     try tar.begin(.file, name: name, mode: e.mode, size: e.size, mtime: e.mtime.seconds, nanoseconds: e.mtime.nanoseconds)
-                    try copy(file, size: e.size, path: e.path.description, to: tar)
+                    try copy(file, size: e.size, path: e.path.description, to: tar, buffer: buffer)
                 }
             }
             if withShared, let shared = try? Descriptor.openDirectory(Array((root + "/shared").utf8)) {
-                try addTree(shared, prefix: Array(BundleFormat.sharedPrefix.utf8), to: tar)
+                try addTree(shared, prefix: Array(BundleFormat.sharedPrefix.utf8), to: tar, buffer: buffer)
             }
             try tar.finish()
             try drain(true)
@@ -170,19 +172,19 @@ extension Roll {
         }
 
         /// Copies exactly `size` bytes (the file must not have changed since it was recorded).
-        private func copy(_ file: Descriptor, size: UInt64, path: String, to tar: TarWriter) throws {
+        private func copy(_ file: Descriptor, size: UInt64, path: String, to tar: TarWriter,
+                          buffer: UnsafeMutableRawBufferPointer) throws {
             var left = size
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
             while left > 0 {
-                let n = try buffer.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<Int(min(left, 1 << 20))])) }
+                let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(min(left, UInt64(buffer.count)))]))
                 guard n > 0 else { throw UserError("\(path) is shorter than its manifest says; run roll verify", code: Exit.dataError) }
-                try buffer.withUnsafeBytes { try tar.write(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+                try tar.write(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
                 left -= UInt64(n)
             }
         }
 
         /// Everything under `dir` (never following a symlink), sorted by name.
-        private func addTree(_ dir: Descriptor, prefix: [UInt8], to tar: TarWriter) throws {
+        private func addTree(_ dir: Descriptor, prefix: [UInt8], to tar: TarWriter, buffer: UnsafeMutableRawBufferPointer) throws {
             for e in try dir.entries().sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
                 guard let st = try dir.statEntryIfPresent(e.name) else { continue }
                 let name = prefix + e.name
@@ -190,13 +192,13 @@ extension Roll {
                 switch st.st_mode & S_IFMT {
                 case S_IFDIR:
                     try tar.begin(.directory, name: name, mode: mode, mtime: Int64(st.st_mtim.tv_sec))
-                    try addTree(try Descriptor.openDirectory(at: dir.fd, e.name, display: displayPath(name)), prefix: name + [UInt8(ascii: "/")], to: tar)
+                    try addTree(try Descriptor.openDirectory(at: dir.fd, e.name, display: displayPath(name)), prefix: name + [UInt8(ascii: "/")], to: tar, buffer: buffer)
                 case S_IFLNK:
                     try tar.begin(.symlink, name: name, mode: 0o777, mtime: Int64(st.st_mtim.tv_sec), link: try dir.readLink(e.name))
                 case S_IFREG:
                     let file = try Descriptor.open(at: dir.fd, e.name, flags: O_RDONLY | O_NONBLOCK, display: displayPath(name))
                     try tar.begin(.file, name: name, mode: mode, size: UInt64(st.st_size), mtime: Int64(st.st_mtim.tv_sec))
-                    try copy(file, size: UInt64(st.st_size), path: displayPath(name), to: tar)
+                    try copy(file, size: UInt64(st.st_size), path: displayPath(name), to: tar, buffer: buffer)
                 default:
                     continue
                 }

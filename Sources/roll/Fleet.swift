@@ -118,7 +118,7 @@ extension Roll.Push {
             do { _ = try c.wait(); reachable.append(i) } catch { unreachable.append((i, error)) }
         }
         if !unreachable.isEmpty {
-            let what = unreachable.map { "\(names[$0.0]): \(describe($0.1))" }.joined(separator: "; ")
+            let what = unreachable.map { "\(names[$0.0]): \(fleetMessage($0.1))" }.joined(separator: "; ")
             guard allowPartial, !reachable.isEmpty else {
                 for i in reachable { _ = try? connections[i].wait().finish() }
                 throw UserError("cannot reach every container (\(what)); nothing was switched",
@@ -151,7 +151,7 @@ extension Roll.Push {
         let elapsed = monotonicSeconds() - started
         var failures = [String]()
         // With --allow-partial those not reached were left out on purpose: reported, not failed.
-        var lines = unreachable.map { "  \(names[$0.0]): left out: \(describe($0.1))" }
+        var lines = unreachable.map { "  \(names[$0.0]): left out: \(fleetMessage($0.1))" }
         for i in reachable {
             switch results.get(i) {
             case .success(let r)?:
@@ -167,7 +167,7 @@ extension Roll.Push {
                                  + "wire \(formatBytes(r.wireOut)) out, \(formatBytes(r.wireIn)) in")
                 }
             case .failure(let e)?:
-                let text = describe(e)
+                let text = fleetMessage(e)
                 lines.append("  \(names[i]): \(text)")
                 if (e as? WireError)?.code != .aborted { failures.append("\(names[i]): \(text)") }
             case nil:
@@ -191,14 +191,6 @@ extension Roll.Push {
         let state = switched.isEmpty ? "no container switched; every one is on the release it had" : "some containers switched"
         throw UserError("the push to \(names.count) containers failed: \(failures.joined(separator: "; ")); \(state)",
                         code: Exit.failed)
-    }
-
-    private func describe(_ error: Error) -> String {
-        switch error {
-        case let e as UserError: return e.message
-        case let e as WireError: return e.message.split(separator: "\n").first.map(String.init) ?? e.message
-        default: return "\(error)"
-        }
     }
 
     private func fleetJSON(names: [String], reachable: [Int], results: ResultSlots, seconds: Double) -> String {
@@ -255,17 +247,18 @@ private final class FleetTask: @unchecked Sendable {
             if r.upToDate { coordinator.withdraw() }
             results.set(index, .success(r))
         } catch {
-            if (error as? WireError)?.code != .aborted {
-                let why: String
-                switch error {
-                case let e as UserError: why = e.message
-                case let e as WireError: why = e.message
-                default: why = "\(error)"
-                }
-                coordinator.fail(name, why)
-            }
+            if (error as? WireError)?.code != .aborted { coordinator.fail(name, fleetMessage(error)) }
             results.set(index, .failure(error))
         }
+    }
+}
+
+/// One container's failure in one line, for the summary and the other containers' verdict.
+private func fleetMessage(_ error: Error) -> String {
+    switch error {
+    case let e as UserError: return e.message
+    case let e as WireError: return e.message.split(separator: "\n").first.map(String.init) ?? e.message
+    default: return "\(error)"
     }
 }
 
