@@ -10,8 +10,11 @@ export PATH := $(PATH):/opt/swift/usr/bin
 demo: deps build
 	scripts/demo.sh .build/debug/roll
 
+# The slow-link tests wait out shaped links and stalls for minutes on the test runner's
+# threads (two on two cores): they run in a process of their own, after the rest.
 test: deps build
-	$(SWIFT) test --disable-xctest
+	$(SWIFT) test --disable-xctest --skip SlowLinkTests
+	$(SWIFT) test --disable-xctest --filter SlowLinkTests
 	$(MAKE) fuzz
 	DEMO_DIR=$$(mktemp -d) scripts/demo.sh .build/debug/roll >/dev/null && echo "demo: passed"
 	$(MAKE) check-static

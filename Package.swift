@@ -5,7 +5,7 @@ import PackageDescription
 //   RollSystem (syscalls through one funnel, byte paths, *at helpers)
 //   RollDelta  (hot core: rolling checksum, signatures, deltas; stdlib only)
 //   RollTree   (walking a source tree, content hashes, manifests)
-//   RollWire   (framed messages, handshake, limits, compression)
+//   RollWire   (framed messages, handshake, limits, compression: zstd on the wire, gzip for files)
 //   RollStore  (releases, staging, publish/switch, rollback, retention, lock)
 //   RollBundle (tar streams in and out, safely unpacked; gzip detection)
 //   RollSSH    (libssh2: session, host keys, auth, exec channels, SFTP)
@@ -25,6 +25,7 @@ let package = Package(
     targets: [
         .target(name: "CRollSystem"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
@@ -33,7 +34,7 @@ let package = Package(
             name: "RollTree",
             dependencies: ["CLibCrypto", "RollSystem", "RollDelta"]
         ),
-        .target(name: "RollWire", dependencies: ["CZlib", "RollSystem", "RollTree"]),
+        .target(name: "RollWire", dependencies: ["CZlib", "CZstd", "RollSystem", "RollTree"]),
         .target(name: "RollStore", dependencies: ["RollSystem", "RollTree"]),
         .target(name: "RollBundle", dependencies: ["CZlib", "RollSystem"]),
         .target(name: "RollSSH", dependencies: ["CLibSSH2", "CLibCrypto", "RollSystem"]),

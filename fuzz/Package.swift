@@ -18,11 +18,12 @@ let package = Package(
     targets: [
         .target(name: "CRollSystem"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib"),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd"),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto"),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
         .target(name: "RollDelta"),
         .target(name: "RollTree", dependencies: ["CLibCrypto", "RollSystem", "RollDelta"]),
-        .target(name: "RollWire", dependencies: ["CZlib", "RollSystem", "RollTree"]),
+        .target(name: "RollWire", dependencies: ["CZlib", "CZstd", "RollSystem", "RollTree"]),
         .target(name: "RollBundle", dependencies: ["CZlib", "RollSystem"]),
 
         .target(name: "FuzzSupport"),

@@ -3,13 +3,15 @@
 # already there (so a second run costs nothing and needs no network).
 set -euo pipefail
 PACKAGES=(
-    zlib1g-dev      # compressed file data on the wire
+    zlib1g-dev      # gzip: bundles, and the upload of roll to a server
+    libzstd-dev     # compressed file data on the wire
     libssh2-1-dev   # roll's own SSH client (pulls in libssl-dev)
     python3         # the demo app
     openssh-client  # the system-ssh transport
     openssh-server  # tests: a real sshd on loopback
     dropbear-bin    # tests: the SSH server of the platform's containers
     rsync           # tests: uploads by standard tools, released with roll release
+    iproute2        # tests and bench: network namespaces shaped like an uplink (ip, tc)
     tar             # tests: tar streams for roll release --from -
 )
 missing=()

@@ -131,8 +131,17 @@ public struct Keepalive: Sendable {
     /// Unanswered intervals after which the connection counts as dead.
     public var countMax: Int
 
+    /// Values from a config file or command line are clamped (a day, a thousand probes):
+    /// no setting may overflow the arithmetic below or libssh2's 32-bit argument.
     public init(interval: Int, countMax: Int) {
-        self.interval = interval
-        self.countMax = countMax
+        self.interval = min(max(interval, 0), 86_400)
+        self.countMax = min(max(countMax, 0), 1_000)
     }
+
+    /// roll's defaults where no ssh config says otherwise.
+    public static let defaultInterval = 15
+    public static let defaultCountMax = 3
+
+    /// Seconds of silence from the server after which the connection counts as dead.
+    public var deadAfter: Int { interval * max(1, countMax) }
 }

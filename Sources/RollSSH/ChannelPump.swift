@@ -9,8 +9,9 @@ import Glibc
 /// process) while libssh2 stays on one thread, in non-blocking mode, driven by `poll`.
 ///
 /// The thread also sends keepalive probes and declares the connection dead when nothing
-/// arrives for `interval × countMax` seconds, so a vanished server ends the push with an
-/// error instead of a hang.
+/// arrives from the server for `interval × countMax` seconds (OpenSSH's ServerAliveInterval
+/// and ServerAliveCountMax), so a vanished server ends the push with an error instead of a
+/// hang, while a slow or briefly stalled link that still answers is waited out.
 public final class ChannelPump: @unchecked Sendable {
     /// The caller's ends of the pipes until ``takeEnds()`` hands them over.
     private var ends: (input: Descriptor, output: Descriptor)?
@@ -94,7 +95,7 @@ public final class ChannelPump: @unchecked Sendable {
         var upStart = 0, upEnd = 0, downStart = 0, downEnd = 0
         var callerDone = false, eofSent = false, remoteDone = false
         var lastHeard = monotonicNow()
-        let deadAfter = Double(keepalive.interval * max(1, keepalive.countMax))
+        let deadAfter = Double(keepalive.deadAfter)
 
         func lost(_ what: String) -> RemoteEnding {
             let e = session.failure(.connectionLost, what)
@@ -167,8 +168,13 @@ public final class ChannelPump: @unchecked Sendable {
             }
             var next: Int32 = 0
             if keepalive.interval > 0 {
-                if libssh2_keepalive_send(s, &next) < 0 && libssh2_session_last_errno(s) != LIBSSH2_ERROR_EAGAIN {
-                    return lost("the connection to \(session.host) failed")
+                // A probe only asks the server for an answer; whether the connection lives is
+                // judged by what arrives (`lastHeard`), never by our own send buffer. While a
+                // packet is half sent (the link is full), libssh2 refuses any other packet
+                // with LIBSSH2_ERROR_BAD_USE: that is a busy link, not a dead one, so no
+                // probe is tried then and a refused probe is simply tried again later.
+                if libssh2_session_block_directions(s) & LIBSSH2_SESSION_BLOCK_OUTBOUND == 0 {
+                    _ = libssh2_keepalive_send(s, &next)
                 }
                 if monotonicNow() - lastHeard > deadAfter {
                     return .lost("\(session.host) has not answered for \(Int(deadAfter)) s: the connection is dead")

@@ -1,28 +1,48 @@
 import RollSystem
 import RollWire
 
-/// zlib level for file data and manifests. Measured on the benchmark's generated web
-/// application (197 MiB of compressible files, 1 MiB chunks with sync flushes, one core):
-/// level 1 keeps 50.7 % of the bytes at 60 MB/s, 3 keeps 48.8 % at 49 MB/s, 6 keeps
-/// 46.5 % at 24 MB/s, 9 keeps 46.3 % at 16 MB/s. Level 1 costs 9 % more bytes than 6 and
-/// runs 2.5 times as fast; it still outruns any link slower than about 400 Mbit/s
-/// (`--no-compress` is there for faster ones).
+/// The zstd level for file data and manifests, and how it follows the link. A push starts
+/// at ``startLevel``; every ``window`` bytes of compressed input the sender compares the
+/// time it spent compressing with the time it spent waiting to write (any frame, compressed
+/// or not): a link that makes it wait more than twice as long as compressing takes is the
+/// bottleneck, and a higher level costs nothing there (fewer bytes to wait for; two levels
+/// at once when it waits four times as long); a compressor that takes longer than the
+/// waiting is the bottleneck, and a lower level goes faster. On a 40 Mbit/s uplink that
+/// settles at the top of ``levels``; on a fast local network near the bottom. On the
+/// benchmark's web application (as one tar stream) level 3 keeps 49.0 % of the bytes, 6
+/// 48.3 %, 9 47.1 % at about 100 MB/s, 12 46.6 % at a third of that: 9 is where more CPU
+/// stops paying on any uplink. Level 9 keeps the window at 4 MiB
+/// (``ZstdDecompressor/windowLogMax`` allows 8), so an agent's memory for the stream stays
+/// small; the client's compressor then holds about 20 MiB of tables.
 public enum CompressionChoice {
-    public static let level: Int32 = 1
+    public static let startLevel: Int32 = 3
+    public static let levels: ClosedRange<Int32> = 1...9
+    public static let window = 8 << 20
+
+    /// The level after a window in which compressing took `compress` seconds and waiting
+    /// for the link `wait` seconds.
+    static func next(after level: Int32, compress: Double, wait: Double) -> Int32 {
+        if wait > 4 * compress { return min(level + 2, levels.upperBound) }
+        if wait > 2 * compress { return min(level + 1, levels.upperBound) }
+        if compress > wait { return max(level - 1, levels.lowerBound) }
+        return level
+    }
 }
 
 /// One end of a session: frames in, frames out, the session's compression streams, and
 /// the common handling of `log` and `error` frames.
 ///
-/// `@unchecked Sendable`: the reading half (`reader`, `inflater`, `onLog`) and the writing
-/// half (`writer`, `deflater`) are each used by one thread only; a client reads on a
-/// thread of its own while its main thread writes.
+/// `@unchecked Sendable`: the reading half (`reader`, `decompressor`, `onLog`) and the
+/// writing half (`writer`, `compressor`, `tuning`) are each used by one thread only; a
+/// client reads on a thread of its own while its main thread writes.
 final class Peer: @unchecked Sendable {
     let reader: FrameReader
     let writer: FrameWriter
     var onLog: (String) -> Void
-    private var deflater: Deflater?
-    private var inflater: Inflater?
+    private var compressor: ZstdCompressor?
+    private var decompressor: ZstdDecompressor?
+    /// Seconds spent compressing and writing since the level was last weighed, and the input.
+    private var tuning = (compress: 0.0, write: 0.0, input: 0)
     /// Uncompressed payload bytes sent in compressed frames, and what they cost.
     private(set) var compressedIn: UInt64 = 0
     private(set) var compressedOut: UInt64 = 0
@@ -40,8 +60,8 @@ final class Peer: @unchecked Sendable {
     func nextFrame() throws -> Frame? {
         guard var frame = try reader.next() else { return nil }
         if frame.type & Protocol.compressedFlag != 0 {
-            if inflater == nil { inflater = Inflater() }
-            frame.payload = try inflater!.decompress(frame.payload) { Array($0) }
+            if decompressor == nil { decompressor = ZstdDecompressor() }
+            frame.payload = try decompressor!.decompress(frame.payload) { Array($0) }
             frame.type &= ~Protocol.compressedFlag
         }
         return frame
@@ -84,26 +104,45 @@ final class Peer: @unchecked Sendable {
         if compress && payload.count <= FrameLimits.dataChunk {
             try payload.withUnsafeBytes { try sendCompressed(type(of: message).type, $0) }
         } else {
-            try writer.send(type(of: message).type.rawValue, payload)
+            try timed { try writer.send(type(of: message).type.rawValue, payload) }
         }
     }
 
-    /// Sends file or delta bytes (at most ``FrameLimits/dataChunk``), deflated if asked.
+    /// A write, timed: blocked writes are the link's time, which the level follows.
+    private func timed(_ write: () throws -> Void) throws {
+        let started = monotonicClock()
+        try write()
+        tuning.write += monotonicClock() - started
+    }
+
+    /// Sends file or delta bytes (at most ``FrameLimits/dataChunk``), compressed if asked.
     func sendData(_ bytes: UnsafeRawBufferPointer, compress: Bool) throws {
         if compress {
             try sendCompressed(.data, bytes)
         } else {
-            try writer.send(MessageType.data.rawValue, bytes)
+            try timed { try writer.send(MessageType.data.rawValue, bytes) }
         }
     }
 
     private func sendCompressed(_ type: MessageType, _ bytes: UnsafeRawBufferPointer) throws {
-        if deflater == nil { deflater = Deflater(level: CompressionChoice.level) }
-        let packed = deflater!.compress(bytes)
+        if compressor == nil { compressor = ZstdCompressor(level: CompressionChoice.startLevel) }
+        let started = monotonicClock()
+        let packed = compressor!.compress(bytes)
+        let compressed = monotonicClock()
         compressedIn += UInt64(bytes.count)
         compressedOut += UInt64(packed.count)
-        try writer.send(type.rawValue | Protocol.compressedFlag, packed)
+        try timed { try writer.send(type.rawValue | Protocol.compressedFlag, packed) }
+        tuning.compress += compressed - started
+        tuning.input += bytes.count
+        if tuning.input >= CompressionChoice.window {
+            let level = compressor!.level
+            compressor!.setLevel(CompressionChoice.next(after: level, compress: tuning.compress, wait: tuning.write))
+            tuning = (0, 0, 0)
+        }
     }
 
-    func flush() throws { try writer.flush() }
+    /// The compression level in use (for the summary).
+    var compressionLevel: Int32? { compressor?.level }
+
+    func flush() throws { try timed { try writer.flush() } }
 }

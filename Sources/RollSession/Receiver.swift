@@ -95,12 +95,18 @@ public final class Receiver {
             throw WireError(.versionMismatch,
                             "the client speaks protocol \(hello.version), this agent (\(agentName)) speaks \(Protocol.version)")
         }
+        if hello.stallTimeout > 0, let timed = peer.stream as? DescriptorStream {
+            // From here a silent client is a stalled link: give up after what the client's
+            // own keepalive would wait out (doubled), not after the agent's longer default.
+            let stall = Double(hello.stallTimeout)
+            timed.idleTimeout = min(timed.idleTimeout ?? stall, stall)
+        }
         let store = try Store(path: storePath)
         let lock = try store.lock(holder: "roll push from \(hello.client)")
         defer { withExtendedLifetime(lock) {} }
         Fault.point("agent-after-lock")
         let stale = try store.recover()
-        if !stale.isEmpty { try peer.send(LogLine("removed \(stale.count) unfinished release(s) left by an interrupted push")) }
+        if !stale.isEmpty { try peer.send(LogLine("cleaned up \(stale.count) unfinished release(s) left by an interrupted push")) }
 
         let current = try store.currentRelease()
         let currentManifest = try current.flatMap { try store.manifest(of: $0) }
@@ -147,6 +153,7 @@ public final class Receiver {
             return
         }
         let staging = try store.beginStaging()
+        staging.startsWriteback = begin.sync
         Fault.point("agent-after-staging")
         journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision,
                          group: begin.group)
@@ -162,9 +169,16 @@ public final class Receiver {
             diagnostics("roll agent: \(staging.id) is live, but the client could not be told: \(Receiver.wireError(error).message)")
             throw error
         } catch {
-            journal?.finished(build.switchedBack ? .rolledBack : .failed, counts: build.summary,
-                              error: Receiver.wireError(error).message)
-            staging.discard()
+            let wire = Receiver.wireError(error)
+            journal?.finished(build.switchedBack ? .rolledBack : .failed, counts: build.summary, error: wire.message)
+            // What arrived and was verified stays for the next push (the client's hint
+            // promises it), unless the disk is full: then the space matters more.
+            if Receiver.isVerdict(error) || wire.code == .noSpace {
+                staging.discard()
+                if wire.code == .noSpace { store.dropPartial() }
+            } else {
+                store.keepPartial(staging)
+            }
             // A release whose hook failed, or that was stopped, is already recorded, with its
             // files and reason.
             if !Receiver.isVerdict(error) {
@@ -210,6 +224,9 @@ private struct Build {
     var activeByDigest = [ContentDigest: Int]()
     var olderByDigest = [ContentDigest: Source]()
     var cursors = [ReleaseID: DirectoryCursor]()
+    /// What an interrupted push delivered (`releases/.partial`), taken by path and digest.
+    var partial: DirectoryCursor?
+    var hashBuffer: UnsafeMutableRawBufferPointer?
     var entries = [Entry]()
     var checker = OrderChecker()
     var outstanding = [Int: Expect]()
@@ -217,7 +234,7 @@ private struct Build {
     var firstNeeded = [ContentDigest: Int]()
     var duplicates = [(index: Int, of: Int)]()
     var retried = Set<Int>()
-    var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0))
+    var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0), resumed: UInt64(0), resumedBytes: UInt64(0))
     var plan = Plan(newFiles: 0, newBytes: 0, deltaFiles: 0, deltaBytes: 0, reused: 0, added: [], changed: [], deleted: [],
                     addedCount: 0, changedCount: 0, deletedCount: 0, sharedToCreate: [])
     var sharedToCreate = [String]()
@@ -244,6 +261,11 @@ private struct Build {
     }
 
     mutating func run() throws {
+        if staging != nil, let p = store.partialCursor() {
+            partial = p
+            hashBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        }
+        defer { hashBuffer?.deallocate() }
         // What the kept releases hold: by path in the active one, by content in all.
         for (i, e) in base.entries.enumerated() { baseIndex[e.path] = i }
         for (i, e) in base.entries.enumerated() where e.kind == .file { activeByDigest[e.digest!] = i }
@@ -278,7 +300,12 @@ private struct Build {
                 }
                 manifestDone = true
                 try flushNeeds()
-                try peer.send(NeedEnd(reused: counts.linked + counts.copied))
+                if counts.resumed > 0 {
+                    let tenths = (counts.resumedBytes * 10) >> 20
+                    try peer.send(LogLine("took \(counts.resumed) file(s) (\(tenths / 10).\(tenths % 10) MiB) from an interrupted push "
+                                          + "instead of receiving them again"))
+                }
+                try peer.send(NeedEnd(reused: counts.linked + counts.copied + counts.resumed))
                 try peer.flush()
             case .fileBegin:
                 guard incoming == nil else { throw WireError(.protocolViolation, "file begun inside another") }
@@ -349,7 +376,7 @@ private struct Build {
         for (index, of) in duplicates {
             let source = entries[of]
             switch try staging.reuse(entries[index], from: own, path: source.path, sourceMode: source.mode, sourceMtime: source.mtime) {
-            case .linked: counts.linked += 1
+            case .linked, .moved: counts.linked += 1
             case .copied: counts.copied += 1
             case .unavailable:
                 throw WireError(.verification, "\(entries[index].path): its content vanished from the staging folder")
@@ -370,7 +397,7 @@ private struct Build {
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
                                    rootDigest: root?.hex ?? "")
         summary = [("files", UInt64(manifest.fileCount)), ("bytes", manifest.totalBytes),
-                   ("received", counts.received), ("deltas", counts.deltas), ("linked", counts.linked),
+                   ("received", counts.received), ("deltas", counts.deltas), ("linked", counts.linked), ("resumed", counts.resumed),
                    ("copied", counts.copied), ("deleted", UInt64(deleted)), ("bytes_written", staging.bytesWritten)]
         try store.prepare(staging, manifest: manifest, record: record, sync: begin.sync)
         let context = HookContext(root: storePath, release: staging.id, previous: current,
@@ -412,6 +439,8 @@ private struct Build {
                 throw WireError(.aborted, "\(staging.id) went live but \(settle.reason); \(what)")
             }
         }
+        // What an interrupted push left is used up or no longer needed.
+        if partial != nil { store.dropPartial() }
         var pruned = [ReleaseID]()
         do { pruned = try store.prune(keep: Int(max(begin.keep, 1))) } catch {
             // The release is live; failing to clean up old ones must not turn it into a failure.
@@ -421,7 +450,8 @@ private struct Build {
         try peer.send(PushResult(release: staging.id.description, previous: current?.description ?? "",
                                  linked: counts.linked, copied: counts.copied, received: counts.received,
                                  bytesWritten: staging.bytesWritten, deltas: counts.deltas,
-                                 retried: UInt64(retried.count), deleted: UInt64(deleted), pruned: pruned.map(\.description)))
+                                 retried: UInt64(retried.count), deleted: UInt64(deleted), pruned: pruned.map(\.description),
+                                 resumed: counts.resumed))
         try peer.flush()
     }
 
@@ -632,7 +662,7 @@ private struct Build {
                                          sourceMode: s.entry.mode, sourceMtime: s.entry.mtime) {
                 case .linked: counts.linked += 1; return
                 case .copied: counts.copied += 1; return
-                case .unavailable: continue
+                case .moved, .unavailable: continue
                 }
             }
             if let first = firstNeeded[digest] {
@@ -640,6 +670,12 @@ private struct Build {
                 return
             }
             firstNeeded[digest] = index
+            if let partial, let hashBuffer, try staging.adopt(e, from: partial, buffer: hashBuffer) != .unavailable {
+                // Later entries of the same content link to this one (`duplicates`).
+                counts.resumed += 1
+                counts.resumedBytes += e.size
+                return
+            }
             if let b = atPath, b.kind == .file, b.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold,
                let current, let signature = try signature(of: b, in: current) {
                 outstanding[index] = .delta(b)

@@ -51,6 +51,9 @@ public struct PushOptions: Sendable {
     /// after an interrupted push first). An agent that accepts and then says nothing must
     /// not hang the client; later silences are normal (hooks run while the client waits).
     public var handshakeTimeout: Double? = 300
+    /// Seconds of silence after which the agent may give this push up and free its lock
+    /// (``Hello/stallTimeout``); 0 leaves it to the agent.
+    public var stallTimeout: UInt32 = 0
 
     public init(keep: Int = 5, force: Bool = false, actor: String = "", client: String = "") {
         self.keep = keep
@@ -74,6 +77,8 @@ public struct PushReport: Sendable {
     public var reused: UInt64 = 0
     public var linked: UInt64 = 0
     public var copied: UInt64 = 0
+    /// Files the agent took from what an interrupted push had delivered.
+    public var resumed: UInt64 = 0
     /// Files sent whole, and their content size.
     public var sentFiles = 0
     public var sentBytes: UInt64 = 0
@@ -88,6 +93,9 @@ public struct PushReport: Sendable {
     public var deleted: UInt64 = 0
     public var wireOut: UInt64 = 0
     public var wireIn: UInt64 = 0
+    /// The zstd level file data went at in the end (it follows the link); 0 when nothing
+    /// was compressed.
+    public var compressionLevel = 0
     public var pruned: [String] = []
     /// How the manifest travelled: "difference" (from a kept manifest), "subtrees" (Merkle
     /// walk) or "full".
@@ -100,6 +108,8 @@ public struct PushReport: Sendable {
 public enum PushEvent: Sendable {
     case connected(agent: String, current: String)
     case planned(files: Int, bytes: UInt64)
+    /// The agent has asked for everything it will ask for: the planned total is final.
+    case planComplete
     case sent(bytes: UInt64)
     case log(String)
     /// A two-phase agent built the release and waits for the others.
@@ -120,8 +130,12 @@ public final class Sender {
     private var handled = [Bool]()
     private var resent = Set<Int>()
     private var root = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
-    private var plannedFiles = 0
-    private var plannedBytes: UInt64 = 0
+    /// What the reader thread has seen the agent ask for; reported with the progress.
+    private var inbox: Inbox?
+    private var reportedPlan = Inbox.Announcement()
+    /// Whether the commit went out: after it the agent publishes even if the client is
+    /// gone, so a failure from then on cannot promise that nothing was published.
+    public private(set) var committed = false
     private lazy var cursor = DirectoryCursor(base: sourceRoot)
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.dataChunk, alignment: 64)
 
@@ -148,7 +162,8 @@ public final class Sender {
         peer.onLog = { [events] in events(.log($0)) }
         let timed = stream as? DescriptorStream
         timed?.idleTimeout = options.handshakeTimeout
-        try peer.send(Hello(client: options.client, treeRoot: digests.root, knownRoots: options.manifestCache?.roots() ?? []))
+        try peer.send(Hello(client: options.client, treeRoot: digests.root, knownRoots: options.manifestCache?.roots() ?? [],
+                            stallTimeout: options.stallTimeout))
         try peer.flush()
         Fault.point("client-after-hello")
         let welcome = try peer.expect(Welcome.self)
@@ -167,7 +182,9 @@ public final class Sender {
         }
 
         let inbox = Inbox()
-        let reader = ReaderThread(peer: peer, inbox: inbox)
+        self.inbox = inbox
+        let sizes = manifest.entries.map { $0.kind == .file ? $0.size : 0 }
+        let reader = ReaderThread(peer: peer, inbox: inbox, sizes: sizes)
         reader.start()
         do {
             try push(welcome: welcome, directories: digests.directories, inbox: inbox)
@@ -186,6 +203,7 @@ public final class Sender {
     private func finished() -> PushReport {
         report.wireOut = peer.writer.bytesWritten
         report.wireIn = peer.reader.bytesRead
+        report.compressionLevel = peer.compressionLevel.map(Int.init) ?? 0
         return report
     }
 
@@ -252,7 +270,6 @@ public final class Sender {
         try peer.flush()
 
         var needEnd = false
-        var committed = false
         while true {
             if needEnd && !committed && inbox.isEmpty && !options.dryRun {
                 Fault.point("client-before-commit")
@@ -304,7 +321,7 @@ public final class Sender {
                 try sendDelta(i, signature, keep: false)
             }
         case .needEnd:
-            break
+            reportPlan()
         case .log(let text):
             events(.log(text))
         case .result(let result):
@@ -312,7 +329,8 @@ public final class Sender {
             report.previous = result.previous
             report.linked = result.linked
             report.copied = result.copied
-            report.reused = result.linked + result.copied
+            report.resumed = result.resumed
+            report.reused = result.linked + result.copied + result.resumed
             report.deleted = result.deleted
             report.pruned = result.pruned
             return true
@@ -355,9 +373,16 @@ public final class Sender {
             report.retried += 1
         }
         handled[i] = true
-        plannedFiles += 1
-        plannedBytes += manifest.entries[i].size
-        events(.planned(files: plannedFiles, bytes: plannedBytes))
+    }
+
+    /// Reports what the agent has asked for so far: the reader thread counts requests as
+    /// they arrive, while this thread may be busy sending a file asked for long before, so
+    /// the total shown is what the push will send, not what it has got to.
+    private func reportPlan() {
+        guard let a = inbox?.announcement, a != reportedPlan else { return }
+        if a.files != reportedPlan.files || a.bytes != reportedPlan.bytes { events(.planned(files: a.files, bytes: a.bytes)) }
+        if a.complete && !reportedPlan.complete { events(.planComplete) }
+        reportedPlan = a
     }
 
     /// Opens a file of the tree for reading: never through a symlink (a file swapped for
@@ -390,6 +415,7 @@ public final class Sender {
             if n == 0 { break }
             try body(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
             size += UInt64(n)
+            reportPlan()
             events(.sent(bytes: UInt64(n)))
         }
         let after = try file.stat()
@@ -438,6 +464,7 @@ public final class Sender {
         report.deltaFiles += 1
         report.deltaFileBytes += entry.size
         report.deltaMatchedBytes += delta.matched
+        reportPlan()
         events(.sent(bytes: entry.size))
     }
 
@@ -503,6 +530,18 @@ final class Inbox: @unchecked Sendable {
     private let lock = Mutex<[Item]>([])
     private let available = DispatchSemaphore(value: 0)
 
+    /// Files and content bytes the agent has asked for so far, and whether it said that was
+    /// all (`needEnd`).
+    struct Announcement: Equatable {
+        var files = 0
+        var bytes: UInt64 = 0
+        var complete = false
+    }
+    private let announced = Mutex(Announcement())
+    var announcement: Announcement { announced.withLock { $0 } }
+    func announce(files: Int, bytes: UInt64) { announced.withLock { $0.files += files; $0.bytes &+= bytes } }
+    func announceComplete() { announced.withLock { $0.complete = true } }
+
     func put(_ item: Item) {
         lock.withLock { $0.append(item) }
         available.signal()
@@ -535,11 +574,21 @@ final class Inbox: @unchecked Sendable {
 final class ReaderThread: @unchecked Sendable {
     let peer: Peer
     let inbox: Inbox
+    /// Content size of each manifest entry (0 for others), to count what is asked for.
+    let sizes: [UInt64]
     private var thread: JoinableThread?
 
-    init(peer: Peer, inbox: Inbox) {
+    init(peer: Peer, inbox: Inbox, sizes: [UInt64]) {
         self.peer = peer
         self.inbox = inbox
+        self.sizes = sizes
+    }
+
+    /// Counts a request; one for an index outside the tree is refused later, on the
+    /// sending thread.
+    private func count(_ indexes: [Int]) {
+        let valid = indexes.filter { $0 >= 0 && $0 < sizes.count }
+        inbox.announce(files: valid.count, bytes: valid.reduce(0) { $0 &+ sizes[$1] })
     }
 
     func start() {
@@ -554,11 +603,17 @@ final class ReaderThread: @unchecked Sendable {
             while true {
                 let frame = try peer.next(expecting: "the agent's answer")
                 switch MessageType(rawValue: frame.type) {
-                case .need: inbox.put(.need(try peer.decode(Need.self, frame).indexes))
+                case .need:
+                    let indexes = try peer.decode(Need.self, frame).indexes
+                    count(indexes)
+                    inbox.put(.need(indexes))
                 case .signature:
                     let m = try peer.decode(SignatureMessage.self, frame)
+                    count([m.index])
                     inbox.put(.signature(m.index, m.signature))
-                case .needEnd: inbox.put(.needEnd)
+                case .needEnd:
+                    inbox.announceComplete()
+                    inbox.put(.needEnd)
                 case .result:
                     inbox.put(.result(try peer.decode(PushResult.self, frame)))
                     return

@@ -15,6 +15,11 @@ public final class Staging {
     let cursor: DirectoryCursor
     private var directories: [Entry] = []
     public private(set) var bytesWritten: UInt64 = 0
+    /// Whether each file's writeback starts as soon as it is complete, for a release that
+    /// is flushed before it goes live: on a slow link the disk then works while the rest
+    /// arrives, and the flush at the end waits only for the last files (on the benchmark's
+    /// 250 MiB tree at 40 Mbit/s, that flush alone had taken seconds).
+    public var startsWriteback = false
 
     init(store: Store, id: ReleaseID) throws {
         self.store = store
@@ -86,7 +91,36 @@ public final class Staging {
         return .copied
     }
 
-    public enum ReuseOutcome { case linked, copied, unavailable }
+    public enum ReuseOutcome { case linked, copied, moved, unavailable }
+
+    /// Takes `entry`'s content from what an interrupted push left in `releases/.partial`
+    /// (``Store/partialCursor()``) when the file at the same path there has the right size
+    /// and digest. That folder holds the remains of a push that broke off, perhaps mid-file
+    /// or killed, so every byte is hashed before it is trusted; a file that is the only link
+    /// to its inode is moved (the folder is ours to use up), any other is linked or copied
+    /// like ``reuse(_:from:path:sourceMode:sourceMtime:)`` so that no published release's
+    /// file changes its mode or mtime.
+    public func adopt(_ entry: Entry, from partial: DirectoryCursor, buffer: UnsafeMutableRawBufferPointer) throws -> ReuseOutcome {
+        let name = entry.path.lastComponent
+        guard let srcDir = try? partial.directory(entry.path.parentBytes),
+              let file = try? Descriptor.open(at: srcDir.fd, name, flags: O_RDONLY | O_NONBLOCK),
+              let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) == entry.size,
+              let (digest, size) = try? hashFile(file, buffer: buffer), size == entry.size, digest == entry.digest
+        else { return .unavailable }
+        guard st.st_nlink == 1 else {
+            return try reuse(entry, from: partial, path: entry.path, sourceMode: UInt32(st.st_mode) & Entry.permissionMask,
+                             sourceMtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec)))
+        }
+        let parent = try doing("opening the folder of \(entry.path)") { try cursor.directory(entry.path.parentBytes) }
+        do { try srcDir.rename(name, to: parent, as: name) } catch { return .unavailable }
+        // The name was checked through `file`; make sure it is still that inode that moved.
+        guard let moved = try? parent.statEntry(name), moved.st_ino == st.st_ino, moved.st_dev == st.st_dev else {
+            try? parent.unlink(name)
+            return .unavailable
+        }
+        try doing("finishing \(entry.path)") { try finishFile(file, entry) }
+        return .moved
+    }
 
     /// A source cursor over this staging folder, for content that arrives once and is
     /// needed at several paths.
@@ -183,6 +217,9 @@ public final class IncomingFile {
             throw StoreError(.verification, "\(entry.path): content does not match its digest (got \(size) bytes, \(digest.shortHex))")
         }
         try doing("finishing \(entry.path)") { try staging.finishFile(file, entry) }
+        if staging.startsWriteback && size > flushedUpTo {
+            _ = roll_start_writeback(file.fd, Int64(flushedUpTo), Int64(size - flushedUpTo))
+        }
         staging.added(size)
     }
 }

@@ -28,6 +28,10 @@ public final class Store {
     /// A release being removed is first renamed to this prefix: a half-removed tree is
     /// never listed, never a rollback target, and the next ``recover()`` finishes the job.
     static let removingPrefix = ".removing-"
+    /// What the newest interrupted push had delivered: its staging folder, never published,
+    /// kept for the next push to take files from by path and content (``Staging/adopt``).
+    /// Only one is kept; the next successful push removes it.
+    static let partialName = Array(".partial".utf8)
 
     /// Opens the store at `path`, creating the folder and its layout if needed.
     public init(path: String, create: Bool = true) throws {
@@ -239,11 +243,18 @@ public final class Store {
     public func recover() throws -> [String] {
         var removed = [String]()
         try doing("cleaning \(path)/releases") {
-            for e in try releases.entries() where e.name.starts(with: Array(Store.stagingPrefix.utf8))
-                || e.name.starts(with: Array(Store.removingPrefix.utf8)) {
-                try releases.removeTree(e.name)
-                removed.append(String(decoding: e.name, as: UTF8.self))
+            let names = try releases.entries().map(\.name)
+            for name in names where name.starts(with: Array(Store.removingPrefix.utf8)) {
+                try releases.removeTree(name)
+                removed.append(String(decoding: name, as: UTF8.self))
             }
+            // A killed agent left its staging folder: the newest one (ids sort by creation)
+            // becomes the partial delivery the next push can reuse.
+            let staging = names.filter { $0.starts(with: Array(Store.stagingPrefix.utf8)) }
+                .sorted { $0.lexicographicallyPrecedes($1) }
+            let kept = staging.last.map { replacePartial(with: $0) } ?? false
+            for name in kept ? staging.dropLast() : staging[...] { try releases.removeTree(name) }
+            removed += staging.map { String(decoding: $0, as: UTF8.self) }
             for e in try root.entries() where e.name.starts(with: Array("current.tmp-".utf8)) {
                 try root.unlink(e.name)
             }
@@ -262,6 +273,37 @@ public final class Store {
             }
         }
         return removed
+    }
+
+    // MARK: - partial deliveries
+
+    /// Keeps the staging folder of a push that broke off as `releases/.partial`, in place of
+    /// an older one; removes it when that fails.
+    public func keepPartial(_ staging: Staging) {
+        staging.cursor.reset()
+        if !replacePartial(with: staging.name) { staging.discard() }
+    }
+
+    private func replacePartial(with name: [UInt8]) -> Bool {
+        dropPartial()
+        do {
+            try releases.rename(name, to: releases, as: Store.partialName)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// The partial delivery of an interrupted push, if one is kept.
+    public func partialCursor() -> DirectoryCursor? {
+        guard let dir = try? Descriptor.openDirectory(at: releases.fd, Store.partialName, display: "\(path)/releases/.partial")
+        else { return nil }
+        return DirectoryCursor(base: dir)
+    }
+
+    /// Removes the partial delivery (after a successful push, or to make room).
+    public func dropPartial() {
+        try? releases.removeTree(Store.partialName)
     }
 
     // MARK: - rollback and retention
@@ -316,6 +358,12 @@ public final class Store {
     func remove(_ id: ReleaseID) throws {
         let name = Array(id.description.utf8)
         let doomed = Array((Store.removingPrefix + id.description).utf8)
+        // A push that broke off before publishing left a record but no folder.
+        if try doing("checking release \(id)", { try releases.statEntryIfPresent(name) }) == nil {
+            try? manifests.unlink(name)
+            try? state.unlink(name)
+            return
+        }
         try doing("removing release \(id)") {
             try releases.rename(name, to: releases, as: doomed)
             try releases.sync()

@@ -1,4 +1,5 @@
 import CZlib
+import CZstd
 
 /// One deflate stream for a whole session. Each chunk is flushed with `Z_SYNC_FLUSH`, so
 /// it decompresses on its own at the other end while later chunks still profit from what
@@ -83,6 +84,111 @@ public final class Inflater {
             guard produced <= limit, stream.avail_in == 0 else {
                 throw WireError(.protocolViolation, "a compressed chunk inflates past \(limit) bytes")
             }
+        }
+        return try body(UnsafeRawBufferPointer(rebasing: output[..<produced]))
+    }
+}
+
+/// The session's compression on the wire (protocol 5): one zstd stream for the whole
+/// session, each chunk flushed (`ZSTD_e_flush`) so it decodes on its own at the other end
+/// while later chunks still profit from everything before them (small files compress far
+/// better than one by one). On the benchmark's web application (250 MiB as one tar
+/// stream), zstd at level 3 keeps 49 % of the bytes where deflate at level 1 keeps 62 % and
+/// at level 6 59 %; rsync 3.5's `-z` negotiates zstd too.
+///
+/// The level can change as the push goes (``setLevel(_:)``): zstd takes a new level only
+/// at a frame's start, so the chunk after which it changes ends its frame; the window
+/// starts afresh then, which costs little at the rate levels change (a few times a push).
+public final class ZstdCompressor {
+    private let context: OpaquePointer
+    private let output: UnsafeMutableRawBufferPointer
+    public private(set) var level: Int32
+    private var nextLevel: Int32
+
+    public init(level: Int32) {
+        context = ZSTD_createCCtx()!
+        output = .allocate(byteCount: ZSTD_compressBound(FrameLimits.dataChunk) + 4096, alignment: 16)
+        self.level = level
+        nextLevel = level
+        _ = ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
+    }
+
+    deinit {
+        ZSTD_freeCCtx(context)
+        output.deallocate()
+    }
+
+    /// The level for the chunks after the next one.
+    public func setLevel(_ level: Int32) { nextLevel = level }
+
+    /// Compresses `input` (at most ``FrameLimits/dataChunk`` bytes) and returns the bytes
+    /// to send; they decode to exactly `input`. The corresponding C function is
+    /// `ZSTD_compressStream2`.
+    public func compress(_ input: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        precondition(input.count <= FrameLimits.dataChunk)
+        let ending = nextLevel != level
+        var source = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
+        var sink = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+        var left: Int
+        // The buffer holds zstd's bound for a whole frame of this size plus room for the
+        // frame's end: one pass always completes the flush.
+        repeat {
+            left = ZSTD_compressStream2(context, &sink, &source, ending ? ZSTD_e_end : ZSTD_e_flush)
+            precondition(ZSTD_isError(left) == 0, "zstd: \(String(cString: ZSTD_getErrorName(left)))")
+        } while left > 0 && sink.pos < sink.size
+        precondition(left == 0 && source.pos == source.size, "zstd did not flush a chunk")
+        if ending {
+            level = nextLevel
+            _ = ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
+        }
+        return UnsafeRawBufferPointer(rebasing: output[..<sink.pos])
+    }
+}
+
+/// The receiving end of a ``ZstdCompressor``'s stream, bounded twice: what one chunk may
+/// decode to (a small frame must not fill memory or disk: a zip bomb), and the window a
+/// peer may make us keep (``ZstdDecompressor/windowLogMax``).
+public final class ZstdDecompressor {
+    private let context: OpaquePointer
+    private let output: UnsafeMutableRawBufferPointer
+    public let limit: Int
+    /// 8 MiB: the compressor's levels (at most 9) use 4 MiB; a peer asking for more is refused.
+    public static let windowLogMax: Int32 = 23
+
+    public init(limit: Int = FrameLimits.dataChunk) {
+        self.limit = limit
+        context = ZSTD_createDCtx()!
+        output = .allocate(byteCount: limit + 1, alignment: 16)
+        _ = ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, ZstdDecompressor.windowLogMax)
+    }
+
+    deinit {
+        ZSTD_freeDCtx(context)
+        output.deallocate()
+    }
+
+    /// Decodes one chunk and calls `body` with the result. The corresponding C function is
+    /// `ZSTD_decompressStream`.
+    public func decompress<R>(_ input: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let produced: Int = try input.withUnsafeBytes { bytes in
+            var source = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+            var sink = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+            while true {
+                let before = (source.pos, sink.pos)
+                let rc = ZSTD_decompressStream(context, &sink, &source)
+                if ZSTD_isError(rc) != 0 {
+                    throw WireError(.protocolViolation, "compressed data is corrupt (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
+                }
+                guard sink.pos <= limit else {
+                    throw WireError(.protocolViolation, "a compressed chunk decodes past \(limit) bytes")
+                }
+                // Done when the input is used up and nothing more comes out of what is buffered.
+                if source.pos == source.size && (sink.pos == before.1 || rc == 0) { break }
+                if (source.pos, sink.pos) == before {
+                    throw WireError(.protocolViolation, "compressed data is corrupt (zstd made no progress)")
+                }
+            }
+            return sink.pos
         }
         return try body(UnsafeRawBufferPointer(rebasing: output[..<produced]))
     }

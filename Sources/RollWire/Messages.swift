@@ -1,7 +1,7 @@
 import RollSystem
 import RollTree
 
-/// Version 4 of the push protocol. Neither side waits for the other per file: the agent
+/// Version 5 of the push protocol. Neither side waits for the other per file: the agent
 /// answers each manifest chunk as it arrives, and the client sends file contents as soon
 /// as they are asked for, while it still sends the manifest.
 ///
@@ -29,11 +29,11 @@ import RollTree
 /// sends `live` and waits for `settle(keep)` (then `result`) or `settle(revert)`, which
 /// switches it back. The deploy records of one push share `begin.group`.
 /// A frame whose type has the high bit set carries its payload deflated with the sender's
-/// session stream (see ``Deflater``). `log` frames may come from the agent at any time; an
+/// session stream (zstd, see ``ZstdCompressor``). `log` frames may come from the agent at any time; an
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 4
+    public static let version: UInt16 = 5
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -98,14 +98,23 @@ public struct Hello: Message, Sendable {
     /// Roots of trees whose whole manifest the client keeps (from its earlier pushes): when
     /// the active release is one of them, the client can send just the difference.
     public var knownRoots: [ContentDigest]
+    /// Seconds of silence from the client after which the agent gives the push up and frees
+    /// the lock (0: the agent's own idle timeout). The client sends what its link keepalive
+    /// would wait out, doubled, so the client is the first to notice a dead link and say so.
+    public var stallTimeout: UInt32
 
     public static let maxKnownRoots = 64
+    /// The shortest stall timeout an agent accepts: a client cannot make it give up on a
+    /// peer that paused for a few seconds.
+    public static let minStallTimeout: UInt32 = 30
 
-    public init(version: UInt16 = Protocol.version, client: String, treeRoot: ContentDigest, knownRoots: [ContentDigest] = []) {
+    public init(version: UInt16 = Protocol.version, client: String, treeRoot: ContentDigest, knownRoots: [ContentDigest] = [],
+                stallTimeout: UInt32 = 0) {
         self.version = version
         self.client = client
         self.treeRoot = treeRoot
         self.knownRoots = Array(knownRoots.prefix(Hello.maxKnownRoots))
+        self.stallTimeout = stallTimeout
     }
 
     public func encode(into w: inout ByteWriter) {
@@ -115,6 +124,7 @@ public struct Hello: Message, Sendable {
         w.raw(treeRoot.bytes)
         w.varint(UInt64(knownRoots.count))
         for r in knownRoots { w.raw(r.bytes) }
+        w.varint(UInt64(stallTimeout))
     }
 
     /// Decodes magic and version first, so that a peer of another version gets a clear
@@ -128,6 +138,7 @@ public struct Hello: Message, Sendable {
             client = ""
             treeRoot = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
             knownRoots = []
+            stallTimeout = 0
             r.skipToEnd()
             return
         }
@@ -136,6 +147,11 @@ public struct Hello: Message, Sendable {
         knownRoots = try (0..<r.count("known roots", limit: Hello.maxKnownRoots)).map { _ in
             ContentDigest(bytes: try r.raw(32, "known root"))
         }
+        let stall = try r.varint()
+        guard stall == 0 || (stall >= UInt64(Hello.minStallTimeout) && stall <= 86_400) else {
+            throw DecodeError("stall timeout \(stall) s is outside 0 or \(Hello.minStallTimeout)…86400")
+        }
+        stallTimeout = UInt32(stall)
     }
 }
 
@@ -575,9 +591,13 @@ public struct PushResult: Message, Sendable {
     /// Entries of the previous release that the new one no longer has.
     public var deleted: UInt64
     public var pruned: [String]
+    /// Files taken from what an interrupted push had already delivered (not sent again).
+    public var resumed: UInt64
 
     public init(release: String, previous: String, linked: UInt64, copied: UInt64, received: UInt64,
-                bytesWritten: UInt64, deltas: UInt64 = 0, retried: UInt64 = 0, deleted: UInt64 = 0, pruned: [String]) {
+                bytesWritten: UInt64, deltas: UInt64 = 0, retried: UInt64 = 0, deleted: UInt64 = 0, pruned: [String],
+                resumed: UInt64 = 0) {
+        self.resumed = resumed
         self.release = release
         self.previous = previous
         self.linked = linked
@@ -602,6 +622,7 @@ public struct PushResult: Message, Sendable {
         w.varint(deleted)
         w.varint(UInt64(pruned.count))
         for p in pruned { w.string(p) }
+        w.varint(resumed)
     }
 
     public init(from r: inout ByteReader) throws {
@@ -616,6 +637,7 @@ public struct PushResult: Message, Sendable {
         deleted = try r.varint()
         let n = try r.count("pruned", limit: 10_000)
         pruned = try (0..<n).map { _ in try r.string("pruned release", limit: 128) }
+        resumed = try r.varint()
     }
 }
 

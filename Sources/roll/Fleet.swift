@@ -73,10 +73,14 @@ final class FleetProgress: @unchecked Sendable {
     private let quiet: Bool
     private let lock = DispatchSemaphore(value: 1)
     private var planned = [Int: (files: Int, bytes: UInt64)]()
+    /// Containers whose agent has asked for all it needs; the total is final with all.
+    private var complete = Set<Int>()
+    private let containers: Int
 
-    init(_ progress: Progress, quiet: Bool) {
+    init(_ progress: Progress, quiet: Bool, containers: Int) {
         self.progress = progress
         self.quiet = quiet
+        self.containers = containers
     }
 
     func event(_ e: PushEvent, from index: Int, name: String) {
@@ -87,6 +91,9 @@ final class FleetProgress: @unchecked Sendable {
             planned[index] = (files, bytes)
             progress.event(.planned(files: planned.values.reduce(0) { $0 + $1.files },
                                     bytes: planned.values.reduce(0) { $0 + $1.bytes }), quiet: quiet)
+        case .planComplete:
+            complete.insert(index)
+            if complete.count == containers { progress.event(.planComplete, quiet: quiet) }
         case .log(let text):
             progress.event(.log("[\(name)] \(text)"), quiet: quiet)
         case .ready(let release):
@@ -135,11 +142,13 @@ extension Roll.Push {
             options.group = DeployRecord.newID()
             options.sharedDeltas = SharedDeltas()
         }
-        let combined = FleetProgress(progress, quiet: quiet)
+        let combined = FleetProgress(progress, quiet: quiet, containers: reachable.count)
         let results = ResultSlots(count: connectors.count)
         var threads = [JoinableThread]()
         for i in reachable {
             let own = Progress(mode: .off)
+            var options = options
+            options.stallTimeout = connectors[i].stallTimeout
             let task = FleetTask(push: self, index: i, name: names[i], source: source, manifest: manifest, options: options,
                                  connector: connectors[i], connection: connections[i], own: own, combined: combined,
                                  coordinator: coordinator, results: results)

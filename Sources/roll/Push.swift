@@ -220,6 +220,7 @@ extension Roll {
                                 progress: progress, started: started)
                 return
             }
+            options.stallTimeout = connector.stallTimeout
             let result = try deliver(source: source, manifest: manifest, options: options, connector: connector,
                                      connecting: connecting, progress: progress, events: { progress.event($0, quiet: quiet) })
             let elapsed = monotonicSeconds() - started
@@ -262,7 +263,7 @@ extension Roll {
                         agent = try connector.connect()
                         continue
                     }
-                    throw connector.explain(error, ending: ending, greeted: progress.connectedAt > 0)
+                    throw connector.explain(error, ending: ending, greeted: progress.connectedAt > 0, committed: sender.committed && options.coordinator == nil)
                 }
             }
         }
@@ -313,7 +314,7 @@ extension Roll {
                 parts.append("\(r.deltaFiles) changed as deltas (\(formatBytes(r.deltaFileBytes)), "
                              + "\(formatBytes(r.deltaMatchedBytes)) of it matched)")
             }
-            parts.append("\(r.reused) reused")
+            parts.append("\(r.reused) reused" + (r.resumed > 0 ? " (\(r.resumed) delivered by an interrupted push)" : ""))
             parts.append("\(r.deleted) deleted")
             if r.retried > 0 { parts.append("\(r.retried) resent whole after a failed delta check") }
             print("  " + parts.joined(separator: ", "))
@@ -333,8 +334,9 @@ extension Roll {
                 ("delta_files", "\(r.deltaFiles)"), ("delta_file_bytes", "\(r.deltaFileBytes)"),
                 ("delta_matched_bytes", "\(r.deltaMatchedBytes)"), ("retried", "\(r.retried)"),
                 ("reused", "\(r.reused)"), ("deleted", "\(r.deleted)"), ("linked", "\(r.linked)"), ("copied", "\(r.copied)"),
+                ("resumed", "\(r.resumed)"),
                 ("manifest_items", "\(r.manifestItems)"), ("manifest_mode", jsonString(r.manifestMode)), ("hashed_files", "\(hashedFiles)"),
-                ("wire_out", "\(r.wireOut)"), ("wire_in", "\(r.wireIn)"),
+                ("wire_out", "\(r.wireOut)"), ("wire_in", "\(r.wireIn)"), ("compression_level", "\(r.compressionLevel)"),
                 ("scan_seconds", formatDecimal(scanSeconds, places: 3)), ("seconds", formatDecimal(seconds, places: 3)),
                 ("pruned", "[" + r.pruned.map(jsonString).joined(separator: ",") + "]"),
             ]
@@ -349,11 +351,20 @@ final class Progress {
     enum Mode { case off, terminal, lines }
     let mode: Mode
     private var total: UInt64 = 0
+    /// Whether `total` is final: until the agent has asked for all it needs, the total still
+    /// grows, and a percentage or an ETA against it would mean nothing.
+    private var totalKnown = false
     private var sent: UInt64 = 0
     private var files = 0
     private var lastDraw = 0.0
     private var started = 0.0
     private var shown = false
+    /// (time, bytes sent) at recent redraws: the rate is taken over the last
+    /// ``Progress/rateWindow`` seconds. Since the start it would be wrong for long: the first
+    /// seconds only fill the buffers on the way (pipe, SSH window, socket), far faster than
+    /// the link drains them, and a stall would never show.
+    private var samples: [(time: Double, sent: UInt64)] = []
+    static let rateWindow = 10.0
     /// When the agent answered (for the summary's phase times).
     private(set) var connectedAt = 0.0
 
@@ -379,12 +390,22 @@ final class Progress {
             let interval = mode == .terminal ? 0.1 : 5.0
             guard mode != .off, now - lastDraw > interval else { return }
             lastDraw = now
-            let rate = Double(sent) / max(now - started, 0.001)
-            let eta = rate > 0 ? Double(total - min(sent, total)) / rate : 0
-            let percent = total > 0 ? Int(Double(sent) * 100 / Double(total)) : 100
-            let line = "sending \(files) files: \(formatBytes(sent)) of \(formatBytes(total)) (\(percent)%), "
-                + "\(formatBytes(UInt64(rate)))/s, eta \(formatSeconds(eta))"
+            samples.append((now, sent))
+            while samples.count > 2 && now - samples[1].time >= Progress.rateWindow { samples.removeFirst() }
+            let base = now - samples[0].time >= 1 ? samples[0] : (time: started, sent: UInt64(0))
+            let rate = Double(sent - base.sent) / max(now - base.time, 0.001)
+            let line: String
+            if totalKnown {
+                let eta = rate > 0 ? Double(total - min(sent, total)) / rate : 0
+                let percent = total > 0 ? Int(Double(min(sent, total)) * 100 / Double(total)) : 100
+                line = "sending \(files) files: \(formatBytes(sent)) of \(formatBytes(total)) (\(percent)%), "
+                    + "\(formatBytes(UInt64(rate)))/s, eta \(formatSeconds(eta))"
+            } else {
+                line = "sending: \(formatBytes(sent)) of \(files) files so far, \(formatBytes(UInt64(rate)))/s"
+            }
             if mode == .terminal { draw(line) } else { printError("roll: " + line) }
+        case .planComplete:
+            totalKnown = true
         case .connected:
             connectedAt = monotonicSeconds()
             status("comparing with the target")

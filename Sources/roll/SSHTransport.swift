@@ -42,6 +42,13 @@ struct SSHEndpoint {
 
     var display: String { "\(user)@\(hostName)\(port == 22 ? "" : ":\(port)")" }
 
+    /// ServerAliveInterval / ServerAliveCountMax as OpenSSH reads them, with roll's
+    /// defaults (15 s × 3) where the config says nothing: a push must notice a dead link.
+    var keepalive: Keepalive {
+        Keepalive(interval: config.serverAliveInterval ?? Keepalive.defaultInterval,
+                  countMax: config.serverAliveCountMax ?? Keepalive.defaultCountMax)
+    }
+
     var knownHostsFiles: [String] {
         config.userKnownHostsFiles ?? [home + "/.ssh/known_hosts", home + "/.ssh/known_hosts2"]
     }
@@ -141,8 +148,8 @@ final class SSHAgentConnection: AgentConnection {
     init(session: SSHSession, endpoint: SSHEndpoint, agentPath: String, flags: [String]) throws {
         self.session = session
         description = "the SSH connection to \(endpoint.display)"
-        let keepalive = Keepalive(interval: endpoint.config.serverAliveInterval ?? 15, countMax: endpoint.config.serverAliveCountMax ?? 3)
-        pump = try session.startPump(command: Self.startCommand(agentPath: agentPath, root: endpoint.root, flags: flags), keepalive: keepalive)
+        pump = try session.startPump(command: Self.startCommand(agentPath: agentPath, root: endpoint.root, flags: flags),
+                                     keepalive: endpoint.keepalive)
         let ends = pump.takeEnds()
         stream = DescriptorStream(input: ends.output, output: ends.input)
     }
@@ -167,6 +174,53 @@ final class SSHAgentConnection: AgentConnection {
             exec "$p" agent --stdio \((flags + [root]).map(shellQuote).joined(separator: " "));; esac; fi; done; exit \(missingAgent)
             """
         return "exec sh -c " + shellQuote(script)
+    }
+}
+
+/// The keepalive of the system ssh client (`--ssh-command ssh …`), read the way ssh reads
+/// it: `-o ServerAliveInterval=…` on the command line first, then the config file (`-F`, or
+/// ~/.ssh/config). OpenSSH probes nothing by default, so a stalled link would hang the push
+/// for as long as TCP keeps trying (many minutes); when neither says anything, roll adds
+/// `-o ServerAliveInterval=15` (CountMax keeps OpenSSH's 3), its own client's default. Other
+/// clients (dbclient) are left as they are.
+struct SystemSSHKeepalive {
+    var keepalive: Keepalive?
+    var addedOptions: [String] = []
+
+    init(command: [String], host: String) {
+        guard let program = command.first, program.split(separator: "/").last == "ssh" else { return }
+        var interval: Int?, countMax: Int?
+        var configFile: String?
+        var i = 1
+        while i < command.count {
+            let word = command[i]
+            var option: String?
+            if word == "-o", i + 1 < command.count { option = command[i + 1]; i += 1 }
+            else if word.hasPrefix("-o") { option = String(word.dropFirst(2)) }
+            else if word == "-F", i + 1 < command.count { configFile = command[i + 1]; i += 1 }
+            if let option {
+                let parts = option.split(maxSplits: 1, whereSeparator: { $0 == "=" || $0 == " " })
+                if parts.count == 2, let value = Int(String(parts[1]).trimmingCharacters(in: " ")) {
+                    // The first value given wins, as in ssh.
+                    switch parts[0].lowercased() {
+                    case "serveraliveinterval": interval = interval ?? value
+                    case "serveralivecountmax": countMax = countMax ?? value
+                    default: break
+                    }
+                }
+            }
+            i += 1
+        }
+        let home = environment("HOME") ?? "/"
+        if let config = try? SSHHostConfig.load(file: configFile ?? home + "/.ssh/config", host: host,
+                                               localUser: whoAmI(), home: home) {
+            interval = interval ?? config.serverAliveInterval
+            countMax = countMax ?? config.serverAliveCountMax
+        }
+        if interval == nil {
+            addedOptions = ["-o", "ServerAliveInterval=\(Keepalive.defaultInterval)"]
+        }
+        keepalive = Keepalive(interval: interval ?? Keepalive.defaultInterval, countMax: countMax ?? Keepalive.defaultCountMax)
     }
 }
 

@@ -131,14 +131,17 @@ final class AgentProcess: AgentConnection {
         try AgentProcess(arguments: [executablePath(), "agent", "--stdio"] + flags + [root], description: "the local agent")
     }
 
-    /// Starts the agent on a server through the system's ssh client (`--ssh-command`).
-    static func viaSSHCommand(_ target: Target, sshCommand: String, agentPath: String, flags: [String] = []) throws -> AgentProcess {
+    /// Starts the agent on a server through the system's ssh client (`--ssh-command`);
+    /// `options` go before the destination (see ``SystemSSHKeepalive``).
+    static func viaSSHCommand(_ target: Target, sshCommand: String, agentPath: String, flags: [String] = [],
+                              options: [String] = []) throws -> AgentProcess {
         switch target {
         case .local(let root):
             return try local(root: root, flags: flags)
         case .ssh(let user, let host, let port, let root):
             var args = try splitCommand(sshCommand)
             guard !args.isEmpty else { throw UserError("--ssh-command is empty", code: 64) }
+            args += options
             if let port { args += ["-p", String(port)] }
             // No `--`: some clients (dropbear's dbclient) do not take it; the destination
             // cannot start with a dash since it came from a parsed host name.
@@ -238,17 +241,43 @@ final class Connector {
     var agentFlags: [String] = []
     private let endpoint: SSHEndpoint?
     private var session: SSHSession?
+    /// How long the transport waits out a server that sends nothing: OpenSSH's
+    /// ServerAliveInterval × ServerAliveCountMax, for roll's own client and the system ssh
+    /// alike. Nil for a local root, or when probing is off.
+    let keepalive: Keepalive?
+    /// Added to the system ssh client's command line (its keepalive, when none is set).
+    private var sshOptions: [String] = []
 
     init(target: Target, sshCommand: String?, agentPath: String, identities: [String], acceptNew: Bool, sshConfig: String?) throws {
         self.target = target
         self.sshCommand = sshCommand
         self.agentPath = agentPath
-        if case .ssh(let user, let host, let port, let root) = target, sshCommand == nil {
-            endpoint = try SSHEndpoint(user: user, host: host, port: port, root: root, identities: identities, acceptNew: acceptNew,
-                                    configFile: sshConfig)
-        } else {
+        switch target {
+        case .local:
             endpoint = nil
+            keepalive = nil
+        case .ssh(let user, let host, let port, let root):
+            if let sshCommand {
+                endpoint = nil
+                let watch = SystemSSHKeepalive(command: try splitCommand(sshCommand), host: host)
+                keepalive = watch.keepalive
+                sshOptions = watch.addedOptions
+            } else {
+                let e = try SSHEndpoint(user: user, host: host, port: port, root: root, identities: identities, acceptNew: acceptNew,
+                                        configFile: sshConfig)
+                endpoint = e
+                keepalive = e.keepalive
+            }
         }
+    }
+
+    /// What the agent is told to wait out before it gives a silent push up and frees the
+    /// lock (``Hello/stallTimeout``): twice what this side waits before it calls the
+    /// connection dead, so the client notices first and says why; 0 when neither side
+    /// probes (the agent's own idle timeout then applies).
+    var stallTimeout: UInt32 {
+        guard let k = keepalive, k.interval > 0 else { return 0 }
+        return UInt32(min(max(2 * k.deadAfter, Int(Hello.minStallTimeout) * 2), 86_400))
     }
 
     /// Whether a missing agent can be installed (only through roll's own SSH client).
@@ -258,7 +287,8 @@ final class Connector {
         if case .local(let root) = target { return try AgentProcess.local(root: root, flags: agentFlags) }
         if let sshCommand {
             do {
-                return try AgentProcess.viaSSHCommand(target, sshCommand: sshCommand, agentPath: agentPath, flags: agentFlags)
+                return try AgentProcess.viaSSHCommand(target, sshCommand: sshCommand, agentPath: agentPath, flags: agentFlags,
+                                                      options: sshOptions)
             } catch let e as UserError {
                 throw e
             } catch {
@@ -278,11 +308,26 @@ final class Connector {
 
     /// Turns a push that broke off into what happened to the agent or the connection.
     /// `greeted`: whether the agent's welcome arrived before the push broke off.
-    func explain(_ error: Error, ending: AgentEnding, greeted: Bool) -> Error {
+    /// `committed`: whether the whole push had gone out to an agent that then publishes it
+    /// on its own (one container; several wait for the client's word to switch).
+    func explain(_ error: Error, ending: AgentEnding, greeted: Bool, committed: Bool = false) -> Error {
         let place = endpoint?.display ?? target.display
-        if case .lost(let why) = ending {
+        func lost(_ why: String) -> UserError {
+            guard !committed else {
+                return UserError("the connection to \(place) was lost after the whole push had gone out: \(why); "
+                                 + "the agent publishes it if it received the end",
+                                 hint: "run the push again: it says \"up to date\" if the release went live, else it finishes it",
+                                 code: Exit.unavailable)
+            }
+            // The agent keeps what it received and verified (releases/.partial); the next
+            // push takes those files from there instead of receiving them again.
             return UserError("the connection to \(place) was lost: \(why); nothing was published",
                              hint: "run the push again: it reuses what already arrived", code: Exit.unavailable)
+        }
+        if case .lost(let why) = ending { return lost(why) }
+        // ssh exits with 255 for its own errors: after the agent's welcome, a broken link.
+        if case .exited(255) = ending, sshCommand != nil, greeted {
+            return lost("\(sshCommand?.split(separator: " ").first ?? "ssh") exited with status 255")
         }
         if case .ssh = target, !greeted, let e = error as? WireError, e.code == .protocolViolation {
             // The first bytes were not roll's: usually a login script that prints something.

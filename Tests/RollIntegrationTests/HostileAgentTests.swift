@@ -250,7 +250,7 @@ final class FakeAgent {
     }
 
     /// Frames a broken agent could send: larger than the limit, of an unknown type,
-    /// garbage bytes, a compressed frame that inflates past its limit.
+    /// garbage bytes, a compressed frame that decodes past its limit.
     @Test(arguments: ["oversized frame", "unknown type", "garbage", "zip bomb", "close mid-frame"])
     func brokenFramesAreRefused(kind: String) throws {
         let t = TempDir()
@@ -266,10 +266,10 @@ final class FakeAgent {
             var rng = SeededRandom(seed: 11)
             try rng.bytes(4096).withUnsafeBytes { try agent.agentSide.write($0) }
         case "zip bomb":
-            let deflater = Deflater(level: 9)
+            let compressor = ZstdCompressor(level: 9)
             let zeros = [UInt8](repeating: 0, count: 1 << 20)
             var packed = [UInt8]()
-            for _ in 0..<16 { packed += zeros.withUnsafeBytes { Array(deflater.compress($0)) } }
+            for _ in 0..<16 { packed += zeros.withUnsafeBytes { Array(compressor.compress($0)) } }
             try agent.writer.send(MessageType.log.rawValue | RollWire.Protocol.compressedFlag, packed)
         default:
             try [MessageType.need.rawValue, 0, 0, 0, 10, 1].withUnsafeBytes { try agent.agentSide.write($0) }

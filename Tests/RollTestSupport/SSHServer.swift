@@ -101,7 +101,8 @@ public final class SSHServer {
 
     /// Starts a server of `kind`; `passwords` allows password logins, `sftp` offers the
     /// SFTP subsystem (OpenSSH only: Dropbear offers it whenever sftp-server is installed).
-    public init?(_ kind: Kind, passwords: Bool = false, sftp: Bool = true) {
+    /// With `link` it listens inside that namespace (and is stopped with it at the latest).
+    public init?(_ kind: Kind, passwords: Bool = false, sftp: Bool = true, link: ShapedLink? = nil) {
         guard SSHServer.isAvailable(kind), let user = TestUser.ensure() else { return nil }
         self.kind = kind
         dir = TempDir("roll-sshd")
@@ -154,9 +155,9 @@ public final class SSHServer {
             }
             hostKeyLine = hostPub.split(separator: " ").prefix(2).joined(separator: " ")
             writeFile(knownHosts, "[127.0.0.1]:\(port) " + hostKeyLine + "\n")
-            guard let pid = spawnBackground(args, logTo: dir.sub("server.log")) else { continue }
+            guard let pid = spawnBackground(link?.command(args) ?? args, logTo: dir.sub("server.log")) else { continue }
             for _ in 0..<100 {
-                if portIsOpen(port) { started = (pid, port); break }
+                if link?.portIsOpen(port) ?? portIsOpen(port) { started = (pid, port); break }
                 var status: Int32 = 0
                 if waitpid(pid, &status, WNOHANG) == pid { break }
                 usleep(20_000)

@@ -12,12 +12,12 @@ final class CaptureStream: ByteStream {
     func closeWrite() {}
 }
 
-/// Frames as the project's encoders write them, with a sender-side ``Deflater`` for
+/// Frames as the project's encoders write them, with a sender-side ``ZstdCompressor`` for
 /// compressed ones.
 struct Frames {
     let stream = CaptureStream()
     let writer: FrameWriter
-    let deflater = Deflater(level: 1)
+    let compressor = ZstdCompressor(level: 1)
 
     init() { writer = FrameWriter(stream) }
 
@@ -30,7 +30,7 @@ struct Frames {
     }
 
     func sendCompressed(_ type: MessageType, _ bytes: [UInt8]) throws {
-        let packed = bytes.withUnsafeBytes { Array(deflater.compress($0)) }
+        let packed = bytes.withUnsafeBytes { Array(compressor.compress($0)) }
         try writer.send(type.rawValue | Protocol.compressedFlag, packed)
     }
 
@@ -121,8 +121,8 @@ func wireSeeds() throws -> [Seed] {
     // One chunk that inflates to twice the limit: must be refused.
     let bomb = Frames()
     let zeros = [UInt8](repeating: 0, count: FrameLimits.dataChunk)
-    let half = zeros.withUnsafeBytes { Array(bomb.deflater.compress($0)) }
-    let rest = zeros.withUnsafeBytes { Array(bomb.deflater.compress($0)) }
+    let half = zeros.withUnsafeBytes { Array(bomb.compressor.compress($0)) }
+    let rest = zeros.withUnsafeBytes { Array(bomb.compressor.compress($0)) }
     try bomb.writer.send(MessageType.data.rawValue | Protocol.compressedFlag, half + rest)
     seeds.append(Seed("inflate-bomb", try bomb.input(piece: 64)))
     return seeds

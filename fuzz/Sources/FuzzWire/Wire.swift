@@ -9,7 +9,7 @@ import RollWire
 //   mode >= 0x80: the type byte and payload of one frame, its length put in by the target
 //                 (so mutations need not keep a length field right).
 // Every frame is decoded as a session would: compressed payloads inflated with one
-// ``Inflater`` for the stream (as RollSession's Peer does), then the message of its type.
+// ``ZstdDecompressor`` for the stream (as RollSession's Peer does), then the message of its type.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
@@ -63,7 +63,7 @@ final class PieceStream: ByteStream {
 
 /// The receiving half of a session, reduced to decoding.
 struct Session {
-    var inflater: Inflater?
+    var inflater: ZstdDecompressor?
     /// The compressed stream failed: nothing after it can be inflated.
     var broken = false
 
@@ -71,12 +71,12 @@ struct Session {
         var type = frame.type
         var payload = frame.payload
         if type & Protocol.compressedFlag != 0 {
-            if inflater == nil { inflater = Inflater() }
+            if inflater == nil { inflater = ZstdDecompressor() }
             let inflater = inflater!
             do {
                 payload = try inflater.decompress(payload) { Array($0) }
             } catch {
-                check(error is WireError, "inflater threw \(error)")
+                check(error is WireError, "the decompressor threw \(error)")
                 broken = true
                 return
             }

@@ -1,0 +1,79 @@
+import CZstd
+import RollTestSupport
+import RollWire
+import Testing
+
+/// The session's zstd stream: every chunk decodes on its own, in order, whatever the level
+/// changes on the way; a peer's frame cannot make a chunk decode past its limit or make the
+/// receiver keep a window larger than 8 MiB; garbage is an error, never a trap.
+@Suite struct CompressionTests {
+    @Test(arguments: [UInt64(1), 2, 3])
+    func chunksRoundTripWhileTheLevelChanges(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        let compressor = ZstdCompressor(level: 3)
+        let decompressor = ZstdDecompressor()
+        let words = (0..<64).map { _ in rng.bytes(Int(rng.next() % 12) + 1) }
+        for round in 0..<40 {
+            // Text-like chunks from 0 bytes to the frame limit, some of them random.
+            let size = round == 0 ? 0 : Int(rng.next() % UInt64(FrameLimits.dataChunk + 1))
+            var chunk = [UInt8]()
+            if round % 7 == 3 {
+                chunk = rng.bytes(size)
+            } else {
+                while chunk.count < size { chunk += words[Int(rng.next() % 64)] }
+                chunk = Array(chunk.prefix(size))
+            }
+            if round % 5 == 4 { compressor.setLevel(Int32(rng.next() % 9) + 1) }
+            let packed = chunk.withUnsafeBytes { Array(compressor.compress($0)) }
+            let back = try decompressor.decompress(packed) { Array($0) }
+            #expect(back == chunk, "round \(round), level \(compressor.level)")
+        }
+    }
+
+    @Test func aChunkThatDecodesPastItsLimitIsRefused() throws {
+        let compressor = ZstdCompressor(level: 1)
+        let zeros = [UInt8](repeating: 0, count: FrameLimits.dataChunk)
+        var packed = [UInt8]()
+        for _ in 0..<3 { packed += zeros.withUnsafeBytes { Array(compressor.compress($0)) } }
+        #expect(packed.count < 4096)
+        #expect { try ZstdDecompressor().decompress(packed) { $0.count } } throws: {
+            ($0 as? WireError)?.message.contains("decodes past") == true
+        }
+    }
+
+    @Test func aWindowLargerThan8MiBIsRefused() throws {
+        // A frame made the way a hostile peer would: a 32 MiB window, a small payload.
+        let context = try #require(ZSTD_createCCtx())
+        defer { ZSTD_freeCCtx(context) }
+        _ = ZSTD_CCtx_setParameter(context, ZSTD_c_windowLog, 25)
+        let input = [UInt8](repeating: 7, count: 1000)
+        var out = [UInt8](repeating: 0, count: 4096)
+        // Streamed (a flush before the end): the frame cannot shrink its window to the size
+        // of what it holds, as a one-shot frame would.
+        let n = out.withUnsafeMutableBytes { o in
+            input.withUnsafeBytes { i in
+                var source = ZSTD_inBuffer(src: i.baseAddress, size: i.count, pos: 0)
+                var sink = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: 0)
+                _ = ZSTD_compressStream2(context, &sink, &source, ZSTD_e_flush)
+                _ = ZSTD_compressStream2(context, &sink, &source, ZSTD_e_end)
+                return sink.pos
+            }
+        }
+        #expect(n > 0)
+        #expect { try ZstdDecompressor().decompress(Array(out.prefix(n))) { $0.count } } throws: {
+            ($0 as? WireError)?.code == .protocolViolation
+        }
+    }
+
+    @Test(arguments: [UInt64(4), 5, 6, 7])
+    func garbageIsAnErrorNotATrap(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        let decompressor = ZstdDecompressor()
+        for _ in 0..<50 {
+            var bytes = rng.bytes(Int(rng.next() % 300))
+            // Half of them start like a real frame.
+            if rng.next() % 2 == 0 && bytes.count >= 4 { bytes.replaceSubrange(0..<4, with: [0x28, 0xB5, 0x2F, 0xFD]) }
+            _ = try? decompressor.decompress(bytes) { $0.count }
+        }
+    }
+}
