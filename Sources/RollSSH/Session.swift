@@ -17,6 +17,8 @@ public final class SSHSession: @unchecked Sendable {
     public let port: Int
     /// The server's identification string, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
     public private(set) var serverBanner = ""
+    /// Whether the handshake completed (only then is there a session to disconnect).
+    private var established = false
 
     /// Connects to `host:port` and runs the SSH handshake. `hostKeyTypes` are the key types
     /// known_hosts holds for this host: their algorithms are offered first, so a server with
@@ -39,19 +41,21 @@ public final class SSHSession: @unchecked Sendable {
         prefer(LIBSSH2_METHOD_CRYPT_SC, ["aes128-ctr", "aes256-ctr", "aes128-cbc", "aes256-cbc"])
         let rc = libssh2_session_handshake(s, socket)
         guard rc == 0 else {
+            // Every stored property is set by now, so throwing runs `deinit`, which frees the
+            // session and closes the socket: freeing them here as well was a double free (a
+            // crash whenever the port was not an SSH server).
             let why = lastError()
-            libssh2_session_free(s)
-            close(socket)
             throw SSHError(.connect, "SSH handshake with \(host):\(port) failed: \(why)",
                            hint: rc == LIBSSH2_ERROR_KEX_FAILURE
                                ? "the server and libssh2 share no key exchange or host key algorithm; try --ssh-command ssh"
                                : "check that \(host):\(port) is an SSH server", libraryCode: rc)
         }
         if let banner = libssh2_session_banner_get(s) { serverBanner = String(cString: banner) }
+        established = true
     }
 
     deinit {
-        _ = roll_ssh_disconnect(handle, "done")
+        if established { _ = roll_ssh_disconnect(handle, "done") }
         libssh2_session_free(handle)
         close(socket)
     }

@@ -330,6 +330,26 @@ struct SSHClientHome {
         #expect(r.status == 69, "\(r)")
         #expect(r.stderr.contains("cannot connect to 127.0.0.1 port") && r.stderr.contains("Connection refused"), "\(r)")
     }
+
+    /// A port that is not an SSH server: an HTTP server (it answers the client's banner with
+    /// an error page) and a listener that never says anything. Each is a clear error, exit
+    /// 69; it used to be a crash (SIGSEGV: the failed session was freed twice).
+    @Test(arguments: ["http", "silent"])
+    func aPortThatIsNotSSH(kind: String) throws {
+        let client = SSHClientHome(knowing: nil)
+        let t = TempDir()
+        let port = freePort()
+        let script = kind == "http"
+            ? "import http.server as h; h.HTTPServer(('127.0.0.1', \(port)), h.BaseHTTPRequestHandler).serve_forever()"
+            : "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', \(port))); s.listen(4); c = s.accept(); time.sleep(60)"
+        let pid = try #require(spawnBackground(["/usr/bin/python3", "-c", script], logTo: t.sub("server.log")))
+        defer { kill(pid, SIGKILL); waitpid(pid, nil, 0) }
+        #expect(waitForPort(port))
+        writeFile(client.ssh + "/config", "Host *\n  ConnectTimeout 3\n")
+        let r = client.push([Self.source(t), "ssh://\(TestUser.name)@127.0.0.1:\(port)/tmp/x"])
+        #expect(r.status == 69, "\(r)")
+        #expect(r.stderr.contains("SSH handshake with 127.0.0.1:\(port) failed") && r.stderr.contains("is an SSH server"), "\(r)")
+    }
 }
 
 func listFolder(_ path: String) -> [String] {
