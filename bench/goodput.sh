@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# How full a push keeps a shaped link: 100 MiB of random (incompressible) data in ten files,
+# pushed with roll's own SSH client (--no-sync: the transfer, not the disk) and with the
+# harness's rsync reference, over a network namespace of its own whose loopback has MTU 1500
+# and a token bucket of RATE. Prints bytes, seconds and Mbit/s for each, the whole command
+# included (connect, scan, publish).
+#   bench/goodput.sh 20mbit
+# Env: BENCH (the harness folder), BENCH_ROOT, ROLL_BIN (default: .build/release/roll). Run as root.
+set -euo pipefail
+RATE=${1:?usage: $0 RATE (e.g. 20mbit)}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=${BENCH:-$(cd "$HERE/../shared/bench" && pwd)}
+ROLL=${ROLL_BIN:-$HERE/.build/release/roll}
+[[ -x $ROLL ]] || { echo "no roll binary at $ROLL: swift build -c release" >&2; exit 1; }
+export BENCH_ROOT=${BENCH_ROOT:-/var/lib/bench}
+export BENCH_SSHD_STATE=$BENCH_ROOT/sshd-goodput BENCH_SSHD_PORT=2222
+U=${BENCH_USER:-benchuser}
+AGENT=/usr/local/lib/roll-bench/roll
+install -D -m 755 "$ROLL" "$AGENT"
+SRC=$(mktemp -d)
+ns=rollgoodput-$$
+cleanup() {
+    ip netns exec "$ns" "$BENCH/sshd.sh" stop >/dev/null 2>&1 || true
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$SRC"
+}
+trap cleanup EXIT
+for i in $(seq 1 10); do dd if=/dev/urandom of="$SRC/f$i" bs=1M count=10 status=none; done
+ip netns add "$ns"
+ip netns exec "$ns" ip link set lo mtu 1500
+ip netns exec "$ns" ip link set lo up
+ip netns exec "$ns" tc qdisc add dev lo root tbf rate "$RATE" burst 32kb latency 200ms
+ip netns exec "$ns" "$BENCH/sshd.sh" start >/dev/null
+home=$(getent passwd "$U" | cut -d: -f6)
+runuser -u "$U" -- rm -rf "$home/goodput-roll" "$home/goodput-rsync"
+rate() { awk "BEGIN{printf \"%.1f Mbit/s\", $1 * 8 / $2 / 1e6}"; }
+sync
+t0=$(date +%s.%N)
+out=$(ip netns exec "$ns" "$ROLL" push --json --no-sync --ssh-config "$BENCH_SSHD_STATE/ssh_config" --agent-path "$AGENT" \
+    "$SRC" "ssh://$U@127.0.0.1:$BENCH_SSHD_PORT$home/goodput-roll")
+t1=$(date +%s.%N)
+bytes=$(grep -o '"wire_out":[0-9]*' <<<"$out" | cut -d: -f2)
+secs=$(awk "BEGIN{print $t1 - $t0}")
+echo "roll:  $bytes bytes in $secs s: $(rate "$bytes" "$secs") through $RATE"
+t0=$(date +%s.%N)
+out=$(ip netns exec "$ns" env BENCH_SSH_CONFIG="$BENCH_SSHD_STATE/ssh_config" "$BENCH/rsync-deploy.sh" "$SRC" "$U@127.0.0.1" \
+    "$BENCH_SSHD_PORT" "$home/goodput-rsync" 2>/dev/null | grep RESULT)
+t1=$(date +%s.%N)
+bytes=$(grep -o 'bytes_sent=[0-9]*' <<<"$out" | cut -d= -f2)
+secs=$(awk "BEGIN{print $t1 - $t0}")
+echo "rsync: $bytes bytes in $secs s: $(rate "$bytes" "$secs") through $RATE"
+runuser -u "$U" -- rm -rf "$home/goodput-roll" "$home/goodput-rsync"
