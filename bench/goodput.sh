@@ -10,26 +10,14 @@ set -euo pipefail
 RATE=${1:?usage: $0 RATE (e.g. 20mbit)}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$(cd "$HERE/../shared/bench" && pwd)}
-ROLL=${ROLL_BIN:-$HERE/.build/release/roll}
-[[ -x $ROLL ]] || { echo "no roll binary at $ROLL: swift build -c release" >&2; exit 1; }
+. "$HERE/bench/shaped-link.sh"
+bench_agent
 export BENCH_ROOT=${BENCH_ROOT:-/var/lib/bench}
 export BENCH_SSHD_STATE=$BENCH_ROOT/sshd-goodput BENCH_SSHD_PORT=2222
 U=${BENCH_USER:-benchuser}
-AGENT=/usr/local/lib/roll-bench/roll
-install -D -m 755 "$ROLL" "$AGENT"
+shaped_link rollgoodput "$RATE"
 SRC=$(mktemp -d)
-ns=rollgoodput-$$
-cleanup() {
-    ip netns exec "$ns" "$BENCH/sshd.sh" stop >/dev/null 2>&1 || true
-    ip netns del "$ns" 2>/dev/null || true
-    rm -rf "$SRC"
-}
-trap cleanup EXIT
 for i in $(seq 1 10); do dd if=/dev/urandom of="$SRC/f$i" bs=1M count=10 status=none; done
-ip netns add "$ns"
-ip netns exec "$ns" ip link set lo mtu 1500
-ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" tc qdisc add dev lo root tbf rate "$RATE" burst 32kb latency 200ms
 ip netns exec "$ns" "$BENCH/sshd.sh" start >/dev/null
 home=$(getent passwd "$U" | cut -d: -f6)
 runuser -u "$U" -- rm -rf "$home/goodput-roll" "$home/goodput-rsync"
@@ -50,3 +38,4 @@ bytes=$(grep -o 'bytes_sent=[0-9]*' <<<"$out" | cut -d= -f2)
 secs=$(awk "BEGIN{print $t1 - $t0}")
 echo "rsync: $bytes bytes in $secs s: $(rate "$bytes" "$secs") through $RATE"
 runuser -u "$U" -- rm -rf "$home/goodput-roll" "$home/goodput-rsync"
+rm -rf "$SRC"

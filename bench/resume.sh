@@ -12,26 +12,14 @@ RATE=${1:?usage: $0 RATE (e.g. 40mbit)}
 PERCENT=${PERCENT:-90}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$(cd "$HERE/../shared/bench" && pwd)}
-ROLL=${ROLL_BIN:-$HERE/.build/release/roll}
-[[ -x $ROLL ]] || { echo "no roll binary at $ROLL: swift build -c release" >&2; exit 1; }
+. "$HERE/bench/shaped-link.sh"
+bench_agent
 export BENCH_ROOT=${BENCH_ROOT:-/var/lib/bench}
 export BENCH_SSHD_STATE=$BENCH_ROOT/sshd-resume BENCH_SSHD_PORT=2222
 U=${BENCH_USER:-benchuser}
 SRC=$BENCH_ROOT/data/client/${WEBAPP_PROFILE:-webapp}
 [[ -d $SRC ]] || python3 "$BENCH/gen-tree.py" --profile "${WEBAPP_PROFILE:-webapp}" --seed 42 --out "$SRC" >&2
-AGENT=/usr/local/lib/roll-bench/roll
-install -D -m 755 "$ROLL" "$AGENT"
-
-ns=rollresume-$$
-ip netns add "$ns"
-cleanup() {
-    ip netns exec "$ns" "$BENCH/sshd.sh" stop >/dev/null 2>&1 || true
-    ip netns del "$ns" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns exec "$ns" ip link set lo mtu 1500
-ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" tc qdisc add dev lo root tbf rate "$RATE" burst 32kb latency 200ms
+shaped_link rollresume "$RATE"
 ip netns exec "$ns" "$BENCH/sshd.sh" start >/dev/null
 
 home=$(getent passwd "$U" | cut -d: -f6)

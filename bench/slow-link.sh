@@ -13,16 +13,8 @@ set -euo pipefail
 RATE=${1:?usage: $0 RATE (e.g. 40mbit)}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$(cd "$HERE/../shared/bench" && pwd)}
-[[ $(id -u) == 0 ]] || { echo "run as root (network namespaces, the harness's sshd)" >&2; exit 1; }
-command -v tc >/dev/null || { echo "tc is missing: apt-get install iproute2" >&2; exit 1; }
-
-ns=rollbench-$$
-ip netns add "$ns"
-trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
-ip netns exec "$ns" ip link set lo mtu 1500
-ip netns exec "$ns" ip link set lo up
-if [[ -n ${LIMIT:-} ]]; then queue=(limit "$LIMIT"); else queue=(latency 200ms); fi
-ip netns exec "$ns" tc qdisc add dev lo root tbf rate "$RATE" burst 32kb "${queue[@]}"
+. "$HERE/bench/shaped-link.sh"
+shaped_link rollbench "$RATE"
 
 export BENCH_ROOT=${BENCH_ROOT:-/var/lib/bench}
 # A server state folder of its own: one on the unshaped loopback may be running, and its
@@ -36,6 +28,5 @@ export BENCH_ROLL_SHARED=$BENCH
 echo "slow link: $RATE${LIMIT:+, queue $LIMIT}; results in $RESULTS" >&2
 status=0
 ip netns exec "$ns" "$BENCH/run-baseline.sh" || status=$?
-ip netns exec "$ns" env BENCH_SSHD_STATE="$BENCH_SSHD_STATE" "$BENCH/sshd.sh" stop >/dev/null 2>&1 || true
 echo "# link: tbf rate $RATE burst 32kb ${queue[*]}, MTU 1500 (bench/slow-link.sh)" >>"$RESULTS/env.txt" 2>/dev/null || true
 exit $status

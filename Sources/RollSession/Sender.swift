@@ -183,8 +183,7 @@ public final class Sender {
 
         let inbox = Inbox()
         self.inbox = inbox
-        let sizes = manifest.entries.map { $0.kind == .file ? $0.size : 0 }
-        let reader = ReaderThread(peer: peer, inbox: inbox, sizes: sizes)
+        let reader = ReaderThread(peer: peer, inbox: inbox, manifest: manifest)
         reader.start()
         do {
             try push(welcome: welcome, directories: digests.directories, inbox: inbox)
@@ -574,21 +573,22 @@ final class Inbox: @unchecked Sendable {
 final class ReaderThread: @unchecked Sendable {
     let peer: Peer
     let inbox: Inbox
-    /// Content size of each manifest entry (0 for others), to count what is asked for.
-    let sizes: [UInt64]
+    /// The tree being pushed (shared with the sender, not copied), to count what is asked for.
+    let manifest: Manifest
     private var thread: JoinableThread?
 
-    init(peer: Peer, inbox: Inbox, sizes: [UInt64]) {
+    init(peer: Peer, inbox: Inbox, manifest: Manifest) {
         self.peer = peer
         self.inbox = inbox
-        self.sizes = sizes
+        self.manifest = manifest
     }
 
-    /// Counts a request; one for an index outside the tree is refused later, on the
-    /// sending thread.
+    /// Counts a request; one for an index outside the tree or not a file is refused later,
+    /// on the sending thread.
     private func count(_ indexes: [Int]) {
-        let valid = indexes.filter { $0 >= 0 && $0 < sizes.count }
-        inbox.announce(files: valid.count, bytes: valid.reduce(0) { $0 &+ sizes[$1] })
+        let entries = manifest.entries
+        let valid = indexes.filter { $0 >= 0 && $0 < entries.count && entries[$0].kind == .file }
+        inbox.announce(files: valid.count, bytes: valid.reduce(0) { $0 &+ entries[$1].size })
     }
 
     func start() {
