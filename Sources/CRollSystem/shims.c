@@ -1,5 +1,8 @@
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -23,4 +26,27 @@ int roll_start_writeback(int fd, long long offset, long long length) {
 
 int roll_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
     return posix_spawn_file_actions_addchdir_np(actions, path);
+}
+
+int roll_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
+}
+
+int roll_cloexec_from(int lowfd) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned int)lowfd, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) == 0) return 0;
+#endif
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL) return -1;
+    int self = dirfd(dir);
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        int fd = atoi(e->d_name);
+        if (fd < lowfd || fd == self) continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    closedir(dir);
+    return 0;
 }

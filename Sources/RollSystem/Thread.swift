@@ -36,3 +36,13 @@ public final class JoinableThread: @unchecked Sendable {
         joined = true
     }
 }
+
+/// Sleeps `seconds` (any non-negative value, however large, without overflow), resuming
+/// after signals.
+public func sleepSeconds(_ seconds: Double) {
+    guard seconds > 0 else { return }
+    let whole = min(seconds, 1e9)
+    var request = timespec(tv_sec: Int(whole), tv_nsec: Int((whole - whole.rounded(.down)) * 1e9))
+    var left = timespec()
+    while nanosleep(&request, &left) != 0 && errno == EINTR { request = left }
+}

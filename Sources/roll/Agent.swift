@@ -66,7 +66,10 @@ extension Roll {
             // dies of it; we see our input close and clean up, or finish a commit already
             // received, instead of stopping half way.
             signal(SIGINT, SIG_IGN)
-            let stream = DescriptorStream(input: Descriptor(dup(0), name: "stdin"), output: Descriptor(dup(1), name: "stdout"))
+            // The protocol's own descriptors are close-on-exec: no hook can write a frame or keep
+            // the connection open.
+            let stream = DescriptorStream(input: Descriptor(fcntl(0, F_DUPFD_CLOEXEC, 3), name: "stdin"),
+                                          output: Descriptor(fcntl(1, F_DUPFD_CLOEXEC, 3), name: "stdout"))
             stream.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
             let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
             receiver.diagnostics = { printError($0) }

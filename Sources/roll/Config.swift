@@ -33,6 +33,17 @@ struct ProjectConfig: Equatable {
                                         "health.url", "health.status", "health.timeout", "health.retries", "health.interval"]
                                        + hookStages.map { "hooks." + $0 })
 
+    /// The bounds of every number roll.toml sets: enforced where the file is read, so no
+    /// later arithmetic on them can overflow.
+    enum Limits {
+        static let keep = 1...10_000
+        static let hookTimeout = 1...86_400
+        static let healthStatus = 100...599
+        static let healthTimeout = 1...600
+        static let healthRetries = 0...1_000
+        static let healthInterval = 0...3_600
+    }
+
     /// Reads `roll.toml` from the top of `source`; nil when there is none.
     static func load(source: String) throws -> ProjectConfig? {
         let path = source + "/" + fileName
@@ -66,6 +77,14 @@ struct ProjectConfig: Equatable {
                 return s
             }
         }
+        /// A whole number within `range`, or nil when the key is absent.
+        func number(_ key: String, _ range: ClosedRange<Int>, unit: String = " of seconds") throws -> Int? {
+            guard let v = table[key] else { return nil }
+            guard let n = v.integer, range.contains(n) else {
+                throw fail(key, "a whole number\(unit), \(range.lowerBound) to \(range.upperBound)")
+            }
+            return n
+        }
         for key in table.keys where !keys.contains(key) {
             throw UserError("\(origin): unknown setting \(key)",
                             hint: "known settings: \(keys.sorted().joined(separator: ", "))", code: Exit.dataError)
@@ -77,10 +96,7 @@ struct ProjectConfig: Equatable {
             guard config.target == nil else { throw UserError("\(origin): give target or targets, not both", code: Exit.dataError) }
             if targets.count == 1 { config.target = targets[0] } else { config.targets = targets }
         }
-        if let v = table["keep"] {
-            guard let n = v.integer, n >= 1 else { throw fail("keep", "a whole number of at least 1") }
-            config.keep = n
-        }
+        config.keep = try number("keep", Limits.keep, unit: "")
         config.shared = try strings("shared")
         config.sharedCreate = try strings("shared_create")
         config.exclude = try strings("exclude")
@@ -90,23 +106,18 @@ struct ProjectConfig: Equatable {
         for stage in hookStages {
             if let command = try string("hooks." + stage) { config.hooks[stage] = command }
         }
-        func seconds(_ key: String, min: Int = 1) throws -> Int? {
-            guard let v = table[key] else { return nil }
-            guard let n = v.integer, n >= min, n <= 86_400 else { throw fail(key, "a whole number of seconds, \(min) to 86400") }
-            return n
-        }
-        config.hookTimeout = try seconds("hooks.timeout")
+        config.hookTimeout = try number("hooks.timeout", Limits.hookTimeout)
         if let url = try string("health.url") {
             guard var check = HealthCheck(url: url) else {
                 throw UserError("\(origin): health.url must be http://host[:port]/path, not \(url)", code: Exit.dataError)
             }
             if let v = table["health.status"] {
-                guard let n = v.integer, (100...599).contains(n) else { throw fail("health.status", "an HTTP status such as 200") }
+                guard let n = v.integer, Limits.healthStatus.contains(n) else { throw fail("health.status", "an HTTP status such as 200") }
                 check.status = n
             }
-            check.timeout = try seconds("health.timeout") ?? check.timeout
-            check.retries = try seconds("health.retries", min: 0) ?? check.retries
-            check.interval = try seconds("health.interval", min: 0) ?? check.interval
+            check.timeout = try number("health.timeout", Limits.healthTimeout) ?? check.timeout
+            check.retries = try number("health.retries", Limits.healthRetries, unit: "") ?? check.retries
+            check.interval = try number("health.interval", Limits.healthInterval) ?? check.interval
             config.health = check
         } else if table.keys.contains(where: { $0.hasPrefix("health.") }) {
             throw UserError("\(origin): [health] needs url = \"http://127.0.0.1:8080/health\"", code: Exit.dataError)

@@ -36,8 +36,10 @@ final class HookRunner: ReleaseHooks {
             output(line)
             log.write(line)
         }
-        if stage == .restart, let link = settings.link {
-            try ensureLink(link, to: context.root + "/current", say: say, stage: stage)
+        // The link is judged before the release goes live (at build), and again before it is made.
+        if stage == .build || stage == .restart, let link = settings.link {
+            try checkLink(link, root: context.root, stage: stage)
+            if stage == .restart { try ensureLink(link, to: context.root + "/current", say: say, stage: stage) }
         }
         var argv: [String]?
         if let command = settings.hooks[stage.rawValue] {
@@ -105,6 +107,7 @@ final class HookRunner: ReleaseHooks {
         posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
         roll_spawn_addchdir(&actions, context.releaseDirectory)
+        roll_spawn_addclosefrom(&actions, 3)
         var attr = cleanSpawnAttributes()
         defer { posix_spawnattr_destroy(&attr) }
         var flags: Int16 = 0
@@ -194,6 +197,26 @@ final class HookRunner: ReleaseHooks {
         say("\(stage.rawValue): done in \(seconds)")
     }
 
+    /// A release may name a `link` outside ROOT only when the agent runs as an unprivileged
+    /// user (or root hooks were allowed): as root, a pushed roll.toml would otherwise turn
+    /// any path of the system into a link. The link can be neither ROOT, nor inside it,
+    /// nor one of its parents.
+    private func checkLink(_ link: String, root: String, stage: HookStage) throws {
+        guard geteuid() != 0 || allowRoot else {
+            throw HookFailure(stage, "refusing link = \"\(link)\" as root: the deploy root belongs to root, so the agent could not "
+                              + "switch to an app user; chown the root to the app's user, run the agent with --user NAME, "
+                              + "or allow it with --allow-root-hooks")
+        }
+        let real = canonicalPath(root) ?? root
+        let target = canonicalLinkPath(link)
+        for r in Set([root, real]) {
+            if target == r || target.hasPrefix(r + "/") || r.hasPrefix(target + "/") || target == "/" {
+                throw HookFailure(stage, "link = \"\(link)\" is the deploy root \(root), inside it or a parent of it; "
+                                  + "name a path outside the root, such as /srv/app")
+            }
+        }
+    }
+
     /// Keeps `link` a symlink to `target` (ROOT/current). A folder found there is swapped
     /// for the link in one `renameat2(RENAME_EXCHANGE)`, so the path never goes missing,
     /// and kept next to it.
@@ -237,6 +260,25 @@ final class HookRunner: ReleaseHooks {
         }
         say("link: \(link) -> \(target)")
     }
+}
+
+/// The absolute path with every symlink resolved; nil when it does not exist.
+func canonicalPath(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
+}
+
+/// Where `link` is once made: its parent folder resolved, the last name kept (the link
+/// itself is replaced, never followed).
+func canonicalLinkPath(_ link: String) -> String {
+    var path = link
+    while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+    guard let slash = path.lastIndex(of: "/") else { return path }
+    let parent = slash == path.startIndex ? "/" : String(path[..<slash])
+    let name = path[path.index(after: slash)...]
+    guard let real = canonicalPath(parent) else { return path }
+    return (real == "/" ? "" : real) + "/" + name
 }
 
 /// `.roll/logs/<release>.log`: every line hooks printed, with the time.
@@ -289,7 +331,7 @@ struct HealthCheck: Equatable {
     func waitUntilHealthy(say: (String) -> Void, stage: HookStage) throws {
         var last = ""
         for attempt in 0...retries {
-            if attempt > 0 { usleep(UInt32(interval) * 1_000_000) }
+            if attempt > 0 { sleepSeconds(Double(interval)) }
             switch probe() {
             case .success(let code) where code == status:
                 say("\(url) answered \(code)")

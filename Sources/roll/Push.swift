@@ -129,7 +129,9 @@ extension Roll {
         var recordKind: String?
 
         func validate() throws {
-            if let keep, keep < 1 { throw ValidationError("--keep must be at least 1 (the active release is always kept)") }
+            if let keep, !ProjectConfig.Limits.keep.contains(keep) {
+                throw ValidationError("--keep must be 1 to \(ProjectConfig.Limits.keep.upperBound) (the active release is always kept)")
+            }
             for p in shared + sharedCreate where SharedPath(p) == nil {
                 throw ValidationError("shared path '\(p)' must be relative, without . or .. (like .env or media/)")
             }

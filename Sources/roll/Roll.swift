@@ -1,4 +1,5 @@
 import ArgumentParser
+import RollSystem
 
 /// The version stamped into the binary; packaging replaces it from `git describe`.
 let rollVersion = "0.1.0"
@@ -39,4 +40,10 @@ struct Roll: ParsableCommand {
         subcommands: [Push.self, Release.self, Releases.self, Back.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Agent.self,
                       Signature.self, Delta.self, Patch.self]
     )
+
+    /// No descriptor the process was started with, beyond 0-2, reaches anything it runs.
+    static func main() {
+        _ = roll_cloexec_from(3)
+        main(nil)
+    }
 }

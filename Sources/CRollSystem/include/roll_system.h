@@ -25,4 +25,11 @@ int roll_start_writeback(int fd, long long offset, long long length);
 // posix_spawn_file_actions_addchdir_np: the child starts in `path`.
 int roll_spawn_addchdir(posix_spawn_file_actions_t *_Nonnull actions, const char *_Nonnull path);
 
+// posix_spawn_file_actions_addclosefrom_np: the child gets no descriptor from `lowfd` up.
+int roll_spawn_addclosefrom(posix_spawn_file_actions_t *_Nonnull actions, int lowfd);
+
+// Marks every open descriptor from `lowfd` up close-on-exec (close_range(2), or each
+// entry of /proc/self/fd where that call is missing).
+int roll_cloexec_from(int lowfd);
+
 #endif
