@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <signal.h>
+#include <string.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -50,3 +52,38 @@ int roll_cloexec_from(int lowfd) {
     closedir(dir);
     return 0;
 }
+
+static volatile sig_atomic_t interrupts = 0;
+static int deferred = 0;
+static const char *volatile interrupt_text = NULL;
+
+static void on_interrupt(int signo) {
+    (void)signo;
+    interrupts++;
+    if (interrupts == 1 && __atomic_load_n(&deferred, __ATOMIC_SEQ_CST) > 0) return;
+    const char *text = interrupt_text;
+    if (text != NULL) {
+        ssize_t ignored = write(2, text, strlen(text));
+        (void)ignored;
+    }
+    _exit(130);
+}
+
+void roll_interrupt_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void roll_interrupt_say(const char *text) {
+    // The earlier text is never freed: the handler may be reading it.
+    interrupt_text = text == NULL ? NULL : strdup(text);
+}
+
+void roll_interrupt_defer(int delta) { __atomic_add_fetch(&deferred, delta, __ATOMIC_SEQ_CST); }
+
+int roll_interrupt_requested(void) { return interrupts; }

@@ -53,12 +53,30 @@ public struct HookFailure: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// A hook stopped because the push it belongs to was given up (the client interrupted it,
+/// went away or fell silent) before the switch.
+public struct HookInterrupted: Error, Sendable, CustomStringConvertible {
+    public var stage: HookStage
+    public var reason: String
+
+    public init(_ stage: HookStage, reason: String) {
+        self.stage = stage
+        self.reason = reason
+    }
+
+    public var description: String { "the \(stage.rawValue) hook was stopped: \(reason)" }
+}
+
 /// Runs the hooks a release defines. The agent gives one to its ``Receiver``; `output`
 /// receives each line a hook prints, for the client and the release's log.
 public protocol ReleaseHooks: AnyObject {
     /// Runs `stage` for `context.release`; does nothing when the release defines no such
     /// hook. Throws ``HookFailure`` when the hook fails.
     func run(_ stage: HookStage, _ context: HookContext, output: @escaping (String) -> Void) throws
+
+    /// Asked while a hook runs: why to stop it (its process group gets SIGTERM, then
+    /// SIGKILL, and `run` throws ``HookInterrupted``), or nil to let it go on.
+    var interruption: (() -> String?)? { get set }
 }
 
 extension ReleaseHooks {

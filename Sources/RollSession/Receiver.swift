@@ -95,12 +95,15 @@ public final class Receiver {
             throw WireError(.versionMismatch,
                             "the client speaks protocol \(hello.version), this agent (\(agentName)) speaks \(Protocol.version)")
         }
-        if hello.stallTimeout > 0, let timed = peer.stream as? DescriptorStream {
+        let timed = peer.stream as? DescriptorStream
+        if hello.stallTimeout > 0, let timed {
             // From here a silent client is a stalled link: give up after what the client's
             // own keepalive would wait out (doubled), not after the agent's longer default.
             let stall = Double(hello.stallTimeout)
             timed.idleTimeout = min(timed.idleTimeout ?? stall, stall)
         }
+        // How long a client may be silent while it waits (its keepalives extend a wait).
+        let stall = timed?.idleTimeout ?? Double(Hello.defaultStallTimeout)
         let store = try Store(path: storePath)
         let lock = try store.lock(holder: "roll push from \(hello.client)")
         defer { withExtendedLifetime(lock) {} }
@@ -152,6 +155,8 @@ public final class Receiver {
             try plan.run()
             return
         }
+        // While files travel, a trickle is a stall too: the client must keep sending.
+        timed?.minimumRate = (Build.minimumRate, stall)
         let staging = try store.beginStaging()
         staging.startsWriteback = begin.sync
         Fault.point("agent-after-staging")
@@ -159,6 +164,7 @@ public final class Receiver {
                          group: begin.group)
         var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
                           base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
+        build.stall = stall
         do {
             try build.run()
             journal?.finished(.succeeded, counts: build.summary, error: nil)
@@ -246,6 +252,12 @@ private struct Build {
     var summary = [(String, UInt64)]()
     /// Whether the release went live and was switched back after a failed hook.
     var switchedBack = false
+    /// Seconds the client may be silent while it waits (see ``Hello/stallTimeout``).
+    var stall = Double(Hello.defaultStallTimeout)
+    /// Bytes per second a client must send while the agent waits for its files.
+    static let minimumRate = 256.0
+    /// The longest the agent waits for the word to switch or to keep, keepalives or not.
+    static let longestWait = 86_400.0
 
     init(peer: Peer, store: Store, staging: Staging?, begin: Begin, current: ReleaseID?, base: Manifest,
          hooks: ReleaseHooks?, storePath: String) {
@@ -366,6 +378,7 @@ private struct Build {
                     throw WireError(.protocolViolation, "commit before the manifest and every file were complete")
                 }
                 committed = true
+                (peer.stream as? DescriptorStream)?.minimumRate = nil
             default:
                 throw WireError(.protocolViolation, "unexpected message type \(frame.type) during a push")
             }
@@ -404,15 +417,19 @@ private struct Build {
                                   actor: begin.actor, revision: begin.revision)
         var built = record
         if let hooks { built = try build(store, hooks: hooks, record: record, manifest: manifest, context: context) }
-        if begin.twoPhase {
-            // Every container is built before any switches.
-            try peer.send(Ready(release: staging.id.description))
-            try peer.flush()
-            let go = try peer.decode(Go.self, try expect(.go, "the word to switch", patient: true))
-            guard go.proceed else {
-                try? store.markFailed(staging.id, reason: "not switched: \(go.reason)")
-                throw WireError(.aborted, "\(staging.id) was built but not switched: \(go.reason); current is unchanged")
-            }
+        // No switch without the client's word: it may have been interrupted during the build,
+        // and a push to several containers switches none until every one is built.
+        try peer.send(Ready(release: staging.id.description))
+        try peer.flush()
+        let go: Go
+        do { go = try peer.decode(Go.self, try awaitClient(.go, "the word to switch")) } catch let e as WireError where e.code == .connectionClosed {
+            let reason = "the client was lost before it confirmed the switch (\(e.message))"
+            try? store.markFailed(staging.id, reason: "not switched: \(reason)")
+            throw WireError(.aborted, "\(staging.id) was built but not switched: \(reason); current is unchanged")
+        }
+        guard go.proceed else {
+            try? store.markFailed(staging.id, reason: "not switched: \(go.reason)")
+            throw WireError(.aborted, "\(staging.id) was built but not switched: \(go.reason); current is unchanged")
         }
         try store.activate(built)
         if let hooks { try restartAndVerify(store, hooks: hooks, context: context) }
@@ -420,7 +437,7 @@ private struct Build {
             try peer.send(Live())
             try peer.flush()
             let settle: Settle
-            do { settle = try peer.decode(Settle.self, try expect(.settle, "the word to keep the release", patient: true)) } catch {
+            do { settle = try peer.decode(Settle.self, try awaitClient(.settle, "the word to keep the release")) } catch {
                 // Without the client's word the other containers may be switching back:
                 // all or nothing means back.
                 settle = Settle(keep: false, reason: "the client was lost before every container was live (\(Receiver.wireError(error).message))")
@@ -461,18 +478,62 @@ private struct Build {
         return { line in try? peer.send(LogLine(line)); try? peer.flush() }
     }
 
-    /// The next frame, which must be of `type`. `patient`: no idle timeout (the client
-    /// waits for other containers, whose build hooks may take long).
-    private func expect(_ type: MessageType, _ what: String, patient: Bool = false) throws -> Frame {
-        let timed = patient ? peer.stream as? DescriptorStream : nil
+    /// The next frame, which must be of `type`, while the client waits for something (its
+    /// other containers): each of its keepalives extends the wait by ``stall`` seconds, up to
+    /// ``longestWait`` in all.
+    private func awaitClient(_ type: MessageType, _ what: String) throws -> Frame {
+        let timed = peer.stream as? DescriptorStream
         let saved = timed?.idleTimeout
-        timed?.idleTimeout = nil
         defer { timed?.idleTimeout = saved }
-        let frame = try peer.next(expecting: what)
-        guard frame.type == type.rawValue else {
-            throw WireError(.protocolViolation, "expected \(what), got message type \(frame.type)")
+        let end = monotonicClock() + Build.longestWait
+        while true {
+            let left = end - monotonicClock()
+            guard left > 0 else { throw WireError(.connectionClosed, "no \(what) after \(Int(Build.longestWait)) s") }
+            timed?.idleTimeout = min(stall, left)
+            let frame = try peer.next(expecting: what)
+            if frame.type == MessageType.keepalive.rawValue { continue }
+            guard frame.type == type.rawValue else {
+                throw WireError(.protocolViolation, "expected \(what), got message type \(frame.type)")
+            }
+            return frame
         }
-        return frame
+    }
+
+    /// What the build hook asks while it runs: why to stop it, when the client said so
+    /// (`go(abort)`), went away, or sent nothing (not even a keepalive) for ``stall`` s.
+    private func clientWatch() -> () -> String? {
+        let peer = self.peer
+        let stall = self.stall
+        let fd = (peer.stream as? DescriptorStream)?.input.fd
+        var heard = monotonicClock()
+        return {
+            while true {
+                var waiting = peer.reader.hasBuffered
+                if !waiting, let fd {
+                    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    waiting = poll(&p, 1, 0) > 0
+                }
+                guard waiting else { break }
+                do {
+                    guard let frame = try peer.nextFrame() else { return "the client closed the connection" }
+                    switch MessageType(rawValue: frame.type) {
+                    case .keepalive:
+                        heard = monotonicClock()
+                    case .go:
+                        let go = try peer.decode(Go.self, frame)
+                        return go.proceed ? "the client sent go before the build was done" : go.reason
+                    case .error:
+                        return "the client stopped: \((try? ErrorMessage(payload: frame.payload).error.message) ?? "an error")"
+                    default:
+                        return "the client sent message type \(frame.type) during the build"
+                    }
+                } catch {
+                    return "the client was lost (\(Receiver.wireError(error).message))"
+                }
+            }
+            if monotonicClock() - heard > stall { return "the client sent nothing for \(Int(stall)) s" }
+            return nil
+        }
     }
 
     /// The `build` hook in the prepared release; a failure publishes nothing. Returns the
@@ -482,9 +543,15 @@ private struct Build {
         let output = hookOutput
         var record = record
         let before = fileStates(context.release, manifest)
+        hooks.interruption = clientWatch()
+        defer { hooks.interruption = nil }
         do {
             try hooks.run(.build, context, output: output)
             try reconcile(before, manifest, context, &record, output: output)
+        } catch let e as HookInterrupted {
+            try? store.markFailed(context.release, reason: "interrupted: \(e.reason)")
+            try? hooks.run(.failed, context, output: output)
+            throw WireError(.aborted, "\(context.release) was not switched: \(e); current is unchanged")
         } catch {
             let reason = "build failed: \(error)"
             try? store.markFailed(context.release, reason: reason)

@@ -10,12 +10,25 @@ import Glibc
 
 /// Lines up the pushes of one deploy to several containers at their two decision points.
 /// Each call blocks until every container has reached the same point (or one failed).
+/// `waiting` is called about once a second while a call blocks (the sender keeps its agent
+/// informed that it still waits); a reason it returns stops the group.
 public protocol PushCoordinator: AnyObject, Sendable {
     /// This container is built and waits to switch: nil to switch, or why not.
-    func ready() -> String?
+    func ready(waiting: () -> String?) -> String?
     /// This container switched and passed its verify hook and health check: nil to keep
     /// the release, or why to switch back.
-    func live() -> String?
+    func live(waiting: () -> String?) -> String?
+}
+
+/// The push was interrupted (Ctrl-C, SIGTERM) before the agent switched: nothing was
+/// published.
+public struct PushInterrupted: Error, Sendable, CustomStringConvertible {
+    /// The release `current` still names ("" when there is none).
+    public var current: String
+    /// What the agent said when it gave the push up, if it could.
+    public var agentSaid: String?
+
+    public var description: String { "interrupted: current is still \(current.isEmpty ? "unset" : current)" }
 }
 
 /// What the client asks of a push.
@@ -136,6 +149,12 @@ public final class Sender {
     /// Whether the commit went out: after it the agent publishes even if the client is
     /// gone, so a failure from then on cannot promise that nothing was published.
     public private(set) var committed = false
+    /// After the commit, until the agent was told to switch: the interrupt is ours to act on.
+    private var holdsInterrupt = false
+    /// `go(abort)` went to the agent.
+    private var abortSent = false
+    private var lastKeepAlive = 0.0
+    private var welcomeCurrent = ""
     private lazy var cursor = DirectoryCursor(base: sourceRoot)
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.dataChunk, alignment: 64)
 
@@ -170,6 +189,7 @@ public final class Sender {
         timed?.idleTimeout = nil
         report.agent = welcome.agent
         report.previous = welcome.current
+        welcomeCurrent = welcome.current
         events(.connected(agent: welcome.agent, current: welcome.current))
 
         if !options.force, let currentRoot = welcome.currentRoot, currentRoot == digests.root {
@@ -185,6 +205,7 @@ public final class Sender {
         self.inbox = inbox
         let reader = ReaderThread(peer: peer, inbox: inbox, manifest: manifest)
         reader.start()
+        defer { releaseInterrupt() }
         do {
             try push(welcome: welcome, directories: digests.directories, inbox: inbox)
             reader.join()
@@ -194,6 +215,9 @@ public final class Sender {
             // Ending our half makes the agent finish, which ends the reader's stream.
             stream.closeWrite()
             reader.join()
+            if holdsInterrupt && roll_interrupt_requested() > 0 {
+                throw PushInterrupted(current: welcome.current, agentSaid: abortSent ? "\(error)" : nil)
+            }
             if let e = error as? SystemError, e.errno == EPIPE, let reason = inbox.failure() { throw reason }
             throw error
         }
@@ -272,15 +296,57 @@ public final class Sender {
         while true {
             if needEnd && !committed && inbox.isEmpty && !options.dryRun {
                 Fault.point("client-before-commit")
+                // From the commit until the switch, Ctrl-C tells the agent to give the push up.
+                roll_interrupt_defer(1)
+                holdsInterrupt = true
                 try peer.send(Commit())
                 try peer.flush()
                 committed = true
+                lastKeepAlive = monotonicClock()
                 Fault.point("client-after-commit")
             }
-            let item = inbox.wait()
+            guard let item = inbox.wait(timeout: 1) else {
+                try waiting()
+                continue
+            }
             if case .needEnd = item { needEnd = true }
             if try handle(item) { return }
         }
+    }
+
+    /// Seconds between keepalives while the agent builds or waits: well inside the stall
+    /// timeout the agent was given.
+    private var keepAliveEvery: Double {
+        options.stallTimeout > 0 ? max(5, Double(options.stallTimeout) / 6) : 15
+    }
+
+    /// While nothing comes from the agent: after the commit, a keepalive now and then, and
+    /// `go(abort)` once when the user interrupted. A reason to stop, for a coordinator.
+    @discardableResult
+    private func waiting() throws -> String? {
+        guard committed else { return nil }
+        if holdsInterrupt && roll_interrupt_requested() > 0 {
+            if !abortSent {
+                events(.log("interrupted: telling the agent to stop (Ctrl-C again to leave at once)"))
+                try peer.send(Go(proceed: false, reason: "interrupted at the client"))
+                try peer.flush()
+                abortSent = true
+            }
+            return "interrupted at the client"
+        }
+        if monotonicClock() - lastKeepAlive >= keepAliveEvery {
+            try peer.send(KeepAlive())
+            try peer.flush()
+            lastKeepAlive = monotonicClock()
+        }
+        return nil
+    }
+
+    /// The switch is confirmed (or the push over): Ctrl-C ends the client at once again.
+    private func releaseInterrupt() {
+        guard holdsInterrupt else { return }
+        holdsInterrupt = false
+        roll_interrupt_defer(-1)
     }
 
     private func sendChunk(_ chunk: inout [ManifestItem], _ bytes: inout Int) throws {
@@ -337,24 +403,44 @@ public final class Sender {
             report.plan = plan
             return true
         case .ready(let release):
-            guard let coordinator = options.coordinator else {
-                throw WireError(.protocolViolation, "the agent waits to switch, but this push is to one container")
-            }
+            // An abort already sent is the agent's answer.
+            guard !abortSent else { return false }
             report.release = release
-            events(.ready(release: release))
-            let veto = coordinator.ready()
+            var veto: String?
+            if let coordinator = options.coordinator {
+                events(.ready(release: release))
+                veto = coordinator.ready(waiting: { (try? self.waiting()) ?? "the connection to the agent failed" })
+                if abortSent { return false }
+            }
+            if veto == nil, try waiting() != nil { return false }
             try peer.send(Go(proceed: veto == nil, reason: veto ?? ""))
+            if veto == nil {
+                releaseInterrupt()
+                roll_interrupt_say(options.coordinator == nil
+                                   ? "\nroll: interrupted after the switch to \(release) was confirmed: the release stands "
+                                     + "(roll back undoes it)\n"
+                                   : "\nroll: interrupted before every container was live: each switches back\n")
+            }
         case .live:
             guard let coordinator = options.coordinator else {
                 throw WireError(.protocolViolation, "the agent waits for a verdict, but this push is to one container")
             }
-            let veto = coordinator.live()
+            let veto = coordinator.live(waiting: { (try? self.keepAlive()) == nil ? "the connection to the agent failed" : nil })
             try peer.send(Settle(keep: veto == nil, reason: veto ?? ""))
         case .failed(let error):
+            if abortSent { throw PushInterrupted(current: welcomeCurrent, agentSaid: "\(error)") }
             throw error
         }
         try peer.flush()
         return false
+    }
+
+    /// A keepalive when one is due (while a coordinator waits for other containers).
+    private func keepAlive() throws {
+        guard monotonicClock() - lastKeepAlive >= keepAliveEvery else { return }
+        try peer.send(KeepAlive())
+        try peer.flush()
+        lastKeepAlive = monotonicClock()
     }
 
     /// The agent may only ask for files of this manifest: an index outside it, or one that
@@ -548,6 +634,12 @@ final class Inbox: @unchecked Sendable {
 
     func wait() -> Item {
         available.wait()
+        return lock.withLock { $0.removeFirst() }
+    }
+
+    /// The next item, or nil after `timeout` seconds without one.
+    func wait(timeout: Double) -> Item? {
+        guard available.wait(timeout: .now() + timeout) == .success else { return nil }
         return lock.withLock { $0.removeFirst() }
     }
 

@@ -20,6 +20,14 @@ public final class DescriptorStream: ByteStream {
     /// The longest silence a read waits out, in seconds; nil waits forever. A peer that
     /// stalls (or never finishes its handshake) must not hold the deploy lock for good.
     public var idleTimeout: Double?
+    /// A floor under the rate the peer sends at while this side waits for it: in every
+    /// `window` seconds spent waiting, at least `bytesPerSecond × window` bytes must arrive.
+    /// The idle timeout alone is per read: a trickle of a byte every few minutes meets it.
+    public var minimumRate: (bytesPerSecond: Double, window: Double)? {
+        didSet { waited = 0; received = 0 }
+    }
+    private var waited = 0.0
+    private var received = 0
 
     public init(input: Descriptor, output: Descriptor) {
         self.input = input
@@ -27,9 +35,10 @@ public final class DescriptorStream: ByteStream {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let started = monotonicClock()
         if let idleTimeout {
             var p = pollfd(fd: input.fd, events: Int16(POLLIN), revents: 0)
-            let deadline = monotonicClock() + idleTimeout
+            let deadline = started + idleTimeout
             while true {
                 let left = deadline - monotonicClock()
                 guard left > 0 else {
@@ -40,7 +49,20 @@ public final class DescriptorStream: ByteStream {
                 if rc < 0 && errno != EINTR { throw SystemError(call: "poll", path: input.name, errno: errno) }
             }
         }
-        return try input.read(into: buffer)
+        let n = try input.read(into: buffer)
+        if let rate = minimumRate {
+            waited += monotonicClock() - started
+            received += n
+            if waited >= rate.window {
+                guard Double(received) >= rate.bytesPerSecond * rate.window else {
+                    throw WireError(.connectionClosed, "the other side sent \(received) bytes in \(Int(waited)) s; "
+                                    + "a push must send at least \(Int(rate.bytesPerSecond)) bytes/s while the agent waits for it")
+                }
+                waited = 0
+                received = 0
+            }
+        }
+        return n
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer) throws {
@@ -109,6 +131,9 @@ public final class FrameReader {
     }
 
     deinit { buffer.deallocate() }
+
+    /// Whether bytes of a next frame are already read from the stream.
+    public var hasBuffered: Bool { end > start }
 
     /// Fills until `n` bytes are buffered; false on a clean end of stream before any byte.
     private func fill(_ n: Int) throws -> Bool {

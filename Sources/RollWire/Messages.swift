@@ -1,7 +1,7 @@
 import RollSystem
 import RollTree
 
-/// Version 5 of the push protocol. Neither side waits for the other per file: the agent
+/// Version 6 of the push protocol. Neither side waits for the other per file: the agent
 /// answers each manifest chunk as it arrives, and the client sends file contents as soon
 /// as they are asked for, while it still sends the manifest.
 ///
@@ -20,20 +20,24 @@ import RollTree
 /// commit                               ──►
 ///                                      ◄──    need(index)   (only if a delta failed its check:
 ///                                             the client then sends that file whole)
+///                                      ◄──    ready         (prepared, build hook done)
+/// go(switch | abort)                   ──►
 ///                                      ◄──    result
 /// ```
+/// No agent switches `current` without the client's `go`: a client interrupted before it
+/// (Ctrl-C) sends `go(abort)`, which also stops a build hook that still runs; a client that
+/// goes away or falls silent is the same. From the commit on, the client sends `keepalive`
+/// while it waits, and the agent gives a wait up after `hello.stallTimeout` without one.
 /// A push to several containers at once asks each agent for two phases (`begin.twoPhase`):
-/// after the commit each agent prepares the release and runs its build hook, then sends
-/// `ready` and waits; the client answers every agent `go(switch)` once all are ready, or
-/// `go(abort)` to all when one failed. After the switch and the verify hook, each agent
-/// sends `live` and waits for `settle(keep)` (then `result`) or `settle(revert)`, which
-/// switches it back. The deploy records of one push share `begin.group`.
+/// the client answers every agent `go(switch)` once all are ready, or `go(abort)` to all
+/// when one failed. After the switch and the verify hook, each agent sends `live` and
+/// waits for `settle(keep)` (then `result`) or `settle(revert)`, which switches it back. The deploy records of one push share `begin.group`.
 /// A frame whose type has the high bit set carries its payload deflated with the sender's
 /// session stream (zstd, see ``ZstdCompressor``). `log` frames may come from the agent at any time; an
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 5
+    public static let version: UInt16 = 6
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -61,6 +65,7 @@ public enum MessageType: UInt8, Sendable {
     case go = 21
     case live = 22
     case settle = 23
+    case keepalive = 24
 }
 
 public protocol Message {
@@ -107,6 +112,8 @@ public struct Hello: Message, Sendable {
     /// The shortest stall timeout an agent accepts: a client cannot make it give up on a
     /// peer that paused for a few seconds.
     public static let minStallTimeout: UInt32 = 30
+    /// What an agent assumes when a client states none.
+    public static let defaultStallTimeout: UInt32 = 90
 
     public init(version: UInt16 = Protocol.version, client: String, treeRoot: ContentDigest, knownRoots: [ContentDigest] = [],
                 stallTimeout: UInt32 = 0) {
@@ -567,6 +574,14 @@ public struct Settle: Message, Sendable {
         keep = try r.u8("settle") != 0
         reason = try r.string("reason", limit: 4096)
     }
+}
+
+/// The client still waits (for its other containers, or for this agent's build).
+public struct KeepAlive: Message, Sendable {
+    public static let type = MessageType.keepalive
+    public init() {}
+    public func encode(into w: inout ByteWriter) {}
+    public init(from r: inout ByteReader) throws {}
 }
 
 public struct Bye: Message, Sendable {

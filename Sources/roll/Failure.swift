@@ -16,6 +16,8 @@ enum Exit {
     static let tempFail: Int32 = 75
     static let noPermission: Int32 = 77
     static let config: Int32 = 78
+    /// Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+    static let interrupted: Int32 = 130
 }
 
 /// An error already phrased for the user, with its exit code.

@@ -30,8 +30,8 @@ final class FleetCoordinator: PushCoordinator, @unchecked Sendable {
         pthread_mutex_destroy(&mutex)
     }
 
-    func ready() -> String? { meet(0) }
-    func live() -> String? { meet(1) }
+    func ready(waiting: () -> String?) -> String? { meet(0, waiting: waiting) }
+    func live(waiting: () -> String?) -> String? { meet(1, waiting: waiting) }
 
     /// Records the first failure; every container waiting (or arriving later) hears it.
     func fail(_ who: String, _ why: String) {
@@ -56,12 +56,24 @@ final class FleetCoordinator: PushCoordinator, @unchecked Sendable {
         return failure
     }
 
-    private func meet(_ point: Int) -> String? {
+    /// Waits at `point` until every container is there or one failed; `waiting` runs about
+    /// once a second meanwhile (outside the lock), and a reason it gives fails the group.
+    private func meet(_ point: Int, waiting: () -> String?) -> String? {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         arrived[point] += 1
         pthread_cond_broadcast(&cond)
-        while failure == nil && arrived[point] < count { pthread_cond_wait(&cond, &mutex) }
+        while failure == nil && arrived[point] < count {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            var until = timespec(tv_sec: now.tv_sec + 1, tv_nsec: now.tv_nsec)
+            guard pthread_cond_timedwait(&cond, &mutex, &until) == ETIMEDOUT else { continue }
+            pthread_mutex_unlock(&mutex)
+            let why = waiting()
+            pthread_mutex_lock(&mutex)
+            if let why, failure == nil { failure = why }
+        }
+        pthread_cond_broadcast(&cond)
         return failure
     }
 }

@@ -15,6 +15,10 @@ final class HookRunner: ReleaseHooks {
     let allowRoot: Bool
     /// Seconds between SIGTERM and SIGKILL.
     let grace: Double = 10
+    /// Why to stop the hook that runs (see ``ReleaseHooks/interruption``).
+    var interruption: (() -> String?)?
+    /// Seconds between SIGTERM and SIGKILL for a hook whose push was given up.
+    let interruptGrace: Double = 5
     /// What each hook that ran did, for the deploy record.
     private(set) var outcomes = [(stage: String, outcome: String, seconds: Double)]()
 
@@ -130,6 +134,7 @@ final class HookRunner: ReleaseHooks {
         let started = monotonicClock()
         var deadline = started + timeout
         var signalled = 0
+        var stopped: String?
         var status: Int32 = 0
         var exited = false
         var exitedAt = 0.0
@@ -163,7 +168,13 @@ final class HookRunner: ReleaseHooks {
             // once the hook itself is done, read what is there and stop.
             if exited && monotonicClock() - exitedAt > 1 { break }
             let now = monotonicClock()
-            if !exited && now > deadline {
+            if !exited && signalled == 0, let why = interruption?() {
+                say("\(stage.rawValue): stopping it (SIGTERM): \(why)")
+                kill(-pid, SIGTERM)
+                signalled = 1
+                stopped = why
+                deadline = now + interruptGrace
+            } else if !exited && now > deadline {
                 if signalled == 0 {
                     say("\(stage.rawValue): still running after \(Int(timeout)) s: stopping it (SIGTERM)")
                     kill(-pid, SIGTERM)
@@ -184,6 +195,7 @@ final class HookRunner: ReleaseHooks {
         // Nothing of the hook outlives a timeout.
         if signalled > 0 { kill(-pid, SIGKILL) }
         let seconds = formatSeconds(monotonicClock() - started)
+        if let stopped { throw HookInterrupted(stage, reason: stopped) }
         if signalled > 0 {
             throw HookFailure(stage, "the \(stage.rawValue) hook timed out after \(Int(timeout)) s (hooks.timeout in roll.toml) and was stopped")
         }

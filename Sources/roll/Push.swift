@@ -143,6 +143,10 @@ extension Roll {
 
         private func push() throws {
             signal(SIGPIPE, SIG_IGN)
+            // Ctrl-C before the commit ends the push at once (the agent keeps what arrived for
+            // the next push); after it, the agent is told to give the push up first.
+            roll_interrupt_say("\nroll: interrupted: nothing was published\n")
+            roll_interrupt_install()
             let started = monotonicSeconds()
             let source = self.source ?? "."
             var st = stat()
@@ -224,7 +228,13 @@ extension Roll {
             }
             options.stallTimeout = connector.stallTimeout
             let result = try deliver(source: source, manifest: manifest, options: options, connector: connector,
-                                     connecting: connecting, progress: progress, events: { progress.event($0, quiet: quiet) })
+                                     connecting: connecting, progress: progress, events: { event in
+                                         if case .connected(_, let current) = event {
+                                             roll_interrupt_say("\nroll: interrupted: nothing was published; current is still "
+                                                                + (current.isEmpty ? "unset" : current) + "\n")
+                                         }
+                                         progress.event(event, quiet: quiet)
+                                     })
             let elapsed = monotonicSeconds() - started
             if let plan = result.plan {
                 printPlan(plan, json: json, target: target)
@@ -255,6 +265,10 @@ extension Roll {
                     return result
                 } catch let e as UserError {
                     throw e
+                } catch let e as PushInterrupted {
+                    progress.clear()
+                    _ = agent.finish()
+                    throw UserError("\(e)", hint: e.agentSaid.map { "the agent: \($0)" }, code: Exit.interrupted)
                 } catch {
                     progress.clear()
                     let ending = agent.finish()

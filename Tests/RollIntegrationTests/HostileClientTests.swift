@@ -26,12 +26,17 @@ final class AgentDriver {
 
     func send(_ m: some Message) throws { try writer.send(m); try writer.flush() }
 
-    /// Frames until an error or result frame, or the end of the stream.
-    func drain() -> [Frame] {
+    /// Frames until the result or an error; a `ready` is answered with `go(switch)` unless
+    /// `go` is false.
+    func drain(go: Bool = true) -> [Frame] {
         var frames = [Frame]()
         while let f = try? reader.next() {
             frames.append(f)
             if f.type == MessageType.error.rawValue || f.type == MessageType.result.rawValue { break }
+            if f.type == MessageType.ready.rawValue {
+                guard go else { break }
+                try? send(Go(proceed: true))
+            }
         }
         return frames
     }

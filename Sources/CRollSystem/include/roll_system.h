@@ -32,4 +32,13 @@ int roll_spawn_addclosefrom(posix_spawn_file_actions_t *_Nonnull actions, int lo
 // entry of /proc/self/fd where that call is missing).
 int roll_cloexec_from(int lowfd);
 
+// Ctrl-C and SIGTERM for a client. By default a signal prints the text last given to
+// roll_interrupt_say on stderr and exits with 130 at once. While a deferral is held
+// (roll_interrupt_defer(+1) ... (-1)), the first signal is only counted, for the code that
+// holds it to act on (roll_interrupt_requested); a second one exits at once.
+void roll_interrupt_install(void);
+void roll_interrupt_say(const char *_Nullable text);
+void roll_interrupt_defer(int delta);
+int roll_interrupt_requested(void);
+
 #endif
