@@ -292,7 +292,14 @@ extension Roll {
                     }
                     seenInfo = true
                 }
-                if name == "roll-bundle" || name == "tree" || name == "shared" { return RelativePath(m.name) }
+                if name == "roll-bundle" || name == "tree" || name == "shared" {
+                    // A link here would make the check scan, and the release take, whatever
+                    // folder it names.
+                    guard m.kind == .directory else {
+                        throw BundleError("member \"\(name)\" is a \(m.kind == .symlink ? "symlink" : "file"), not a folder; nothing was unpacked or checked")
+                    }
+                    return RelativePath(m.name)
+                }
                 guard name == BundleFormat.info || name == BundleFormat.manifest || name.hasPrefix(BundleFormat.treePrefix)
                         || name.hasPrefix(BundleFormat.sharedPrefix) else {
                     throw BundleError("unexpected member \"\(displayPath(m.name))\" in the bundle")
@@ -316,7 +323,11 @@ extension Roll {
             do { manifest = try Manifest(decoding: try manifestFile.readAll(limit: 1 << 30)) } catch {
                 throw BundleError("the bundle's manifest is damaged: \(error)")
             }
-            if (try? dir.statEntry(Array("tree".utf8))) == nil { try dir.makeDirectory(Array("tree".utf8), mode: 0o755) }
+            if let st = try dir.statEntryIfPresent(Array("tree".utf8)) {
+                guard st.st_mode & S_IFMT == S_IFDIR else { throw BundleError("its tree is not a folder") }
+            } else {
+                try dir.makeDirectory(Array("tree".utf8), mode: 0o755)
+            }
             return (info, manifest)
         }
 
