@@ -35,7 +35,8 @@ extension Roll {
             mtime) and so its roll.toml and .roll/hooks. `roll import` turns it back into a \
             release, here or in another root, and checks every file first. ROOT/shared (where \
             .env files and secrets live) is left out unless --with-shared is given; the bundle \
-            says which. Memory stays bounded whatever the release's size.
+            says which. Memory stays bounded whatever the release's size. Started as root, \
+            roll works as the owner of ROOT, so -o must name a place that user can write.
 
             EXAMPLES
               roll export /srv/roll -o snapshot.roll.tgz
@@ -72,6 +73,7 @@ extension Roll {
         func run() throws {
             try guarded {
                 let (root, id) = try resolveRoot(self.root, release: self.id)
+                let owner = try becomeAppUser(root: root, user: nil)
                 let store = try Store(path: root, create: false)
                 guard let release = try id ?? store.currentRelease() else {
                     throw UserError("\(root) has no active release to export", code: Exit.dataError)
@@ -84,8 +86,11 @@ extension Roll {
                 }
                 let out: Descriptor
                 let tmp = output.map { $0 + ".tmp-\(getpid())" }
-                if let tmp {
-                    out = try Descriptor.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+                if let tmp, let output {
+                    do { out = try Descriptor.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600) } catch let e as SystemError where e.errno == EACCES && owner != nil {
+                        throw UserError("cannot write \(output): started as root, roll export works as \(owner!), the owner of ROOT, who may not write there",
+                                        hint: "write to standard output instead: roll export \(root) > \(output)")
+                    }
                 } else {
                     out = Descriptor(dup(1), name: "standard output")
                 }

@@ -41,6 +41,65 @@ import Glibc
         return ["XDG_CONFIG_HOME": config, "HOME": t.sub("home-of-caller")]
     }
 
+    @Test func outboxFlushAsRootDoesNotSendAFileThroughALinkedOutbox() throws {
+        let api = FakeAPI()
+        api.start()
+        let t = TempDir()
+        let root = try Self.userRoot(t)
+        let name = "00000000000000000001-feed-0001.json"
+        Self.rootOnlyFolder(t.sub("root-only"), file: name, "{\"secret\":\"\(Self.secret)\"}")
+        Self.plantLink(t.sub("root-only"), at: root + "/.roll/outbox")
+
+        let r = run(rollBinary(), ["outbox", "flush", root, "--max-time", "5"], environment: api.environment)
+        #expect(r.status != 0, "\(r)")
+        #expect(api.received().isEmpty, "root's file was POSTed: \(api.received())")
+        #expect(!(readText(api.log) ?? "").contains(Self.secret))
+        #expect(readText(t.sub("root-only/") + name)?.contains(Self.secret) == true, "root's file was removed")
+    }
+
+    @Test func outboxFlushAsRootDoesNotMoveARecordOverARootFileThroughALinkedRejectedFolder() throws {
+        let api = FakeAPI(mode: "401")
+        api.start()
+        let t = TempDir()
+        let root = try Self.userRoot(t)
+        let name = "00000000000000000001-feed-0001.json"
+        // A folder of root's that the app user may read but not write, like /etc.
+        let victim = t.sub("etc")
+        mkdirs(victim)
+        writeFile(victim + "/" + name, "root's own file\n", mode: 0o644)
+        mkdirs(root + "/.roll/outbox", mode: 0o700)
+        chownToTestUser(root + "/.roll/outbox")
+        writeFile(root + "/.roll/outbox/" + name, "{\"id\":\"feed\",\"update\":1}")
+        chownToTestUser(root + "/.roll/outbox/" + name)
+        Self.plantLink(victim, at: root + "/.roll/outbox/rejected")
+
+        let r = run(rollBinary(), ["outbox", "flush", root, "--max-time", "5"], environment: api.environment)
+        #expect(r.status != 0, "\(r)")
+        #expect(readText(victim + "/" + name) == "root's own file\n", "root's file was replaced")
+        #expect(lstatOf(victim + "/" + name + ".reason") == nil, "roll wrote into root's folder")
+        #expect(lstatOf(victim + "/" + name)?.st_uid == 0)
+    }
+
+    @Test(arguments: ["history", "status"])
+    func recordCommandsAsRootDoNotReadThroughALinkedRollFolder(command: String) throws {
+        let t = TempDir()
+        let root = try Self.userRoot(t)
+        removeTree(root + "/.roll")
+        let record = """
+            {"actor":"\(Self.secret)","agent":"roll","counts":{},"hooks":[],"id":"feed","kind":"push","previous":"",\
+            "release":"000001-20260101T000000Z","revision":"","root":"\(root)","started_at":"2026-01-01T00:00:00Z",\
+            "state":"succeeded","update":1}
+
+            """
+        Self.rootOnlyFolder(t.sub("root-only"), file: "audit.jsonl", record)
+        Self.plantLink(t.sub("root-only"), at: root + "/.roll")
+
+        let r = run(rollBinary(), [command, root, "--json"])
+        #expect(!(r.stdout + r.stderr).contains(Self.secret), "\(r)")
+        #expect(r.status != 0, "\(r)")
+        #expect(r.stderr.contains("symlink"), "\(r)")
+    }
+
     @Test func importRefusesABundleWhoseTreeIsASymlinkBeforeScanningWhereItPoints() throws {
         let t = TempDir()
         writeFile(t.sub("src/index.html"), "v1\n")
@@ -70,5 +129,54 @@ import Glibc
         #expect(!(r.stdout + r.stderr).contains("name-from-elsewhere"), "\(r)")
         #expect(r.stderr.contains("\"tree\" is a symlink"), "\(r)")
         #expect(lstatOf(t.sub("new/current")) == nil)
+    }
+
+    @Test func apiKeyIsNotSentToAnotherOriginByARedirect() throws {
+        let t = TempDir()
+        let (first, second) = (freePort(), freePort())
+        // Two real servers: the first answers 307 to the second, which records whatever
+        // reaches it, headers included.
+        let script = """
+            import http.server, sys
+            port, log, redirect = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+            class Handler(http.server.BaseHTTPRequestHandler):
+                def do_POST(self):
+                    self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    with open(log, "a") as f:
+                        f.write(self.path + "\\n" + str(self.headers) + "\\n")
+                    if redirect != "-":
+                        self.send_response(307)
+                        self.send_header("Location", redirect + self.path)
+                    else:
+                        self.send_response(201)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                def log_message(self, *args):
+                    pass
+            http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+            """
+        writeFile(t.sub("server.py"), script)
+        let servers = [
+            spawnBackground(["/usr/bin/python3", t.sub("server.py"), String(first), t.sub("first.log"), "http://127.0.0.1:\(second)"],
+                            logTo: t.sub("first.out")),
+            spawnBackground(["/usr/bin/python3", t.sub("server.py"), String(second), t.sub("second.log"), "-"], logTo: t.sub("second.out")),
+        ].compactMap { $0 }
+        defer { for pid in servers { kill(pid, SIGTERM); waitpid(pid, nil, 0) } }
+        #expect(servers.count == 2)
+        #expect(waitForPort(first) && waitForPort(second))
+
+        let root = t.sub("app")
+        writeFile(root + "/.roll/outbox/00000000000000000001-feed-0001.json", "{\"id\":\"feed\",\"update\":1}")
+        var env = Self.settings(t, "[api]\nauth = \"x-api-key\"\n", mode: 0o600)
+        env["ROLL_API_URL"] = "http://127.0.0.1:\(first)/api"
+        env["ROLL_API_TOKEN"] = "key-redirected-38"
+        env["ROLL_COMPANY_ID"] = "7"
+        env["ROLL_APP_ID"] = "42"
+        let r = run(rollBinary(), ["outbox", "flush", root, "--max-time", "5"], environment: env)
+        #expect((readText(t.sub("first.log")) ?? "").contains("key-redirected-38"), "the first server saw no request")
+        #expect(!(readText(t.sub("second.log")) ?? "").contains("key-redirected-38"), "the key went to the other origin")
+        #expect(r.status == 78, "\(r)")
+        #expect(r.stderr.contains("307") && r.stderr.contains("api.url"), "\(r)")
+        #expect(listFolder(root + "/.roll/outbox").filter { $0.hasSuffix(".json") }.count == 1, "the record must stay queued")
     }
 }
