@@ -87,8 +87,9 @@ struct AgentSettings {
 
     static func load() throws -> AgentSettings {
         let path = APIConfig.file
-        guard let file = try? Descriptor.open(path, flags: O_RDONLY) else { return AgentSettings() }
+        guard let file = try? Descriptor.open(path, flags: O_RDONLY | O_NONBLOCK) else { return AgentSettings() }
         let bytes = try file.readAll(limit: 1 << 20)
+        let mode = try file.stat().st_mode
         let table: [String: TOMLValue]
         do { table = try parseTOML(String(decoding: bytes, as: UTF8.self)) } catch let e as TOMLError {
             throw UserError("\(path):\(e)", code: Exit.config)
@@ -102,6 +103,11 @@ struct AgentSettings {
             if let s = v.string { return s }
             if let i = v.integer { return String(i) }
             throw UserError("\(path): \(key) must be a string", code: Exit.config)
+        }
+        // The same rule as for token_file: a secret in a file others can read is refused.
+        if table["api.token"] != nil && mode & 0o077 != 0 {
+            throw UserError("\(path) holds api.token and is readable by others; roll uses a token there only when it is not",
+                            hint: "chmod 600 \(path), or move the token to a token_file with mode 600", code: Exit.config)
         }
         var s = AgentSettings()
         s.root = try string("root")

@@ -39,4 +39,9 @@ struct Roll: ParsableCommand {
         subcommands: [Push.self, Release.self, Releases.self, Back.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Agent.self,
                       Signature.self, Delta.self, Patch.self]
     )
+
+    static func main() {
+        wipeSecretsFromEnvironmentBlock()
+        main(nil)
+    }
 }

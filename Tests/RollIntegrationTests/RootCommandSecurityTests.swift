@@ -131,6 +131,33 @@ import Glibc
         #expect(lstatOf(t.sub("new/current")) == nil)
     }
 
+    @Test func inlineTokenInAWorldReadableAgentTomlIsRefused() throws {
+        let api = FakeAPI()
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        writeFile(root + "/.roll/outbox/00000000000000000001-feed-0001.json", "{\"id\":\"feed\",\"update\":1}")
+        let toml = """
+            [api]
+            url = "http://127.0.0.1:\(api.port)/api"
+            token = "tok-inline-64"
+            company_id = "7"
+            app_id = "42"
+
+            """
+        var env = Self.settings(t, toml, mode: 0o644)
+        var r = run(rollBinary(), ["outbox", "flush", root, "--max-time", "5"], environment: env)
+        #expect(r.status == 78, "\(r)")
+        #expect(r.stderr.contains("readable by others") && r.stderr.contains("chmod 600"), "\(r)")
+        #expect(api.received().isEmpty)
+
+        // The same file, private: accepted.
+        env = Self.settings(t, toml, mode: 0o600)
+        r = run(rollBinary(), ["outbox", "flush", root, "--max-time", "5"], environment: env)
+        #expect(r.status == 0, "\(r)")
+        #expect(api.received().map(\.auth) == ["Token tok-inline-64"])
+    }
+
     @Test func apiKeyIsNotSentToAnotherOriginByARedirect() throws {
         let t = TempDir()
         let (first, second) = (freePort(), freePort())
@@ -178,5 +205,32 @@ import Glibc
         #expect(r.status == 78, "\(r)")
         #expect(r.stderr.contains("307") && r.stderr.contains("api.url"), "\(r)")
         #expect(listFolder(root + "/.roll/outbox").filter { $0.hasSuffix(".json") }.count == 1, "the record must stay queued")
+    }
+
+    @Test func hookCannotReadTheTokenFromTheAgentsEnvironment() throws {
+        let api = FakeAPI()
+        api.start()
+        let pw = try #require(TestUser.ensure())
+        let t = TempDir()
+        let root = SSHPushTests.userFolder(t) + "/app"
+        // The hook reads the environment blocks of its parent (the agent) and of the
+        // agent's parent (roll push), which run as the same user.
+        let src = HookTests.tree(t, """
+            [hooks]
+            build = "tr '\\\\0' '\\\\n' < /proc/$PPID/environ > $ROLL_ROOT/agent.env; tr '\\\\0' '\\\\n' < /proc/$(cut -d' ' -f4 /proc/$PPID/stat)/environ > $ROLL_ROOT/push.env"
+            """)
+        var env = api.environment
+        env["ROLL_API_TOKEN"] = "tok-environ-77"
+        env["HOME"] = pw.home
+        let r = run("/usr/bin/setpriv", ["--reuid=\(TestUser.name)", "--regid=\(TestUser.name)", "--init-groups",
+                                         rollBinary(), "push", src, root], environment: env)
+        #expect(r.status == 0, "\(r)")
+        let agent = readText(root + "/agent.env") ?? ""
+        let push = readText(root + "/push.env") ?? ""
+        #expect(agent.contains("ROLL_API_URL=") && push.contains("ROLL_API_URL="), "the hook could not read the blocks:\n\(agent)\n\(push)")
+        #expect(!agent.contains("tok-environ-77"), "\(agent)")
+        #expect(!push.contains("tok-environ-77"), "\(push)")
+        // The token still works: the agent delivered both versions of the record with it.
+        #expect(api.received().map(\.auth) == ["Token tok-environ-77", "Token tok-environ-77"], "\(api.received())")
     }
 }
