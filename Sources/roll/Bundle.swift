@@ -35,7 +35,8 @@ extension Roll {
             mtime) and so its roll.toml and .roll/hooks. `roll import` turns it back into a \
             release, here or in another root, and checks every file first. ROOT/shared (where \
             .env files and secrets live) is left out unless --with-shared is given; the bundle \
-            says which. Memory stays bounded whatever the release's size.
+            says which. Memory stays bounded whatever the release's size. Started as root, \
+            roll works as the owner of ROOT, so -o must name a place that user can write.
 
             EXAMPLES
               roll export /srv/roll -o snapshot.roll.tgz
@@ -72,6 +73,7 @@ extension Roll {
         func run() throws {
             try guarded {
                 let (root, id) = try resolveRoot(self.root, release: self.id)
+                let owner = try becomeAppUser(root: root, user: nil)
                 let store = try Store(path: root, create: false)
                 guard let release = try id ?? store.currentRelease() else {
                     throw UserError("\(root) has no active release to export", code: Exit.dataError)
@@ -84,8 +86,11 @@ extension Roll {
                 }
                 let out: Descriptor
                 let tmp = output.map { $0 + ".tmp-\(getpid())" }
-                if let tmp {
-                    out = try Descriptor.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+                if let tmp, let output {
+                    do { out = try Descriptor.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600) } catch let e as SystemError where e.errno == EACCES && owner != nil {
+                        throw UserError("cannot write \(output): started as root, roll export works as \(owner!), the owner of ROOT, who may not write there",
+                                        hint: "write to standard output instead: roll export \(root) > \(output)")
+                    }
                 } else {
                     out = Descriptor(dup(1), name: "standard output")
                 }
@@ -292,7 +297,14 @@ extension Roll {
                     }
                     seenInfo = true
                 }
-                if name == "roll-bundle" || name == "tree" || name == "shared" { return RelativePath(m.name) }
+                if name == "roll-bundle" || name == "tree" || name == "shared" {
+                    // A link here would make the check scan, and the release take, whatever
+                    // folder it names.
+                    guard m.kind == .directory else {
+                        throw BundleError("member \"\(name)\" is a \(m.kind == .symlink ? "symlink" : "file"), not a folder; nothing was unpacked or checked")
+                    }
+                    return RelativePath(m.name)
+                }
                 guard name == BundleFormat.info || name == BundleFormat.manifest || name.hasPrefix(BundleFormat.treePrefix)
                         || name.hasPrefix(BundleFormat.sharedPrefix) else {
                     throw BundleError("unexpected member \"\(displayPath(m.name))\" in the bundle")
@@ -316,7 +328,11 @@ extension Roll {
             do { manifest = try Manifest(decoding: try manifestFile.readAll(limit: 1 << 30)) } catch {
                 throw BundleError("the bundle's manifest is damaged: \(error)")
             }
-            if (try? dir.statEntry(Array("tree".utf8))) == nil { try dir.makeDirectory(Array("tree".utf8), mode: 0o755) }
+            if let st = try dir.statEntryIfPresent(Array("tree".utf8)) {
+                guard st.st_mode & S_IFMT == S_IFDIR else { throw BundleError("its tree is not a folder") }
+            } else {
+                try dir.makeDirectory(Array("tree".utf8), mode: 0o755)
+            }
             return (info, manifest)
         }
 

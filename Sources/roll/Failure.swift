@@ -33,6 +33,15 @@ struct UserError: Error {
     }
 }
 
+/// An error in words, for a warning line (a hint follows after "; ").
+func warningText(_ error: Error) -> String {
+    switch error {
+    case let e as UserError: return e.message + (e.hint.map { "; " + $0 } ?? "")
+    case let e as StoreError: return e.message + (e.hint.map { "; " + $0 } ?? "")
+    default: return "\(error)"
+    }
+}
+
 /// Prints `error` as one line (plus a hint) on stderr and turns it into an exit code.
 func report(_ error: Error) -> ExitCode {
     let (message, hint, code): (String, String?, Int32)

@@ -19,6 +19,22 @@ func resolveRoot(_ given: String?) throws -> String {
     throw UserError("name the deploy root (roll history /srv/roll), or set root = \"/srv/roll\" in \(APIConfig.file)", code: 64)
 }
 
+/// ROOT resolved as above, then, when started as root, the switch to ROOT's owner (see
+/// ``becomeAppUser(root:user:)``) before anything under ROOT is read: the app user owns
+/// `.roll` and could plant a link there for root to follow. ROOT's default comes from the
+/// caller's agent.toml; the API settings, read after the switch, from the owner's.
+func resolveRootAsOwner(_ given: String?) throws -> String {
+    let root = try resolveRoot(given)
+    try becomeAppUser(root: root, user: nil)
+    return root
+}
+
+func resolveRootAsOwner(_ given: String?, release: String?) throws -> (String, ReleaseID?) {
+    let (root, id) = try resolveRoot(given, release: release)
+    try becomeAppUser(root: root, user: nil)
+    return (root, id)
+}
+
 extension Roll {
     struct History: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -41,8 +57,8 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let log = DeployLog(root: try resolveRoot(root))
-                let deploys = Array(log.deploys().reversed().prefix(max(0, count)))
+                let log = DeployLog(root: try resolveRootAsOwner(root))
+                let deploys = Array(try log.deploys().reversed().prefix(max(0, count)))
                 if json {
                     for d in deploys { print(d.json()) }
                     return
@@ -75,10 +91,10 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let log = DeployLog(root: try resolveRoot(root))
-                let last = log.deploys().last
-                let pending = log.pending().count
-                let rejected = log.pending(in: log.rejected).count
+                let log = DeployLog(root: try resolveRootAsOwner(root))
+                let last = try log.deploys().last
+                let pending = try log.pending().count
+                let rejected = try log.pending(in: .rejected).count
                 if json {
                     print("{\"root\":\(jsonString(log.root)),\"current\":\(jsonString(log.currentRelease())),"
                           + "\"last_deploy\":\(last?.json() ?? "null"),\"outbox_pending\":\(pending),\"outbox_rejected\":\(rejected)}")
@@ -110,7 +126,9 @@ extension Roll {
                 Retries with exponential backoff and jitter until everything is sent or \
                 --max-time passes; a record the API refuses for good (401, 403, 404) is moved \
                 to outbox/rejected/ with the reason. For a cron entry or supervisord: \
-                `roll outbox flush /srv/roll`. Exit 0 when nothing is left waiting.
+                `roll outbox flush /srv/roll`. Exit 0 when nothing is left waiting. Started as \
+                root, roll works as the owner of ROOT and reads that user's agent.toml, as the \
+                agent does. A redirect is never followed (exit 78: set api.url to the new address).
                 """
             )
 
@@ -122,16 +140,19 @@ extension Roll {
 
             func run() throws {
                 try guarded {
-                    let log = DeployLog(root: try resolveRoot(root))
+                    let log = DeployLog(root: try resolveRootAsOwner(root))
                     guard let api = try APIConfig.load() else {
                         throw UserError("no API configured: set ROLL_API_URL (and token, company and app ids) or [api] in \(APIConfig.file)",
                                         code: Exit.config)
                     }
-                    let before = log.pending().count
-                    let report = Outbox(log: log, api: api).flush(deadline: monotonicClock() + maxTime)
+                    let before = try log.pending().count
+                    let report = try Outbox(log: log, api: api).flush(deadline: monotonicClock() + maxTime)
                     print("roll: sent \(report.sent) of \(before) record(s)"
                           + (report.rejected > 0 ? ", \(report.rejected) refused" : "") + ", \(report.left) waiting")
-                    if let problem = report.problem { throw UserError(problem, code: report.left > 0 ? Exit.tempFail : Exit.failed) }
+                    if let problem = report.problem {
+                        throw UserError(problem, hint: report.hint,
+                                        code: report.misconfigured ? Exit.config : report.left > 0 ? Exit.tempFail : Exit.failed)
+                    }
                 }
             }
         }

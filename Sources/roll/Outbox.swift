@@ -87,8 +87,9 @@ struct AgentSettings {
 
     static func load() throws -> AgentSettings {
         let path = APIConfig.file
-        guard let file = try? Descriptor.open(path, flags: O_RDONLY) else { return AgentSettings() }
+        guard let file = try? Descriptor.open(path, flags: O_RDONLY | O_NONBLOCK) else { return AgentSettings() }
         let bytes = try file.readAll(limit: 1 << 20)
+        let mode = try file.stat().st_mode
         let table: [String: TOMLValue]
         do { table = try parseTOML(String(decoding: bytes, as: UTF8.self)) } catch let e as TOMLError {
             throw UserError("\(path):\(e)", code: Exit.config)
@@ -102,6 +103,11 @@ struct AgentSettings {
             if let s = v.string { return s }
             if let i = v.integer { return String(i) }
             throw UserError("\(path): \(key) must be a string", code: Exit.config)
+        }
+        // The same rule as for token_file: a secret in a file others can read is refused.
+        if table["api.token"] != nil && mode & 0o077 != 0 {
+            throw UserError("\(path) holds api.token and is readable by others; roll uses a token there only when it is not",
+                            hint: "chmod 600 \(path), or move the token to a token_file with mode 600", code: Exit.config)
         }
         var s = AgentSettings()
         s.root = try string("root")
@@ -131,46 +137,60 @@ struct Outbox {
         var left = 0
         /// What went wrong, in words that never include the token.
         var problem: String?
+        var hint: String?
+        /// Settings must change before a retry can succeed (a redirect).
+        var misconfigured = false
     }
 
-    func flush(deadline: Double) -> Report {
+    func flush(deadline: Double) throws -> Report {
         var report = Report()
-        let names = log.pending()
+        guard let box = try log.folder(.outbox) else { return report }
+        let names = try log.entries(of: box)
         guard !names.isEmpty else { return report }
+        // No redirect is followed: the token (or X-API-Key) would go along to wherever the
+        // answer points, another host included.
         let client = HTTPClient(eventLoopGroupProvider: .singleton,
-                                configuration: .init(timeout: .init(connect: .seconds(Int64(max(1, min(api.timeout, 10)))))))
+                                configuration: .init(redirectConfiguration: .disallow,
+                                                     timeout: .init(connect: .seconds(Int64(max(1, min(api.timeout, 10)))))))
         defer { try? client.syncShutdown() }
         var backoff = 0.25
         var index = 0
-        while index < names.count {
+        sending: while index < names.count {
             let name = names[index]
-            let path = log.outbox + "/" + name
-            guard let body = try? Descriptor.open(path, flags: O_RDONLY).readAll(limit: 1 << 20) else { index += 1; continue }
+            let bytes = Array(name.utf8)
+            guard let file = try? Descriptor.open(at: box.fd, bytes, flags: O_RDONLY | O_NONBLOCK, display: log.outbox + "/" + name),
+                  let st = try? file.stat(), st.st_mode & S_IFMT == S_IFREG,
+                  let body = try? file.readAll(limit: 1 << 20) else { index += 1; continue }
             let left = deadline - monotonicClock()
             if left <= 0 { break }
             switch post(client, body: body, timeout: min(api.timeout, left)) {
             case .delivered:
-                unlink(path)
+                try? box.unlink(bytes)
                 report.sent += 1
                 index += 1
                 backoff = 0.25
             case .rejected(let why):
-                mkdir(log.rejected, 0o700)
-                rename(path, log.rejected + "/" + name)
-                try? log.writeAtomically(path: log.rejected + "/" + name + ".reason", Array((why + "\n").utf8))
+                guard let rejected = try log.folder(.rejected, create: true) else { break sending }
+                try box.rename(bytes, to: rejected, as: bytes)
+                try? log.writeAtomically(in: rejected, name: name + ".reason", Array((why + "\n").utf8))
                 report.rejected += 1
                 report.problem = "the API refused a record: \(why); kept in \(log.rejected) (not retried)"
                 index += 1
+            case .redirected(let why):
+                report.problem = why + "; records wait in \(log.outbox)"
+                report.hint = "set api.url in \(APIConfig.file) (or ROLL_API_URL) to the address the API moved to, then run roll outbox flush"
+                report.misconfigured = true
+                break sending
             case .failed(let why):
                 report.problem = "the API is not reachable (\(why)); records wait in \(log.outbox) for the next deploy or `roll outbox flush`"
                 // Exponential backoff with jitter, within the time left.
                 let pause = backoff * Double.random(in: 0.5...1.0)
-                if monotonicClock() + pause >= deadline { index = names.count + 1; break }
+                if monotonicClock() + pause >= deadline { break sending }
                 usleep(UInt32(pause * 1_000_000))
                 backoff = min(backoff * 2, 30)
             }
         }
-        report.left = log.pending().count
+        report.left = try log.entries(of: box).count
         if report.left == 0 && report.rejected == 0 { report.problem = nil }
         return report
     }
@@ -178,6 +198,8 @@ struct Outbox {
     enum Delivery {
         case delivered
         case rejected(String)
+        /// A 3xx: not followed, and not worth retrying until the URL is corrected.
+        case redirected(String)
         case failed(String)
     }
 
@@ -195,6 +217,10 @@ struct Outbox {
             let code = Int(response.status.code)
             switch code {
             case 200..<300: return .delivered
+            case 300..<400:
+                let location = response.headers.first(name: "Location").map { " to \($0)" } ?? ""
+                return .redirected("HTTP \(code) from \(api.endpoint) redirects\(location); roll follows no redirect, "
+                                   + "so the token never goes to another address")
             case 408, 429, 500...: return .failed("HTTP \(code) from \(api.endpoint)")
             case 401, 403: return .rejected("HTTP \(code) from \(api.endpoint): the token was not accepted; check ROLL_API_TOKEN or token_file")
             case 404: return .rejected("HTTP 404 from \(api.endpoint): check the API URL, company id and app id")

@@ -7,7 +7,8 @@ import Glibc
 /// `user` when given, else the owner of the root folder (or of its nearest existing
 /// parent). Everything it writes is then the app user's, and hooks never run as root. A
 /// root that belongs to root keeps the agent root (and hooks then need
-/// `--allow-root-hooks`). Returns the user switched to, if any.
+/// `--allow-root-hooks`). Every command that reads or writes under a root does the same
+/// first. Returns the user switched to, if any.
 @discardableResult
 func becomeAppUser(root: String, user: String?) throws -> String? {
     guard geteuid() == 0 else {
@@ -38,6 +39,9 @@ func becomeAppUser(root: String, user: String?) throws -> String? {
     guard setgid(gid) == 0, setuid(uid) == 0, setuid(0) != 0 else {
         throw UserError("could not switch to user \(name) (uid \(uid)): \(String(cString: strerror(errno)))", code: Exit.failed)
     }
+    // The settings are the app user's from here on (~/.config/roll/agent.toml under the
+    // new HOME), not a folder of the caller's that the app user may not even read.
+    unsetenv("XDG_CONFIG_HOME")
     if let account = Accounts.user(uid: uid) {
         setenv("HOME", account.home, 1)
         setenv("USER", name, 1)

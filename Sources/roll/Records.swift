@@ -65,7 +65,22 @@ func isoTime(_ t: Int64) -> String {
 /// every record, appended and fsynced), `.roll/status.json` (the newest, replaced
 /// atomically, for the platform to read over SSH), and `.roll/outbox/` (versions not yet
 /// delivered to the API, one file each, named so that they sort in the order to send).
+///
+/// Everything below ROOT is reached through descriptors opened with `O_NOFOLLOW`, one
+/// component at a time: the app user owns `.roll`, and a symlink planted there
+/// (`.roll/outbox -> /root`) must never redirect a read, a rename or a write.
 struct DeployLog {
+    enum Folder: CaseIterable {
+        case meta, outbox, rejected
+        var components: [String] {
+            switch self {
+            case .meta: [".roll"]
+            case .outbox: [".roll", "outbox"]
+            case .rejected: [".roll", "outbox", "rejected"]
+            }
+        }
+    }
+
     let root: String
     var meta: String { root + "/.roll" }
     var outbox: String { meta + "/outbox" }
@@ -75,76 +90,109 @@ struct DeployLog {
         self.root = root
     }
 
+    /// ROOT itself; a symlink naming ROOT is followed (the user chose that path), as the
+    /// store does. Nil when ROOT does not exist.
+    private func openRoot() throws -> Descriptor? {
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw SystemError(call: "open", path: root, errno: errno)
+        }
+        return Descriptor(fd, name: root)
+    }
+
+    /// One of the record folders, walked down from ROOT without following a symlink at any
+    /// step; nil when it does not exist (with `create`, missing folders are made).
+    func folder(_ which: Folder, create: Bool = false) throws -> Descriptor? {
+        guard var dir = try openRoot() else { return nil }
+        var shown = root
+        for name in which.components {
+            shown += "/" + name
+            let bytes = Array(name.utf8)
+            if create {
+                do { try dir.makeDirectory(bytes, mode: name == ".roll" ? 0o755 : 0o700) } catch let e as SystemError where e.errno == EEXIST {}
+            }
+            do {
+                dir = try Descriptor.openDirectory(at: dir.fd, bytes, display: shown)
+            } catch let e as SystemError where e.errno == ENOENT {
+                return nil
+            } catch let e as SystemError where e.errno == ELOOP || e.errno == ENOTDIR {
+                throw UserError("\(shown) is a symlink or not a folder; roll never follows a link under \(meta)",
+                                hint: "roll made no link there: remove it (rm \(shown)) and run the command again", code: Exit.dataError)
+            }
+        }
+        return dir
+    }
+
     /// Records `record`: audit line, outbox entry (when the API is configured), status.
     func append(_ record: DeployRecord, queue: Bool) throws {
+        guard let dir = try folder(.meta, create: true) else { throw SystemError(call: "open", path: meta, errno: ENOENT) }
         let line = Array((record.json() + "\n").utf8)
-        let audit = open(meta + "/audit.jsonl", O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard audit >= 0 else { throw SystemError(call: "open", path: meta + "/audit.jsonl", errno: errno) }
-        defer { close(audit) }
-        try Descriptor(dup(audit), name: meta + "/audit.jsonl").write(line)
-        _ = fsync(audit)
-        if queue {
-            mkdir(outbox, 0o700)
+        let audit = try Descriptor.open(at: dir.fd, Array("audit.jsonl".utf8), flags: O_WRONLY | O_APPEND | O_CREAT, mode: 0o644,
+                                        display: meta + "/audit.jsonl")
+        try audit.write(line)
+        try audit.sync()
+        if queue, let box = try folder(.outbox, create: true) {
             // Named by the time of writing (nanoseconds), so the outbox sorts in the order written.
             var ts = timespec()
             clock_gettime(CLOCK_REALTIME, &ts)
             let stamp = String(Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
             let name = String(repeating: "0", count: max(0, 20 - stamp.count)) + stamp + "-\(record.id)-\(pad(record.update)).json"
-            try writeAtomically(path: outbox + "/" + name, Array(record.json().utf8))
+            try writeAtomically(in: box, name: name, Array(record.json().utf8))
         }
         let status = "{\"updated_at\":\"\(isoTime(currentTime()))\",\"current\":\(jsonString(currentRelease())),\"deploy\":\(record.json())}\n"
-        try writeAtomically(path: meta + "/status.json", Array(status.utf8))
+        try writeAtomically(in: dir, name: "status.json", Array(status.utf8))
     }
 
     private func pad(_ n: Int) -> String { let s = String(n); return String(repeating: "0", count: max(0, 4 - s.count)) + s }
 
     func currentRelease() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink(root + "/current", &buffer, buffer.count - 1)
-        guard n > 0 else { return "" }
-        let target = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let dir = try? openRoot(), let link = try? dir.readLink(Array("current".utf8)) else { return "" }
+        let target = String(decoding: link, as: UTF8.self)
         return target.hasPrefix("releases/") ? String(target.dropFirst("releases/".count)) : target
     }
 
     /// Every version in the audit log, oldest first (lines that do not parse are skipped).
-    func versions() -> [DeployRecord] {
-        guard let file = try? Descriptor.open(meta + "/audit.jsonl", flags: O_RDONLY),
+    func versions() throws -> [DeployRecord] {
+        guard let dir = try folder(.meta),
+              let file = try? Descriptor.open(at: dir.fd, Array("audit.jsonl".utf8), flags: O_RDONLY | O_NONBLOCK,
+                                              display: meta + "/audit.jsonl"),
+              let st = try? file.stat(), st.st_mode & S_IFMT == S_IFREG,
               let bytes = try? file.readAll(limit: 256 << 20) else { return [] }
         let decoder = JSONDecoder()
         return bytes.split(separator: 10).compactMap { try? decoder.decode(DeployRecord.self, from: Data($0)) }
     }
 
     /// The newest version of each deploy, in the order they started.
-    func deploys() -> [DeployRecord] {
+    func deploys() throws -> [DeployRecord] {
         var order = [String]()
         var latest = [String: DeployRecord]()
-        for v in versions() {
+        for v in try versions() {
             if latest[v.id] == nil { order.append(v.id) }
             if (latest[v.id]?.update ?? 0) <= v.update { latest[v.id] = v }
         }
         return order.compactMap { latest[$0] }
     }
 
-    /// Outbox entries in sending order.
-    func pending(in dir: String? = nil) -> [String] {
-        guard let d = opendir(dir ?? outbox) else { return [] }
-        defer { closedir(d) }
-        var names = [String]()
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name.hasSuffix(".json") { names.append(name) }
-        }
-        return names.sorted()
+    /// Entries of an outbox folder (`.outbox` or `.rejected`) in sending order.
+    func pending(in which: Folder = .outbox) throws -> [String] {
+        guard let dir = try folder(which) else { return [] }
+        return try entries(of: dir)
     }
 
-    func writeAtomically(path: String, _ bytes: [UInt8]) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError(call: "open", path: tmp, errno: errno) }
-        let file = Descriptor(fd, name: tmp)
+    func entries(of dir: Descriptor) throws -> [String] {
+        try dir.entries().map { String(decoding: $0.name, as: UTF8.self) }.filter { $0.hasSuffix(".json") }.sorted()
+    }
+
+    /// Writes `name` in `dir` through a fresh temporary file, synced and renamed over it.
+    func writeAtomically(in dir: Descriptor, name: String, _ bytes: [UInt8]) throws {
+        let tmp = Array((name + ".tmp-\(getpid())").utf8)
+        try? dir.unlink(tmp)
+        let file = try Descriptor.open(at: dir.fd, tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644,
+                                       display: dir.name + "/" + name)
         try file.write(bytes)
         try file.sync()
-        guard rename(tmp, path) == 0 else { throw SystemError(call: "rename", path: path, errno: errno) }
+        try dir.rename(tmp, to: dir, as: Array(name.utf8))
     }
 }
 
@@ -193,7 +241,7 @@ final class AgentJournal: DeployJournal {
 
     private func save(_ r: DeployRecord) {
         do { try log.append(r, queue: api != nil) } catch {
-            say("warning: could not record the deploy in \(log.meta): \(error)")
+            say("warning: could not record the deploy in \(log.meta): \(warningText(error))")
         }
         Fault.point("agent-after-record-\(r.state)")
     }
@@ -201,7 +249,7 @@ final class AgentJournal: DeployJournal {
     /// A deploy whose agent was killed stays `running` in the log; the next agent (which
     /// holds the lock, so nothing else is running) closes it as failed.
     private func recoverInterrupted() {
-        for var r in log.deploys() where r.state == "running" && r.root == log.root {
+        for var r in (try? log.deploys()) ?? [] where r.state == "running" && r.root == log.root {
             r.state = DeployOutcome.failed.rawValue
             r.finishedAt = isoTime(currentTime())
             r.error = "interrupted: the agent stopped before the deploy ended"
@@ -212,7 +260,11 @@ final class AgentJournal: DeployJournal {
 
     private func deliver(budget: Double) {
         guard let api else { return }
-        let report = Outbox(log: log, api: api).flush(deadline: monotonicClock() + budget)
-        if let problem = report.problem { say("warning: deploy records: \(problem)") }
+        do {
+            let report = try Outbox(log: log, api: api).flush(deadline: monotonicClock() + budget)
+            if let problem = report.problem { say("warning: deploy records: \(problem)") }
+        } catch {
+            say("warning: deploy records: \(warningText(error))")
+        }
     }
 }

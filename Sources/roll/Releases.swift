@@ -21,7 +21,7 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let root = try resolveRoot(self.root)
+                let root = try resolveRootAsOwner(self.root)
                 let store = try Store(path: root, create: false)
                 let all = try store.list().reversed()
                 if json {

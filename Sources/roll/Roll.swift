@@ -41,9 +41,11 @@ struct Roll: ParsableCommand {
                       Signature.self, Delta.self, Patch.self]
     )
 
-    /// No descriptor the process was started with, beyond 0-2, reaches anything it runs.
+    /// No descriptor the process was started with, beyond 0-2, reaches anything it runs,
+    /// and no secret stays readable in its environment block.
     static func main() {
         _ = roll_cloexec_from(3)
+        wipeSecretsFromEnvironmentBlock()
         main(nil)
     }
 }

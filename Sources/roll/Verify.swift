@@ -35,7 +35,7 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let (root, id) = try resolveRoot(self.root, release: self.id)
+                let (root, id) = try resolveRootAsOwner(self.root, release: self.id)
                 let store = try Store(path: root, create: false)
                 let ids: [ReleaseID]
                 if all {
