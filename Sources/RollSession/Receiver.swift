@@ -759,8 +759,18 @@ private struct Build {
     /// file is sent whole.
     private mutating func signature(of basis: Entry, in release: ReleaseID) throws -> [UInt8]? {
         let digest = basis.digest!
-        if let cached = store.cachedSignature(digest) { return cached }
-        let file = try Staging.openFile(try cursor(release), basis.path)
+        if let cached = store.cachedSignature(digest, limit: FrameLimits.maxPayload) {
+            // The cache is a folder anyone with the app's account can write into: an entry
+            // is used only when it decodes as the signature of a file of this size and fits
+            // in a frame. Any other is junk: removed, and the signature computed again.
+            if cached.count + 16 <= FrameLimits.maxPayload, let s = try? Signature(decoding: cached),
+               s.basisLength == Int(basis.size) {
+                return cached
+            }
+            store.dropCachedSignature(digest)
+        }
+        // A basis the agent cannot open (inside a folder whose mode shuts it out): sent whole.
+        guard let file = try? Staging.openFile(try cursor(release), basis.path) else { return nil }
         let blockLength = DeltaLimits.recommendedBlockLength(forFileSize: Int(basis.size))
         // Four bytes of strong sum for files of many blocks: a false block match then needs
         // a 32-bit weak and a 32-bit strong collision at once (about 2^-64 per probe, some

@@ -29,11 +29,12 @@ extension Store {
             var text = ""
             var buffer = [UInt8](repeating: 0, count: 1024)
             let n = buffer.withUnsafeMutableBytes { (try? file.pread(into: $0, at: 0)) ?? 0 }
-            text = String(decoding: buffer[..<n], as: UTF8.self).trimmingSpaces
+            // The holder line names a client (its own words): never let it drive the terminal.
+            text = escapeControls(String(decoding: buffer[..<n], as: UTF8.self).trimmingSpaces)
             throw StoreError(.locked, "another deploy holds \(path): \(text.isEmpty ? "holder unknown" : text)",
                              hint: "wait for it to finish; the lock is freed the moment that process exits")
         }
-        let line = "\(holder), pid \(getpid()), since \(formatUTC(currentTime()))\n"
+        let line = "\(escapeControls(holder)), pid \(getpid()), since \(formatUTC(currentTime()))\n"
         _ = ftruncate(file.fd, 0)
         _ = line.utf8CString.withUnsafeBytes { b in Glibc.pwrite(file.fd, b.baseAddress, b.count - 1, 0) }
         return DeployLock(file: file)

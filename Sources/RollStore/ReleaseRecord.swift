@@ -40,7 +40,9 @@ public struct ReleaseRecord: Sendable, Equatable {
     }
 
     func encoded() -> [UInt8] {
-        func clean(_ s: String) -> String { String(s.map { $0 == "\n" || $0 == "\r" ? " " : $0 }) }
+        // One value per line: a CR, an LF (CR LF is one Character, so a test for either
+        // alone misses it) or any other control character in a value is escaped, never written.
+        func clean(_ s: String) -> String { escapeControls(s) }
         let lines = [
             "id=\(id)", "state=\(state.rawValue)", "created=\(created)", "actor=\(clean(actor))",
             "previous=\(clean(previous))", "files=\(files)", "bytes=\(bytes)", "written=\(written)",

@@ -311,12 +311,25 @@ extension Staging {
 extension Store {
     /// A cached block signature of content `digest`, if one was stored. Release files never
     /// change, so a signature of their content stays valid for as long as it is kept.
-    public func cachedSignature(_ digest: ContentDigest) -> [UInt8]? {
+    /// Anything but a regular file of at most `limit` bytes is removed (a FIFO in its place
+    /// would block the read; the caller checks the content).
+    public func cachedSignature(_ digest: ContentDigest, limit: Int = 64 << 20) -> [UInt8]? {
         guard let dir = try? signatureDirectory(),
-              let file = try? Descriptor.open(at: dir.fd, Array(digest.hex.utf8), flags: O_RDONLY) else { return nil }
+              let file = try? Descriptor.open(at: dir.fd, Array(digest.hex.utf8), flags: O_RDONLY | O_NONBLOCK) else { return nil }
+        guard let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= limit,
+              let bytes = try? file.readAll(limit: limit) else {
+            dropCachedSignature(digest)
+            return nil
+        }
         // Mark it used, for pruning.
         _ = futimens(file.fd, nil)
-        return try? file.readAll(limit: 64 << 20)
+        return bytes
+    }
+
+    /// Removes a cache entry that is not a signature (a damaged or planted file).
+    public func dropCachedSignature(_ digest: ContentDigest) {
+        guard let dir = try? signatureDirectory() else { return }
+        try? dir.removeTree(Array(digest.hex.utf8))
     }
 
     public func cacheSignature(_ digest: ContentDigest, _ bytes: [UInt8]) {

@@ -351,17 +351,37 @@ public final class Store {
             try remove(id)
             removed.append(id)
         }
+        pruneLogs(known: Set(all.map(\.record.id)).subtracting(removed))
         pruneSignatures()
         return removed
+    }
+
+    /// `.roll/logs`, where hooks log each release's output (`<id>.log`); nil while none exists.
+    func logDirectory() -> Descriptor? {
+        try? Descriptor.openDirectory(at: meta.fd, Array("logs".utf8), display: "\(path)/.roll/logs")
+    }
+
+    /// Removes the hook logs of releases the store no longer knows (pruned, or left by a
+    /// version that did not remove them), older than the newest release it knows: a
+    /// release being made has a record before its hooks write a log.
+    func pruneLogs(known: Set<ReleaseID>) {
+        guard let logs = logDirectory(), let newest = known.max(), let names = try? logs.entries() else { return }
+        for e in names {
+            let name = String(decoding: e.name, as: UTF8.self)
+            guard name.hasSuffix(".log"), let id = ReleaseID(String(name.dropLast(4))), id < newest, !known.contains(id) else { continue }
+            try? logs.unlink(e.name)
+        }
     }
 
     func remove(_ id: ReleaseID) throws {
         let name = Array(id.description.utf8)
         let doomed = Array((Store.removingPrefix + id.description).utf8)
         // A push that broke off before publishing left a record but no folder.
+        let log = Array("\(id).log".utf8)
         if try doing("checking release \(id)", { try releases.statEntryIfPresent(name) }) == nil {
             try? manifests.unlink(name)
             try? state.unlink(name)
+            try? logDirectory()?.unlink(log)
             return
         }
         try doing("removing release \(id)") {
@@ -369,6 +389,7 @@ public final class Store {
             try releases.sync()
             try? manifests.unlink(name)
             try? state.unlink(name)
+            try? logDirectory()?.unlink(log)
             Fault.point("store-mid-remove")
             try releases.removeTree(doomed)
         }

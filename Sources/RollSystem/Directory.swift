@@ -102,11 +102,20 @@ extension Descriptor {
 
     /// Removes `name` and, if it is a directory, everything below it. Symlinks are removed,
     /// never followed, so a link planted inside cannot redirect the removal.
+    ///
+    /// A directory of any mode goes: one we own that lacks read, write or search for us (a
+    /// pushed folder of mode 000, 0555 or 0311) is given `u+rwx` before it is opened, since
+    /// without read it cannot be listed, without search nothing in it can be reached, and
+    /// without write nothing can be unlinked from it. Root needs none of that, which is why
+    /// only a non-root agent (the app user, as in production) ever met such a folder.
     public func removeTree(_ name: some Collection<UInt8>) throws {
         guard let st = try statEntryIfPresent(name) else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
+            if st.st_mode & 0o700 != 0o700 && st.st_uid == geteuid() {
+                try changeMode(name, st.st_mode & 0o7777 | 0o700)
+            }
             let sub = try Descriptor.openDirectory(at: fd, name, display: self.name + "/" + displayPath(name))
-            // A directory made read-only (mode 0555) must be writable to empty it.
+            // Root opens any directory; a read-only one must still be writable to empty it.
             _ = fchmod(sub.fd, 0o700)
             for entry in try sub.entries() {
                 if entry.type == DT_DIR || entry.type == DT_UNKNOWN {
@@ -118,6 +127,15 @@ extension Descriptor {
             try unlink(name, directory: true)
         } else {
             try unlink(name)
+        }
+    }
+
+    /// `fchmodat(2)` of a name in this directory, never following a symlink (glibc does
+    /// `AT_SYMLINK_NOFOLLOW` through an `O_PATH` descriptor; a symlink is refused with
+    /// `EOPNOTSUPP`).
+    public func changeMode(_ name: some Collection<UInt8>, _ mode: mode_t) throws {
+        _ = try withCPath(name) { p in
+            try sys("chmod", self.name + "/" + displayPath(name)) { fchmodat(fd, p, mode, AT_SYMLINK_NOFOLLOW) }
         }
     }
 

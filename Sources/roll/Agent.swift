@@ -72,12 +72,12 @@ extension Roll {
                                           output: Descriptor(fcntl(1, F_DUPFD_CLOEXEC, 3), name: "stdout"))
             stream.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
             let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
-            receiver.diagnostics = { printError($0) }
+            receiver.diagnostics = { printError(escapeControls($0)) }
             let hooks = HookRunner(allowRoot: allowRootHooks)
             receiver.hooks = hooks
             receiver.recordKind = recordKind
             let api = try guardedValue { try APIConfig.load() }
-            receiver.journal = AgentJournal(root: root, api: api, hooks: hooks, say: { printError("roll agent: " + $0) })
+            receiver.journal = AgentJournal(root: root, api: api, hooks: hooks, say: { printError("roll agent: " + escapeControls($0)) })
             if receiver.run() != nil { throw ExitCode.failure }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import RollSession
 import RollStore
+import RollSystem
 
 extension Roll {
     struct Back: ParsableCommand {
@@ -49,7 +50,7 @@ extension Roll {
                 } else {
                     print("roll: \(root)/current -> \(to) (was \(from?.description ?? "none"))")
                     let hooks = HookRunner(allowRoot: allowRootHooks)
-                    let journal = AgentJournal(root: root, api: try APIConfig.load(), hooks: hooks, say: { printError("roll: " + $0) })
+                    let journal = AgentJournal(root: root, api: try APIConfig.load(), hooks: hooks, say: { printError("roll: " + escapeControls($0)) })
                     journal.started(kind: "rollback", release: to, previous: from, actor: whoAmI(), revision: "", group: "")
                     guard !noHooks else {
                         journal.finished(.succeeded, counts: [], error: nil)
@@ -57,8 +58,8 @@ extension Roll {
                     }
                     let context = HookContext(root: root, release: to, previous: from, actor: whoAmI(), revision: "")
                     do {
-                        try hooks.run(.restart, context, output: { print($0) })
-                        try hooks.run(.rollback, context, output: { print($0) })
+                        try hooks.run(.restart, context, output: { print(escapeControls($0)) })
+                        try hooks.run(.rollback, context, output: { print(escapeControls($0)) })
                         journal.finished(.succeeded, counts: [], error: nil)
                     } catch {
                         journal.finished(.failed, counts: [], error: "\(error)")

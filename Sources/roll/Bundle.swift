@@ -316,7 +316,7 @@ extension Roll {
                 return p
             }
             let summary = try extractor.extract(reader)
-            for s in summary.skipped where !quiet { printError("roll: warning: \(s)") }
+            for s in summary.skipped where !quiet { printError("roll: warning: \(escapeControls(s))") }
             guard seenInfo else { throw BundleError("the bundle is empty") }
             let infoFile = try Descriptor.open(at: dir.fd, Array(BundleFormat.info.utf8), flags: O_RDONLY)
             let info = String(decoding: try infoFile.readAll(limit: 64 << 10), as: UTF8.self)

@@ -85,8 +85,9 @@ func report(_ error: Error) -> ExitCode {
     default:
         (message, hint, code) = ("\(error)", nil, Exit.failed)
     }
-    printError("roll: error: \(message)")
-    if let hint { printError("  hint: \(hint)") }
+    // Messages carry words of peers and records (an agent's error, a lock holder, a path).
+    printError("roll: error: \(escapeControls(message))")
+    if let hint { printError("  hint: \(escapeControls(hint))") }
     return ExitCode(code)
 }
 

@@ -202,13 +202,14 @@ extension Roll.Push {
                 let what = switched.isEmpty ? "\(reachable.count) of \(names.count) containers already hold this tree"
                     : "\(switched.count) of \(names.count) containers switched together" + (holding > 0 ? ", \(holding) already held this tree" : "")
                 print("roll: \(what) (\(manifest.fileCount) files, \(formatBytes(manifest.totalBytes)); total \(formatSeconds(elapsed)))")
-                for l in lines { print(l) }
+                for l in lines { print(escapeControls(l)) }
             } else if json {
                 print(fleetJSON(names: names, reachable: reachable, results: results, seconds: elapsed))
             }
             return
         }
-        if !quiet { for l in lines { printError(l) } }
+        // Each line holds release ids and errors the agents sent.
+        if !quiet { for l in lines { printError(escapeControls(l)) } }
         let state = switched.isEmpty ? "no container switched; every one is on the release it had" : "some containers switched"
         throw UserError("the push to \(names.count) containers failed: \(failures.joined(separator: "; ")); \(state)",
                         code: Exit.failed)

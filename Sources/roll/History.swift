@@ -71,7 +71,10 @@ extension Roll {
                 for d in deploys {
                     var detail = d.revision.isEmpty ? "" : "rev \(d.revision.prefix(12))"
                     if let e = d.error { detail += (detail.isEmpty ? "" : "; ") + e }
-                    print(pad(d.startedAt, 21) + pad(d.kind, 10) + pad(d.state, 13) + pad(d.release, 25) + pad(d.actor, 18) + detail)
+                    // Every field is as a client or agent wrote it into the audit log.
+                    let safe: (String) -> String = { escapeControls($0) }
+                    print(pad(safe(d.startedAt), 21) + pad(safe(d.kind), 10) + pad(safe(d.state), 13) + pad(safe(d.release), 25)
+                          + pad(safe(d.actor), 18) + safe(detail))
                 }
             }
         }
@@ -100,11 +103,11 @@ extension Roll {
                           + "\"last_deploy\":\(last?.json() ?? "null"),\"outbox_pending\":\(pending),\"outbox_rejected\":\(rejected)}")
                     return
                 }
-                let current = log.currentRelease()
+                let current = escapeControls(log.currentRelease())
                 print("roll: \(log.root)/current -> \(current.isEmpty ? "(none)" : current)")
                 if let last {
-                    print("  last deploy: \(last.kind) \(last.release) \(last.state) (\(last.startedAt) by \(last.actor))"
-                          + (last.error.map { ": \($0)" } ?? ""))
+                    print(escapeControls("  last deploy: \(last.kind) \(last.release) \(last.state) (\(last.startedAt) by \(last.actor))"
+                                         + (last.error.map { ": \($0)" } ?? "")))
                 }
                 if pending > 0 { print("  \(pending) record(s) waiting for the API in \(log.outbox) (roll outbox flush)") }
                 if rejected > 0 { print("  \(rejected) record(s) refused by the API, kept in \(log.rejected)") }

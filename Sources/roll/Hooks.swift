@@ -293,22 +293,75 @@ func canonicalLinkPath(_ link: String) -> String {
     return (real == "/" ? "" : real) + "/" + name
 }
 
-/// `.roll/logs/<release>.log`: every line hooks printed, with the time.
-struct HookLog {
-    let fd: Int32
+/// `.roll/logs/<release>.log`: every line hooks printed, with the time, control characters
+/// escaped. Bounded, since a noisy hook (a build that prints every file it compiles) once
+/// wrote 18 MB of log in six pushes: the file keeps its first ``headLimit`` bytes as they
+/// come; past that, each stage's last ``tailLimit`` bytes are held in memory and written when
+/// the stage ends, after a line that says how many bytes were cut. A log is then at most
+/// 1 MiB plus 256 KiB per stage, and still shows how the build began and the error it ended
+/// with. The store removes a release's log with the release (``Store/prune(keep:)``).
+final class HookLog {
+    static let headLimit = 1 << 20
+    static let tailLimit = 256 << 10
+    private let file: Descriptor?
+    /// Bytes in the file so far (other stages of the release wrote into it too).
+    private var size = 0
+    /// The newest lines past the head, oldest first; trimmed to ``tailLimit`` when it
+    /// reaches twice that (so a trim copies at most once per ``tailLimit`` bytes logged).
+    private var tail = [UInt8]()
+    private var cut = 0
 
     init(root: String, release: ReleaseID) {
-        mkdir(root + "/.roll/logs", 0o755)
-        fd = open(root + "/.roll/logs/\(release).log", O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        // Through descriptors opened without following symlinks, like the store's own files.
+        file = try? {
+            let meta = try Descriptor.openDirectory(Array(root.utf8)).openDirectory(path: [ArraySlice(".roll".utf8)])
+            let name = Array("logs".utf8)
+            if try meta.statEntryIfPresent(name) == nil { try? meta.makeDirectory(name, mode: 0o755) }
+            let logs = try Descriptor.openDirectory(at: meta.fd, name, display: root + "/.roll/logs")
+            return try Descriptor.open(at: logs.fd, Array("\(release).log".utf8), flags: O_WRONLY | O_APPEND | O_CREAT, mode: 0o644,
+                                       display: root + "/.roll/logs/\(release).log")
+        }()
+        if let file, let st = try? file.stat() { size = Int(st.st_size) }
     }
 
     func write(_ line: String) {
-        guard fd >= 0 else { return }
-        let bytes = Array("\(formatUTC(currentTime(), compact: true)) \(line)\n".utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, $0.count) }
+        guard let file else { return }
+        let bytes = Array("\(formatUTC(currentTime(), compact: true)) \(escapeControls(line))\n".utf8)
+        if tail.isEmpty && size + bytes.count <= HookLog.headLimit {
+            try? file.write(bytes)
+            size += bytes.count
+            return
+        }
+        tail += bytes
+        if tail.count >= 2 * HookLog.tailLimit { trim() }
     }
 
-    func close() { if fd >= 0 { Glibc.close(fd) } }
+    private func trim() {
+        let extra = tail.count - HookLog.tailLimit
+        guard extra > 0 else { return }
+        tail.removeFirst(extra)
+        cut += extra
+    }
+
+    /// Writes what the tail holds, after the line that says what was cut.
+    func close() {
+        guard let file, !tail.isEmpty else { return }
+        trim()
+        // Start the tail on a whole line.
+        if cut > 0, let newline = tail.firstIndex(of: 10), newline + 1 < tail.count {
+            cut += newline + 1
+            tail.removeFirst(newline + 1)
+        }
+        if cut > 0 {
+            let note = "\(formatUTC(currentTime(), compact: true)) roll: \(cut) bytes of hook output cut here "
+                + "(the log keeps the first \(formatBytes(UInt64(HookLog.headLimit))) and the last \(formatBytes(UInt64(HookLog.tailLimit))) of each stage)\n"
+            try? file.write(Array(note.utf8))
+        }
+        try? file.write(tail)
+        size += tail.count
+        tail.removeAll()
+        cut = 0
+    }
 }
 
 /// `[health]`: an HTTP GET that must answer `status`, retried `retries` times, `interval`

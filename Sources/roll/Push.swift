@@ -200,11 +200,18 @@ extension Roll {
                 tree.cache.save(scanStart: scanStart)
             } catch {
                 for c in connections { _ = try? c.wait().finish() }
+                if let e = error as? SystemError, e.errno == EACCES {
+                    // A folder whose mode shuts out the one pushing (mode 000 or 0200), as a tar
+                    // stream or an upload may carry: no release can be made of what cannot be read.
+                    throw UserError("cannot read \(e.path ?? source) (permission denied), so no release can be made of the tree",
+                                    hint: "give it read and search for its owner (chmod u+rx), or leave it out of the tree; nothing was released",
+                                    code: Exit.noPermission)
+                }
                 throw error
             }
             let scanned = monotonicSeconds()
-            for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(d)") }
-            for s in scan.skipped where !quiet { printError("roll: warning: skipped \(s.path): \(s.reason)") }
+            for d in scan.ignoreDiagnostics where !quiet { printError("roll: warning: ignore pattern skipped: \(escapeControls(d))") }
+            for s in scan.skipped where !quiet { printError("roll: warning: skipped \(escapeControls("\(s.path): \(s.reason)"))") }
             let manifest: Manifest
             do { manifest = try scan.manifest.linkingShared(sharedPaths.compactMap { SharedPath($0)?.path }) } catch {
                 for c in connections { _ = try? c.wait().finish() }
@@ -307,18 +314,24 @@ extension Roll {
                 return
             }
             print("roll: dry run against \(target.display); nothing was changed")
-            for path in p.added { print("  + \(path)") }
-            for path in p.changed { print("  ~ \(path)") }
-            for path in p.deleted { print("  - \(path)") }
+            // Paths come from the tree and the agent: printed escaped.
+            for path in p.added { print("  + \(escapeControls(path))") }
+            for path in p.changed { print("  ~ \(escapeControls(path))") }
+            for path in p.deleted { print("  - \(escapeControls(path))") }
             let listed = UInt64(p.added.count + p.changed.count + p.deleted.count)
             let total = p.addedCount + p.changedCount + p.deletedCount
             if listed < total { print("  … and \(total - listed) more") }
-            for s in p.sharedToCreate { print("  would create shared path \(s) (empty)") }
+            for s in p.sharedToCreate { print("  would create shared path \(escapeControls(s)) (empty)") }
             print("  \(p.addedCount) added, \(p.changedCount) changed, \(p.deletedCount) deleted; would send \(p.newFiles) files "
                   + "(\(formatBytes(p.newBytes))) whole and \(p.deltaFiles) (\(formatBytes(p.deltaBytes))) as deltas, reuse \(p.reused)")
         }
 
         private func printSummary(_ r: PushReport, target: Target, seconds: Double, scanSeconds: Double, transferSeconds: Double) {
+            // Release ids and pruned names are the agent's words.
+            var r = r
+            r.release = escapeControls(r.release)
+            r.previous = escapeControls(r.previous)
+            r.pruned = r.pruned.map { escapeControls($0) }
             if r.upToDate {
                 print("roll: \(target.display) is up to date: release \(r.release) holds this tree (\(r.files) files, \(formatBytes(r.treeBytes)))")
                 return
@@ -395,7 +408,7 @@ final class Progress {
         switch e {
         case .log(let text):
             clear()
-            if !quiet { printError("agent: \(text)") }
+            if !quiet { printError("agent: \(escapeControls(text))") }
         case .planned(let files, let bytes):
             self.files = files
             total = bytes

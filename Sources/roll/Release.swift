@@ -116,7 +116,7 @@ extension Roll {
                 let reader = TarReader(MaybeGzipSource(DescriptorSource(Descriptor(dup(0), name: "standard input"))))
                 let summary = try extractor.extract(reader)
                 _ = fchmod(dir.fd, 0o755)
-                for s in summary.skipped where !quiet { printError("roll: warning: \(s)") }
+                for s in summary.skipped where !quiet { printError("roll: warning: \(escapeControls(s))") }
                 if !quiet && !json {
                     printError("roll: unpacked \(summary.files) files (\(formatBytes(summary.bytes))), \(summary.directories) folders, "
                                + "\(summary.symlinks) symlinks from standard input")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import RollStore
+import RollSystem
 
 extension Roll {
     struct Releases: ParsableCommand {
@@ -45,7 +46,7 @@ extension Roll {
                     let created = r.created > 0 ? formatUTC(r.created) : "-"
                     var line = pad(r.id.description, 25) + pad(state, 10) + pad(created, 25)
                     if r.state == .failed {
-                        line += "failed: " + r.reason
+                        line += "failed: " + escapeControls(r.reason)
                     } else {
                         line += pad(String(r.files), 8) + pad(formatBytes(r.bytes), 11) + formatBytes(r.written)
                     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import RollStore
+import RollSystem
 
 extension Roll {
     struct Verify: ParsableCommand {
@@ -61,7 +62,7 @@ extension Roll {
                     }
                     damaged += 1
                     print("\(id): \(problems.count) difference(s)")
-                    for p in problems.prefix(50) { print("  " + p) }
+                    for p in problems.prefix(50) { print("  " + escapeControls(p)) }
                     if problems.count > 50 { print("  … and \(problems.count - 50) more") }
                 }
                 if damaged > 0 {
