@@ -551,7 +551,8 @@ private struct Build {
         } catch let e as HookInterrupted {
             try? store.markFailed(context.release, reason: "interrupted: \(e.reason)")
             try? hooks.run(.failed, context, output: output)
-            throw WireError(.aborted, "\(context.release) was not switched: \(e); current is unchanged")
+            throw WireError(.aborted, "\(context.release) was not switched: interrupted (\(e.reason)); the build hook was stopped; "
+                            + "current is unchanged")
         } catch {
             let reason = "build failed: \(error)"
             try? store.markFailed(context.release, reason: reason)

@@ -127,6 +127,8 @@ public enum PushEvent: Sendable {
     case log(String)
     /// A two-phase agent built the release and waits for the others.
     case ready(release: String)
+    /// The user interrupted the push before the switch; the agent is being told to stop.
+    case interrupting
 }
 
 /// The client's side of a push. A reader thread takes the agent's requests as they come
@@ -215,6 +217,7 @@ public final class Sender {
             // Ending our half makes the agent finish, which ends the reader's stream.
             stream.closeWrite()
             reader.join()
+            if error is PushInterrupted { throw error }
             if holdsInterrupt && roll_interrupt_requested() > 0 {
                 throw PushInterrupted(current: welcome.current, agentSaid: abortSent ? "\(error)" : nil)
             }
@@ -327,12 +330,12 @@ public final class Sender {
         guard committed else { return nil }
         if holdsInterrupt && roll_interrupt_requested() > 0 {
             if !abortSent {
-                events(.log("interrupted: telling the agent to stop (Ctrl-C again to leave at once)"))
-                try peer.send(Go(proceed: false, reason: "interrupted at the client"))
+                events(.interrupting)
+                try peer.send(Go(proceed: false, reason: "the client was stopped by Ctrl-C or SIGTERM"))
                 try peer.flush()
                 abortSent = true
             }
-            return "interrupted at the client"
+            return "the client was stopped by Ctrl-C or SIGTERM"
         }
         if monotonicClock() - lastKeepAlive >= keepAliveEvery {
             try peer.send(KeepAlive())

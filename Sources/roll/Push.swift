@@ -440,6 +440,9 @@ final class Progress {
             status("comparing with the target")
         case .ready:
             break
+        case .interrupting:
+            clear()
+            printError("roll: interrupted: telling the agent to stop (Ctrl-C again to leave at once)")
         }
     }
 

@@ -30,8 +30,10 @@ public func portIsOpen(_ port: Int) -> Bool {
     } == 0
 }
 
-/// Starts a program in the background; returns its pid.
-public func spawnBackground(_ args: [String], logTo log: String) -> pid_t? {
+/// Starts a program in the background; returns its pid. `newGroup`: in a process group of
+/// its own, as a shell starts a job (a signal to `-pid` is then a Ctrl-C at its terminal).
+public func spawnBackground(_ args: [String], logTo log: String, newGroup: Bool = false,
+                            environment: [String: String] = [:]) -> pid_t? {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -42,8 +44,24 @@ public func spawnBackground(_ args: [String], logTo log: String) -> pid_t? {
     defer { argv.forEach { free($0) } }
     var attr = cleanSpawnAttributes()
     defer { posix_spawnattr_destroy(&attr) }
+    if newGroup {
+        var flags: Int16 = 0
+        posix_spawnattr_getflags(&attr, &flags)
+        posix_spawnattr_setflags(&attr, flags | Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
+    }
+    var env = [String: String]()
+    var p = environ
+    while let e = p.pointee {
+        let text = String(cString: e)
+        if let eq = text.firstIndex(of: "=") { env[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
+        p += 1
+    }
+    env.merge(environment) { $1 }
+    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { envp.forEach { free($0) } }
     var pid: pid_t = 0
-    return posix_spawn(&pid, args[0], &actions, &attr, argv, environ) == 0 ? pid : nil
+    return posix_spawn(&pid, args[0], &actions, &attr, argv, envp) == 0 ? pid : nil
 }
 
 
