@@ -85,6 +85,9 @@ struct AgentSettings {
     var appID: String?
     var apiTimeout: Int?
 
+    /// Seconds one API request may take, bounded where it is read.
+    static let apiTimeout = 1...300
+
     static func load() throws -> AgentSettings {
         let path = APIConfig.file
         guard let file = try? Descriptor.open(path, flags: O_RDONLY | O_NONBLOCK) else { return AgentSettings() }
@@ -117,7 +120,13 @@ struct AgentSettings {
         s.apiAuth = try string("api.auth")
         s.companyID = try string("api.company_id")
         s.appID = try string("api.app_id")
-        s.apiTimeout = table["api.timeout"]?.integer
+        if let v = table["api.timeout"] {
+            guard let n = v.integer, Self.apiTimeout.contains(n) else {
+                throw UserError("\(path): api.timeout must be a whole number of seconds, \(Self.apiTimeout.lowerBound) to "
+                                + "\(Self.apiTimeout.upperBound)", code: Exit.config)
+            }
+            s.apiTimeout = n
+        }
         return s
     }
 }

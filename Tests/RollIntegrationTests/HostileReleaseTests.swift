@@ -109,4 +109,23 @@ import Glibc
         // The push returned while the daemon it started still runs.
         #expect(run("/usr/bin/pgrep", ["-f", "sleep \(marker)"]).status == 0, "the daemon was stopped or the push waited for it")
     }
+
+    /// agent.toml's `api.timeout` is bounded too (a huge one overflowed the request deadline).
+    @Test func anApiTimeoutPastItsBoundIsAConfigError() throws {
+        let t = TempDir()
+        let root = t.sub("root")
+        #expect(roll("push", HookTests.tree(t, ""), root).status == 0)
+        for (value, ok) in [(300, true), (1, true), (0, false), (301, false), (Int.max, false)] {
+            writeFile(t.sub("home/.config/roll/agent.toml"),
+                      "[api]\nurl = \"http://127.0.0.1:1/\"\ntoken = \"t\"\ncompany_id = \"1\"\napp_id = \"2\"\ntimeout = \(value)\n",
+                      mode: 0o600)
+            let r = run(rollBinary(), ["outbox", "flush", root], environment: ["HOME": t.sub("home"), "XDG_CONFIG_HOME": ""])
+            if ok {
+                #expect(r.status == 0, "timeout = \(value): \(r)")
+            } else {
+                #expect(r.status == 78 && r.stderr.contains("api.timeout must be a whole number of seconds, 1 to 300"),
+                        "timeout = \(value): \(r)")
+            }
+        }
+    }
 }
