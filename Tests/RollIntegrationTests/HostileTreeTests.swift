@@ -34,7 +34,7 @@ import Glibc
         readLinkText(root + "/current").map { $0.replacingOccurrences("releases/", "") }
     }
 
-    // MARK: - item 7: modes that shut out the owner
+    // MARK: - modes that shut out the owner
 
     /// A pushed folder (with a folder and a file inside) whose mode denies its owner read,
     /// write or search. The agent runs as the app user, who owns everything it made: pruning
@@ -95,7 +95,7 @@ import Glibc
         #expect(lstatOf(root + "/current") == nil)
     }
 
-    // MARK: - item 9: junk in the signature cache
+    // MARK: - junk in the signature cache
 
     /// A file planted in `.roll/signatures/` under the digest of the basis of the next delta
     /// push: small junk (the client would refuse it as a malformed signature) or junk over
@@ -129,7 +129,7 @@ import Glibc
         }
     }
 
-    // MARK: - item 10: hook logs
+    // MARK: - hook logs
 
     /// Hook logs go with the releases they belong to: after pruning, `.roll/logs` holds the
     /// logs of the kept releases only.
@@ -175,7 +175,7 @@ import Glibc
         #expect(lines.allSatisfy { $0.contains(" build: ") || $0.contains("bytes of hook output cut") })
     }
 
-    // MARK: - item 11: control characters
+    // MARK: - control characters
 
     /// A hook (code of the pushed tree) prints escape sequences and CR LF: the client's
     /// terminal and the release's log get them escaped.

@@ -50,15 +50,7 @@ public func spawnBackground(_ args: [String], logTo log: String, newGroup: Bool 
         posix_spawnattr_setflags(&attr, flags | Int16(POSIX_SPAWN_SETPGROUP))
         posix_spawnattr_setpgroup(&attr, 0)
     }
-    var env = [String: String]()
-    var p = environ
-    while let e = p.pointee {
-        let text = String(cString: e)
-        if let eq = text.firstIndex(of: "=") { env[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
-        p += 1
-    }
-    env.merge(environment) { $1 }
-    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    let envp = environmentBlock(merging: environment)
     defer { envp.forEach { free($0) } }
     var pid: pid_t = 0
     return posix_spawn(&pid, args[0], &actions, &attr, argv, envp) == 0 ? pid : nil

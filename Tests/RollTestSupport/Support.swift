@@ -142,6 +142,20 @@ public func rollBinary() -> String {
 
 /// Runs a program to completion with stdin from `/dev/null` (or `input`), capturing
 /// stdout and stderr through files so neither pipe can fill and stall it.
+/// This process's environment with `changes` applied, as a NULL-terminated block of
+/// `strdup`ed strings (free each).
+public func environmentBlock(merging changes: [String: String]) -> [UnsafeMutablePointer<CChar>?] {
+    var env = [String: String]()
+    var e = environ
+    while let p = e.pointee {
+        let s = String(cString: p)
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        e += 1
+    }
+    env.merge(changes) { $1 }
+    return env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+}
+
 public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, environment: [String: String] = [:],
                 timeout: Double = 120) -> RunResult {
     let scratch = TempDir("roll-run")
@@ -155,15 +169,7 @@ public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, e
     posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     let argv = ([executable] + args).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
-    var env = [String: String]()
-    var e = environ
-    while let p = e.pointee {
-        let s = String(cString: p)
-        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-        e += 1
-    }
-    for (k, v) in environment { env[k] = v }
-    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    let envp = environmentBlock(merging: environment)
     defer { envp.forEach { free($0) } }
     var attr = cleanSpawnAttributes()
     defer { posix_spawnattr_destroy(&attr) }
