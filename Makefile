@@ -2,10 +2,11 @@
 # make test   installs what it needs and runs the whole test suite (and the static-binary check)
 # make fuzz   runs each fuzz target for FUZZ_SECONDS (default 45) seconds (see fuzz/README.md)
 # make deb    builds the static binary and a .deb around it, in dist/
+# make asan   builds roll and its tests with AddressSanitizer in .build-asan and runs the SSH tests (not part of make test)
 SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: demo test fuzz build deps clean static check-static deb
+.PHONY: demo test fuzz build deps clean static check-static deb asan
 
 demo: deps build
 	scripts/demo.sh .build/debug/roll
@@ -23,6 +24,15 @@ test: deps build
 # The decoders of peer input under libFuzzer, built apart in .build-fuzz.
 fuzz: deps
 	SWIFT=$(SWIFT) fuzz/run
+
+# The SSH client, its channels and the SSH pushes under AddressSanitizer (and LeakSanitizer),
+# built apart in .build-asan. The integration tests run the roll binary they are told to in
+# ROLL_BIN: the instrumented one, for the client and for the agent the tests install.
+ASAN_TESTS ?= BuiltinSSHTests|SSHPushTests|ChannelPumpTests|SSHParsingTests
+asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --build-path .build-asan
+	ROLL_BIN=$(CURDIR)/.build-asan/debug/roll $(SWIFT) test --skip-build --sanitize=address --build-path .build-asan \
+		--disable-xctest --filter '$(ASAN_TESTS)'
 
 # One static binary in dist/ (packaging/build-static), proven to need nothing else.
 static:

@@ -3,11 +3,54 @@
 // libssh2 with inline wrappers for what Swift cannot import: its function-like macros.
 #include <libssh2.h>
 #include <libssh2_sftp.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static inline LIBSSH2_SESSION *_Nullable roll_ssh_session_new(void) {
     return libssh2_session_init_ex(NULL, NULL, NULL, NULL);
+}
+
+/// The first bytes a peer sent during the handshake, and how its side ended if it did.
+typedef struct {
+    unsigned char bytes[256];
+    size_t length;
+    /// 1 once the peer closed the connection (end of stream or a reset).
+    int closed;
+} roll_ssh_first_bytes;
+
+/// libssh2's receive, also keeping the first bytes in the session's abstract (a
+/// roll_ssh_first_bytes, while ``roll_ssh_record_first_bytes`` has it there).
+static inline ssize_t roll_ssh_recording_recv(libssh2_socket_t fd, void *buffer, size_t length, int flags, void **abstract) {
+    ssize_t n = recv(fd, buffer, length, flags);
+    roll_ssh_first_bytes *seen = abstract ? (roll_ssh_first_bytes *)*abstract : NULL;
+    if (n < 0) {
+        int e = errno;
+        if (seen && e == ECONNRESET) seen->closed = 1;
+        // libssh2 takes a negated errno, EAGAIN for "try again".
+        return e == EWOULDBLOCK ? -EAGAIN : -e;
+    }
+    if (seen && n == 0) seen->closed = 1;
+    if (seen && n > 0 && seen->length < sizeof seen->bytes) {
+        size_t room = sizeof seen->bytes - seen->length;
+        size_t k = (size_t)n < room ? (size_t)n : room;
+        memcpy(seen->bytes + seen->length, buffer, k);
+        seen->length += k;
+    }
+    return n;
+}
+
+/// Starts keeping what the peer sends in `seen`; returns the receive function to restore.
+static inline void *_Nullable roll_ssh_record_first_bytes(LIBSSH2_SESSION *_Nonnull s, roll_ssh_first_bytes *_Nonnull seen) {
+    *libssh2_session_abstract(s) = seen;
+    return libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, (void *)roll_ssh_recording_recv);
+}
+
+/// Gives libssh2 back its own receive function; `seen` is no longer used.
+static inline void roll_ssh_stop_recording(LIBSSH2_SESSION *_Nonnull s, void *_Nullable previous) {
+    libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, previous);
+    *libssh2_session_abstract(s) = NULL;
 }
 
 static inline int roll_ssh_disconnect(LIBSSH2_SESSION *_Nonnull s, const char *_Nonnull why) {

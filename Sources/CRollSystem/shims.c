@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <fcntl.h>
@@ -79,9 +80,26 @@ void roll_interrupt_install(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/// Every text ever set, newest first. None is freed (the handler may be reading one); a
+/// push sets a handful. Linked here, they stay reachable rather than leak.
+struct said { struct said *earlier; char text[]; };
+static struct said *said_texts = NULL;
+static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void roll_interrupt_say(const char *text) {
-    // The earlier text is never freed: the handler may be reading it.
-    interrupt_text = text == NULL ? NULL : strdup(text);
+    if (text == NULL) {
+        interrupt_text = NULL;
+        return;
+    }
+    size_t n = strlen(text) + 1;
+    struct said *s = malloc(sizeof *s + n);
+    if (s == NULL) return;
+    memcpy(s->text, text, n);
+    pthread_mutex_lock(&said_lock);
+    s->earlier = said_texts;
+    said_texts = s;
+    interrupt_text = s->text;
+    pthread_mutex_unlock(&said_lock);
 }
 
 void roll_interrupt_defer(int delta) { __atomic_add_fetch(&deferred, delta, __ATOMIC_SEQ_CST); }

@@ -30,7 +30,8 @@ public final class SSHChannel: @unchecked Sendable {
             b.withMemoryRebound(to: CChar.self) { roll_ssh_exec(c, $0.baseAddress!, UInt32($0.count)) }
         }
         guard rc == 0 else {
-            libssh2_channel_free(c)
+            // `handle` is set, so throwing runs `deinit`, which frees the channel: freeing
+            // it here as well was a double free.
             throw session.failure(.library, "the server refused to run a command")
         }
     }

@@ -39,12 +39,27 @@ public final class SSHSession: @unchecked Sendable {
         // Ciphers libssh2 1.10 runs fastest with AES-NI first; everything else it knows after.
         prefer(LIBSSH2_METHOD_CRYPT_CS, ["aes128-ctr", "aes256-ctr", "aes128-cbc", "aes256-cbc"])
         prefer(LIBSSH2_METHOD_CRYPT_SC, ["aes128-ctr", "aes256-ctr", "aes128-cbc", "aes256-cbc"])
+        // What the peer sends is kept while the handshake reads it: when that fails, the
+        // error names what answered (an HTTP server, a silent listener) instead of libssh2's
+        // words for a broken key exchange.
+        let seen = UnsafeMutablePointer<roll_ssh_first_bytes>.allocate(capacity: 1)
+        seen.initialize(to: roll_ssh_first_bytes())
+        defer { seen.deallocate() }
+        let libraryRecv = roll_ssh_record_first_bytes(s, seen)
         let rc = libssh2_session_handshake(s, socket)
+        roll_ssh_stop_recording(s, libraryRecv)
         guard rc == 0 else {
             // Every stored property is set by now, so throwing runs `deinit`, which frees the
             // session and closes the socket: freeing them here as well was a double free (a
             // crash whenever the port was not an SSH server).
             let why = lastError()
+            let first = withUnsafeBytes(of: seen.pointee.bytes) { Array($0.prefix(seen.pointee.length)) }
+            // libssh2 keeps the last line it read while it looked for the identification.
+            let banner = libssh2_session_banner_get(s).map { String(cString: $0) }
+            if !PeerWords.identifiesSSH(first) && !(banner?.hasPrefix("SSH-") ?? false) {
+                throw PeerWords.notSSH(host: host, port: port, first: first, closed: seen.pointee.closed != 0,
+                                       timedOut: rc == LIBSSH2_ERROR_TIMEOUT, waited: connectTimeout, why: why, libraryCode: rc)
+            }
             throw SSHError(.connect, "SSH handshake with \(host):\(port) failed: \(why)",
                            hint: rc == LIBSSH2_ERROR_KEX_FAILURE
                                ? "the server and libssh2 share no key exchange or host key algorithm; try --ssh-command ssh"
@@ -130,6 +145,53 @@ public final class SSHSession: @unchecked Sendable {
                                ? "is the SSH server running, and is the port right?"
                                : error.errno == 0 ? "check the host name (and HostName in ~/.ssh/config)" : error.hint)
         }
+    }
+}
+
+/// Words for a peer that failed the SSH handshake without being an SSH server.
+enum PeerWords {
+    /// Whether `bytes`, the first a peer sent, hold an SSH identification line
+    /// (`SSH-2.0-…`): first, or after the other lines a server may send before it.
+    static func identifiesSSH(_ bytes: [UInt8]) -> Bool {
+        let ssh = Array("SSH-".utf8)
+        return bytes.split(separator: 0x0A, omittingEmptySubsequences: false).contains { line in
+            let n = min(line.count, ssh.count)
+            return n > 0 && line.prefix(n).elementsEqual(ssh.prefix(n))
+        }
+    }
+
+    /// The first line of `bytes`, safe to print: control characters escaped, cut at
+    /// `limit` characters.
+    static func firstLine(_ bytes: [UInt8], limit: Int = 80) -> String {
+        var line = bytes.prefix { $0 != 0x0A }
+        if line.last == 0x0D { line = line.dropLast() }
+        let text = String(decoding: line, as: UTF8.self)
+        return text.count > limit ? escapeControls(text.prefix(limit)) + "…" : escapeControls(text)
+    }
+
+    /// The error for `host:port`, which sent `first` (and then `closed` the connection, or
+    /// had `timedOut` after `waited` seconds of silence) instead of an SSH identification.
+    static func notSSH(host: String, port: Int, first: [UInt8], closed: Bool, timedOut: Bool, waited: Double,
+                       why: String, libraryCode: Int32) -> SSHError {
+        var hint = "check the port: is \(port) the SSH server's (usually 22) and not, say, the app's? "
+            + "Give the right one as ssh://user@host:PORT/path or with Port in ~/.ssh/config"
+        let what: String
+        if !first.isEmpty {
+            what = "it answered \"\(firstLine(first))\""
+        } else if closed {
+            what = "it closed the connection without a word"
+            hint += "; an SSH server also hangs up at once on a client it turns away (sshd's MaxStartups, hosts.deny, fail2ban)"
+        } else if timedOut {
+            what = "it sent nothing within \(formatSeconds(waited))"
+            hint += "; an overloaded SSH server, or one behind a slow link, can also be this slow: raise ConnectTimeout in ~/.ssh/config"
+        } else {
+            return SSHError(.connect, "\(host):\(port) did not answer as an SSH server does: \(why)", hint: hint, libraryCode: libraryCode)
+        }
+        return SSHError(.connect, "\(host):\(port) is not an SSH server (\(what))", hint: hint, libraryCode: libraryCode)
+    }
+
+    private static func formatSeconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
     }
 }
 

@@ -286,7 +286,8 @@ extension Roll {
                         agent = try connector.connect()
                         continue
                     }
-                    throw connector.explain(error, ending: ending, greeted: progress.connectedAt > 0, committed: sender.committed && options.coordinator == nil)
+                    throw connector.explain(error, ending: ending, greeted: progress.connectedAt > 0,
+                                            committed: sender.committed && options.coordinator == nil, said: { agent.lastWords })
                 }
             }
         }

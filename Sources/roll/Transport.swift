@@ -87,6 +87,13 @@ protocol AgentConnection: AnyObject {
     var description: String { get }
     /// Ends our side of the stream and waits for the agent to end.
     func finish() -> AgentEnding
+    /// The end of what the transport printed on stderr (the system ssh client's own
+    /// errors), when it keeps it.
+    var lastWords: String? { get }
+}
+
+extension AgentConnection {
+    var lastWords: String? { nil }
 }
 
 /// The agent as a child process talking over two pipes: `roll agent --stdio ROOT` for a
@@ -96,18 +103,24 @@ final class AgentProcess: AgentConnection {
     let pid: pid_t
     let stream: DescriptorStream
     let description: String
+    private var stderrTail: StderrTail?
 
-    init(arguments: [String], description: String) throws {
+    /// `keepStderr`: the child's stderr goes through a pipe, copied to ours as it comes,
+    /// and its end is kept for ``lastWords``.
+    init(arguments: [String], description: String, keepStderr: Bool = false) throws {
         self.description = description
         var toChild: [Int32] = [0, 0]
         var fromChild: [Int32] = [0, 0]
+        var errors: [Int32] = [-1, -1]
         _ = try sys("pipe2") { roll_pipe_cloexec(&toChild) }
         _ = try sys("pipe2") { roll_pipe_cloexec(&fromChild) }
+        if keepStderr { _ = try sys("pipe2") { roll_pipe_cloexec(&errors) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        if keepStderr { posix_spawn_file_actions_adddup2(&actions, errors[1], 2) }
         roll_spawn_addclosefrom(&actions, 3)
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
@@ -117,12 +130,15 @@ final class AgentProcess: AgentConnection {
         let rc = posix_spawnp(&child, arguments[0], &actions, &attr, &argv, environ)
         close(toChild[0])
         close(fromChild[1])
+        if keepStderr { close(errors[1]) }
         guard rc == 0 else {
             close(toChild[1])
             close(fromChild[0])
+            if keepStderr { close(errors[0]) }
             throw SystemError(call: "posix_spawn", path: arguments[0], errno: rc)
         }
         pid = child
+        if keepStderr { stderrTail = StderrTail(reading: errors[0]) }
         stream = DescriptorStream(input: Descriptor(fromChild[0], name: "agent output"),
                                   output: Descriptor(toChild[1], name: "agent input"))
     }
@@ -148,7 +164,7 @@ final class AgentProcess: AgentConnection {
             // cannot start with a dash since it came from a parsed host name.
             args.append((user.map { $0 + "@" } ?? "") + host)
             args.append(([agentPath, "agent", "--stdio"] + flags + [root]).map(shellQuote).joined(separator: " "))
-            return try AgentProcess(arguments: args, description: "\(args[0]) to \(host)")
+            return try AgentProcess(arguments: args, description: "\(args[0]) to \(host)", keepStderr: true)
         }
     }
 
@@ -169,6 +185,62 @@ final class AgentProcess: AgentConnection {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         if status & 0x7F == 0 { return .exited((status >> 8) & 0xFF) }
         return .signaled(String(status & 0x7F))
+    }
+
+    /// What the child last printed on stderr, once it has ended (a second at most for the
+    /// pipe to drain: a process it left behind, such as an ssh control master, can hold it).
+    var lastWords: String? { stderrTail?.text(waitingUpTo: 1) }
+}
+
+/// Copies a child's stderr to ours as it comes, keeping the last few kilobytes to quote.
+final class StderrTail: @unchecked Sendable {
+    static let keep = 4096
+    private var tail = [UInt8]()
+    private let lock = DispatchSemaphore(value: 1)
+    private let ended = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
+    private var done = false
+
+    init(reading fd: Int32) {
+        thread = JoinableThread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                buffer.withUnsafeBytes { b in
+                    var sent = 0
+                    while sent < n {
+                        let w = write(2, b.baseAddress! + sent, n - sent)
+                        if w < 0 && errno == EINTR { continue }
+                        guard w > 0 else { break }
+                        sent += w
+                    }
+                }
+                lock.wait()
+                tail += buffer[..<n]
+                if tail.count > Self.keep { tail.removeFirst(tail.count - Self.keep) }
+                lock.signal()
+            }
+            close(fd)
+            ended.signal()
+        }
+    }
+
+    /// The text kept so far, after waiting up to `seconds` for the end of the stream.
+    func text(waitingUpTo seconds: Double) -> String {
+        lock.wait()
+        let finished = done
+        lock.signal()
+        if !finished, ended.wait(timeout: .now() + seconds) == .success {
+            thread?.join()
+            lock.wait()
+            done = true
+            lock.signal()
+        }
+        lock.wait()
+        defer { lock.signal() }
+        return String(decoding: tail, as: UTF8.self)
     }
 }
 
@@ -311,7 +383,9 @@ final class Connector {
     /// `greeted`: whether the agent's welcome arrived before the push broke off.
     /// `committed`: whether the whole push had gone out to an agent that then publishes it
     /// on its own (one container; several wait for the client's word to switch).
-    func explain(_ error: Error, ending: AgentEnding, greeted: Bool, committed: Bool = false) -> Error {
+    /// `said`: the end of what the transport printed on stderr (``AgentConnection/lastWords``).
+    func explain(_ error: Error, ending: AgentEnding, greeted: Bool, committed: Bool = false,
+                 said: () -> String? = { nil }) -> Error {
         let place = endpoint?.display ?? target.display
         func lost(_ why: String) -> UserError {
             guard !committed else {
@@ -326,6 +400,26 @@ final class Connector {
                              hint: "run the push again: it reuses what already arrived", code: Exit.unavailable)
         }
         if case .lost(let why) = ending { return lost(why) }
+        // ssh exits with 255 for its own errors: before the agent's welcome, it never got
+        // as far as running it. Its words (already on stderr) say why; the gist goes here.
+        if case .exited(255) = ending, let sshCommand, !greeted {
+            let ssh = sshCommand.split(separator: " ").first.map(String.init) ?? "ssh"
+            let lines = (said() ?? "").split(whereSeparator: \.isNewline).map { String($0).trimmingCharacters(in: " ") }.filter { !$0.isEmpty }
+            // Said when what listens on the port is no SSH server (or hangs up before the
+            // SSH handshake): "kex_exchange_identification: Connection closed by remote
+            // host", "Connection timed out during banner exchange".
+            let beforeSSH = lines.first { $0.contains("kex_exchange_identification") || $0.contains("banner exchange") }
+            let check = "`\(target.sshCheckCommand(sshCommand))` must work"
+            if let beforeSSH {
+                return UserError("\(ssh) could not connect to \(place): \(beforeSSH)",
+                                 hint: "the port is open, but what answers on it is not an SSH server (or it hung up before the SSH "
+                                     + "handshake): check the port (the SSH server's is usually 22); \(check)",
+                                 code: Exit.unavailable)
+            }
+            return UserError("\(ssh) to \(place) failed before roll's agent answered"
+                             + (lines.last.map { ": " + $0 } ?? " (it exited with status 255)"),
+                             hint: "check the host, the port and the login: \(check)", code: Exit.unavailable)
+        }
         // ssh exits with 255 for its own errors: after the agent's welcome, a broken link.
         if case .exited(255) = ending, sshCommand != nil, greeted {
             return lost("\(sshCommand?.split(separator: " ").first ?? "ssh") exited with status 255")

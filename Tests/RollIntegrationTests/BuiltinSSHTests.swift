@@ -331,24 +331,105 @@ struct SSHClientHome {
         #expect(r.stderr.contains("cannot connect to 127.0.0.1 port") && r.stderr.contains("Connection refused"), "\(r)")
     }
 
-    /// A port that is not an SSH server: an HTTP server (it answers the client's banner with
-    /// an error page) and a listener that never says anything. Each is a clear error, exit
-    /// 69; it used to be a crash (SIGSEGV: the failed session was freed twice).
-    @Test(arguments: ["http", "silent"])
+    /// A port that is not an SSH server is a clear error, exit 69, that says what the port
+    /// answered; it used to be a crash (SIGSEGV: the failed session was freed twice).
+    /// "http" answers the client's identification as nginx would; "http-python" is
+    /// `python3 -m http.server`, which answers an unknown first line in HTTP/0.9 (a bare
+    /// error page); "greeting" speaks first with a long line full of escape sequences;
+    /// "silent" accepts and never says a word; "close" hangs up at once.
+    @Test(arguments: ["http", "http-python", "greeting", "silent", "close"])
     func aPortThatIsNotSSH(kind: String) throws {
         let client = SSHClientHome(knowing: nil)
         let t = TempDir()
-        let port = freePort()
-        let script = kind == "http"
-            ? "import http.server as h; h.HTTPServer(('127.0.0.1', \(port)), h.BaseHTTPRequestHandler).serve_forever()"
-            : "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', \(port))); s.listen(4); c = s.accept(); time.sleep(60)"
-        let pid = try #require(spawnBackground(["/usr/bin/python3", "-c", script], logTo: t.sub("server.log")))
-        defer { kill(pid, SIGKILL); waitpid(pid, nil, 0) }
-        #expect(waitForPort(port))
+        let listener = try #require(NotSSHListener(kind, in: t.sub("listener")))
+        let port = listener.port
         writeFile(client.ssh + "/config", "Host *\n  ConnectTimeout 3\n")
+        let started = monotonicSeconds()
         let r = client.push([Self.source(t), "ssh://\(TestUser.name)@127.0.0.1:\(port)/tmp/x"])
+        let took = monotonicSeconds() - started
         #expect(r.status == 69, "\(r)")
-        #expect(r.stderr.contains("SSH handshake with 127.0.0.1:\(port) failed") && r.stderr.contains("is an SSH server"), "\(r)")
+        let said: String
+        switch kind {
+        case "http": said = #"it answered "HTTP/1.1 400 Bad Request""#
+        case "http-python": said = #"it answered "<!DOCTYPE HTML>""#
+        case "greeting": said = #"it answered "\e[31m220 "# + String(repeating: "x", count: 71) + #"…""#
+        case "silent": said = "it sent nothing within 3 s"
+        default: said = "it closed the connection without a word"
+        }
+        #expect(r.stderr.contains("roll: error: 127.0.0.1:\(port) is not an SSH server (\(said))\n"), "\(r)")
+        #expect(r.stderr.contains("hint: check the port: is \(port) the SSH server's (usually 22) and not, say, the app's?"), "\(r)")
+        // An answer to the client's identification, or a hang-up, ends it at once; a silent
+        // peer, or one that only ever sends other lines, is given the ConnectTimeout.
+        let waits = kind == "silent" || kind == "greeting"
+        #expect(took < (waits ? 6 : 2.5) && (!waits || took > 2.5), "took \(took) s")
+    }
+
+    /// With the system ssh client the same ports fail with ssh's words and roll's: the
+    /// connection never got as far as a login, so it says so, not that a push broke off.
+    @Test(arguments: ["http", "silent", "close"])
+    func aPortThatIsNotSSHWithSystemSSH(kind: String) throws {
+        let t = TempDir()
+        let listener = try #require(NotSSHListener(kind, in: t.sub("listener")))
+        let port = listener.port
+        let r = run(rollBinary(), ["push", Self.source(t), "ssh://\(TestUser.name)@127.0.0.1:\(port)/tmp/x",
+                                   "--ssh-command", "ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=3"])
+        #expect(r.status == 69, "\(r)")
+        // A listener that hangs up at once may be seen to close or to reset (when ssh's
+        // identification reaches it first), so only ssh's first words are sure.
+        let ssh: String
+        switch kind {
+        case "http": ssh = "kex_exchange_identification: Connection closed by remote host"
+        case "silent": ssh = "Connection timed out during banner exchange"
+        default: ssh = "kex_exchange_identification: "
+        }
+        #expect(r.stderr.hasPrefix(ssh), "\(r)")
+        let line = "roll: error: ssh could not connect to \(TestUser.name)@127.0.0.1:\(port):/tmp/x: \(ssh)"
+        #expect(r.stderr.contains(kind == "close" ? line : line + "\n"), "\(r)")
+        #expect(r.stderr.contains("\n  hint: the port is open, but what answers on it is not an SSH server (or it hung up before the SSH handshake)"), "\(r)")
+    }
+}
+
+/// A listener on a free port of 127.0.0.1 that is not an SSH server, run by python3 (see
+/// ``BuiltinSSHTests/aPortThatIsNotSSH(kind:)`` for the kinds); stopped when the value goes.
+final class NotSSHListener {
+    let port = freePort()
+    private let pid: pid_t
+
+    /// Runs in `folder` (its log, and an empty folder the HTTP server serves).
+    init?(_ kind: String, in folder: String) {
+        mkdirs(folder + "/www")
+        let command: [String]
+        switch kind {
+        case "http-python":
+            command = ["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", folder + "/www", String(port)]
+        case "http":
+            command = ["/usr/bin/python3", "-c", """
+                import http.server as h
+                class H(h.BaseHTTPRequestHandler):
+                    default_request_version = protocol_version = "HTTP/1.1"
+                    def send_error(self, code, message=None, explain=None): super().send_error(code)
+                h.ThreadingHTTPServer(('127.0.0.1', \(port)), H).serve_forever()
+                """]
+        default:
+            command = ["/usr/bin/python3", "-c", """
+                import socket
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(('127.0.0.1', \(port))); s.listen(16); held = []
+                while True:
+                    c, _ = s.accept()
+                    if "\(kind)" == "close": c.close()
+                    elif "\(kind)" == "greeting": c.sendall(b"\\x1b[31m220 " + b"x" * 200 + b"\\r\\n"); held.append(c)
+                    else: held.append(c)
+                """]
+        }
+        guard let pid = spawnBackground(command, logTo: folder + "/server.log") else { return nil }
+        self.pid = pid
+        guard waitForPort(port) else { return nil }
+    }
+
+    deinit {
+        kill(pid, SIGKILL)
+        waitpid(pid, nil, 0)
     }
 }
 
