@@ -99,6 +99,7 @@ public final class ChannelPump: @unchecked Sendable {
 
         func lost(_ what: String) -> RemoteEnding {
             let e = session.failure(.connectionLost, what)
+            session.abandon()
             return .lost(e.message)
         }
 

@@ -69,10 +69,21 @@ public final class SSHSession: @unchecked Sendable {
         established = true
     }
 
+    /// Set once the connection was found dead: nothing more is sent on it.
+    private var abandoned = false
+
     deinit {
-        if established { _ = roll_ssh_disconnect(handle, "done") }
+        if established && !abandoned { _ = roll_ssh_disconnect(handle, "done") }
         libssh2_session_free(handle)
         close(socket)
+    }
+
+    /// Gives up a connection found dead: the socket is shut down, so freeing the session
+    /// (which closes its channels) fails fast instead of waiting on a peer that never
+    /// answers, and frees everything (it used to time out and leak the whole session).
+    public func abandon() {
+        abandoned = true
+        shutdown(socket, Int32(SHUT_RDWR))
     }
 
     /// Sets the timeout for blocking calls; 0 waits forever.
