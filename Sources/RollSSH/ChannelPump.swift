@@ -44,6 +44,7 @@ public final class ChannelPump: @unchecked Sendable {
         let rc = pthread_create(&thread, nil, { arg in
             let pump = Unmanaged<ChannelPump>.fromOpaque(arg!).takeRetainedValue()
             pump.result = pump.loop()
+            if case .lost = pump.result { pump.channel.session.abandon() }
             return nil
         }, box)
         guard rc == 0 else {
@@ -99,7 +100,6 @@ public final class ChannelPump: @unchecked Sendable {
 
         func lost(_ what: String) -> RemoteEnding {
             let e = session.failure(.connectionLost, what)
-            session.abandon()
             return .lost(e.message)
         }
 
