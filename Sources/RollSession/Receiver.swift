@@ -112,18 +112,16 @@ public final class Receiver {
         if !stale.isEmpty { try peer.send(LogLine("cleaned up \(stale.count) unfinished release(s) left by an interrupted push")) }
 
         let current = try store.currentRelease()
-        let currentManifest = try current.flatMap { try store.manifest(of: $0) }
+        let currentManifest = try current.flatMap { try store.entryTable(of: $0) }
         var directories = [DirectoryDigest]()
         var currentRoot: ContentDigest?
         if let currentManifest {
-            let root = currentManifest.rootDigest
+            let root = Manifest.rootDigest(of: currentManifest)
             currentRoot = root
             // The table only helps a client whose tree differs and that does not keep this
             // release's manifest itself.
             if root != hello.treeRoot && !hello.knownRoots.contains(root) {
-                directories = currentManifest.subtreeDigests().directories.map {
-                    DirectoryDigest(pathKey: Manifest.pathKey($0.key), digest: $0.value)
-                }
+                directories = Manifest.directoryDigests(of: currentManifest).map { DirectoryDigest(pathKey: $0.pathKey, digest: $0.digest) }
             }
         }
         try peer.send(Welcome(agent: agentName, root: storePath, current: current?.description ?? "",
@@ -136,6 +134,9 @@ public final class Receiver {
             throw WireError(.protocolViolation, "expected begin, got message type \(frame.type)")
         }
         let begin = try peer.decode(Begin.self, frame)
+        if let excess = ManifestLimits.excess(entries: Int(clamping: begin.entryCount), textBytes: 0) {
+            throw WireError(.refused, "\(excess); nothing was changed")
+        }
         var sharedToCreate = [String]()
         for text in begin.shared {
             let isDirectory = text.hasSuffix("/")
@@ -150,7 +151,7 @@ public final class Receiver {
         }
         if begin.dryRun {
             var plan = Build(peer: peer, store: store, staging: nil, begin: begin, current: current,
-                             base: currentManifest ?? Manifest(entries: []), hooks: nil, storePath: storePath)
+                             base: currentManifest ?? EntryTable(), hooks: nil, storePath: storePath)
             plan.sharedToCreate = sharedToCreate
             try plan.run()
             return
@@ -163,7 +164,7 @@ public final class Receiver {
         journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision,
                          group: begin.group)
         var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
-                          base: currentManifest ?? Manifest(entries: []), hooks: hooks, storePath: storePath)
+                          base: currentManifest ?? EntryTable(), hooks: hooks, storePath: storePath)
         build.stall = stall
         do {
             try build.run()
@@ -205,7 +206,8 @@ private struct Build {
     let staging: Staging?
     let begin: Begin
     let current: ReleaseID?
-    let base: Manifest
+    /// The active release's entries, in tree order: found by path with a binary search.
+    let base: EntryTable
     let hooks: ReleaseHooks?
     let storePath: String
 
@@ -215,7 +217,9 @@ private struct Build {
         var entry: Entry
     }
 
-    enum Expect { case whole, delta(Entry) }
+    /// What the agent waits for of each entry, by index (one byte an entry): nothing, the
+    /// whole file, or a delta against the active release's file at the same path.
+    enum Expect: UInt8 { case nothing, whole, delta }
 
     enum Incoming {
         case whole(Int, IncomingFile)
@@ -224,21 +228,25 @@ private struct Build {
         case discarding(Int)
     }
 
-    var baseIndex = [RelativePath: Int]()
-    /// Content of the active release, by position in its manifest (one integer per file);
-    /// content only older releases hold, which is rare, with its entry.
-    var activeByDigest = [ContentDigest: Int]()
-    var olderByDigest = [ContentDigest: Source]()
+    /// Content of the active release, by position in its manifest.
+    var activeByDigest = DigestIndex()
+    /// Content only older releases hold, which is rare: the first 8 bytes of its digest and
+    /// where its entry lies (the release's place in `olderReleases` and the entry's offset
+    /// in that release's manifest file), sorted; the entry is read again when it is used.
+    var olderByDigest = [(key: UInt64, at: UInt64)]()
+    var olderReleases = [ReleaseID]()
     var cursors = [ReleaseID: DirectoryCursor]()
     /// What an interrupted push delivered (`releases/.partial`), taken by path and digest.
     var partial: DirectoryCursor?
     var hashBuffer: UnsafeMutableRawBufferPointer?
-    var entries = [Entry]()
+    var entries = EntryTable()
     var checker = OrderChecker()
-    var outstanding = [Int: Expect]()
+    var outstanding = [Expect]()
+    var outstandingCount = 0
     var pendingNeeds = [Int]()
-    var firstNeeded = [ContentDigest: Int]()
-    var duplicates = [(index: Int, of: Int)]()
+    /// The first entry of each content the client is asked for.
+    var firstNeeded = DigestIndex()
+    var duplicates = [(index: UInt32, of: UInt32)]()
     var retried = Set<Int>()
     var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0), resumed: UInt64(0), resumedBytes: UInt64(0))
     var plan = Plan(newFiles: 0, newBytes: 0, deltaFiles: 0, deltaBytes: 0, reused: 0, added: [], changed: [], deleted: [],
@@ -259,7 +267,7 @@ private struct Build {
     /// The longest the agent waits for the word to switch or to keep, keepalives or not.
     static let longestWait = 86_400.0
 
-    init(peer: Peer, store: Store, staging: Staging?, begin: Begin, current: ReleaseID?, base: Manifest,
+    init(peer: Peer, store: Store, staging: Staging?, begin: Begin, current: ReleaseID?, base: EntryTable,
          hooks: ReleaseHooks?, storePath: String) {
         self.hooks = hooks
         self.storePath = storePath
@@ -269,7 +277,9 @@ private struct Build {
         self.begin = begin
         self.current = current
         self.base = base
-        entries.reserveCapacity(Int(min(begin.entryCount, 1 << 20)))
+        // Checked against the limit before: reserving costs address space only until used.
+        entries.reserveCapacity(Int(begin.entryCount), textBytes: min(Int(begin.entryCount) * 128, ManifestLimits.maxTextBytes))
+        outstanding.reserveCapacity(Int(begin.entryCount))
     }
 
     mutating func run() throws {
@@ -278,21 +288,15 @@ private struct Build {
             hashBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         }
         defer { hashBuffer?.deallocate() }
-        // What the kept releases hold: by path in the active one, by content in all.
-        for (i, e) in base.entries.enumerated() { baseIndex[e.path] = i }
-        for (i, e) in base.entries.enumerated() where e.kind == .file { activeByDigest[e.digest!] = i }
-        for r in try store.list().reversed() where r.record.state == .published && r.onDisk && r.record.id != current {
-            // Newer releases first, so the newest copy of a content wins.
-            guard let m = try store.manifest(of: r.record.id) else { continue }
-            for e in m.entries where e.kind == .file && activeByDigest[e.digest!] == nil && olderByDigest[e.digest!] == nil {
-                olderByDigest[e.digest!] = Source(release: r.record.id, entry: e)
-            }
-        }
+        // What the kept releases hold: by content in the active one and in older ones.
+        activeByDigest = DigestIndex(capacity: base.fileCount)
+        for i in base.indices where base.kind(i) == .file { activeByDigest.insert(i, in: base) }
+        try indexOlderReleases()
 
         var manifestDone = false
         var committed = false
         var incoming: Incoming?
-        while !(committed && outstanding.isEmpty && incoming == nil) {
+        while !(committed && outstandingCount == 0 && incoming == nil) {
             let frame = try peer.next(expecting: committed ? "resent files" : "manifest or file data")
             switch MessageType(rawValue: frame.type) {
             case .manifest:
@@ -302,7 +306,7 @@ private struct Build {
             case .manifestEnd:
                 guard !manifestDone else { throw WireError(.protocolViolation, "second manifest end") }
                 let end = try peer.decode(ManifestEnd.self, frame)
-                guard Manifest(entries: entries).rootDigest == end.rootDigest else {
+                guard Manifest.rootDigest(of: entries) == end.rootDigest else {
                     throw WireError(.verification, "the new tree does not match the client's (root digest differs)")
                 }
                 root = end.rootDigest
@@ -322,13 +326,15 @@ private struct Build {
             case .fileBegin:
                 guard incoming == nil else { throw WireError(.protocolViolation, "file begun inside another") }
                 let index = try peer.decode(FileBegin.self, frame).index
-                guard case .whole = outstanding[index], let staging else { throw notAskedFor(index) }
+                guard expecting(index) == .whole, let staging else { throw notAskedFor(index) }
                 incoming = .whole(index, try staging.createFile(entries[index]))
             case .deltaBegin:
                 guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }
                 let index = try peer.decode(DeltaBegin.self, frame).index
-                guard case .delta(let basis) = outstanding[index], let current, let staging else { throw notAskedFor(index) }
-                let basisFile = try Staging.openFile(try cursor(current), basis.path)
+                guard expecting(index) == .delta, let b = base.index(of: entries.path(index)), let current, let staging else {
+                    throw notAskedFor(index)
+                }
+                let basisFile = try Staging.openFile(try cursor(current), base[b].path)
                 let file = try staging.createFile(entries[index])
                 let patcher = Patcher(
                     readBasis: { offset, into in try basisFile.pread(into: into, at: Int64(offset)) },
@@ -353,13 +359,13 @@ private struct Build {
                 switch incoming {
                 case .whole(let index, let file)?:
                     try file.finish()
-                    outstanding[index] = nil
+                    settle(index)
                     counts.received += 1
                 case .delta(let index, let file, let patcher, _)?:
                     do {
                         try patcher.finish()
                         try file.finish()
-                        outstanding[index] = nil
+                        settle(index)
                         counts.deltas += 1
                     } catch let e as DeltaError {
                         _ = e
@@ -387,24 +393,24 @@ private struct Build {
         guard let staging else { return }
         let own = staging.selfCursor()
         for (index, of) in duplicates {
-            let source = entries[of]
-            switch try staging.reuse(entries[index], from: own, path: source.path, sourceMode: source.mode, sourceMtime: source.mtime) {
+            let source = entries[Int(of)], e = entries[Int(index)]
+            switch try staging.reuse(e, from: own, path: source.path, sourceMode: source.mode, sourceMtime: source.mtime) {
             case .linked, .moved: counts.linked += 1
             case .copied: counts.copied += 1
             case .unavailable:
-                throw WireError(.verification, "\(entries[index].path): its content vanished from the staging folder")
+                throw WireError(.verification, "\(e.path): its content vanished from the staging folder")
             }
         }
+        // What only the transfer needed, given back before the build hook runs.
+        duplicates = []
+        outstanding = []
+        firstNeeded = DigestIndex()
+        activeByDigest = DigestIndex()
+        olderByDigest = []
 
         Fault.point("agent-after-files")
-        let manifest = Manifest(entries: entries)
-        // Both lists are in tree order: one merge pass counts what is gone.
-        var deleted = 0
-        var k = 0
-        for e in base.entries {
-            while k < entries.count && entries[k].path < e.path { k += 1 }
-            if k == entries.count || entries[k].path != e.path { deleted += 1 }
-        }
+        let manifest = entries
+        let deleted = deletedCount()
         let record = ReleaseRecord(id: staging.id, state: .published, created: currentTime(), actor: begin.actor,
                                    previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                    bytes: manifest.totalBytes, written: staging.bytesWritten,
@@ -412,7 +418,7 @@ private struct Build {
         summary = [("files", UInt64(manifest.fileCount)), ("bytes", manifest.totalBytes),
                    ("received", counts.received), ("deltas", counts.deltas), ("linked", counts.linked), ("resumed", counts.resumed),
                    ("copied", counts.copied), ("deleted", UInt64(deleted)), ("bytes_written", staging.bytesWritten)]
-        try store.prepare(staging, manifest: manifest, record: record, sync: begin.sync)
+        try store.prepare(staging, entries: manifest, record: record, sync: begin.sync)
         let context = HookContext(root: storePath, release: staging.id, previous: current,
                                   actor: begin.actor, revision: begin.revision)
         var built = record
@@ -538,7 +544,7 @@ private struct Build {
 
     /// The `build` hook in the prepared release; a failure publishes nothing. Returns the
     /// record to publish (its figures corrected when the hook changed deployed files).
-    private mutating func build(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, manifest: Manifest,
+    private mutating func build(_ store: Store, hooks: ReleaseHooks, record: ReleaseRecord, manifest: EntryTable,
                                 context: HookContext) throws -> ReleaseRecord {
         let output = hookOutput
         var record = record
@@ -579,16 +585,30 @@ private struct Build {
         }
     }
 
-    /// Inode, change time, size and link count of every file of a release, by entry index:
-    /// what a build hook touched shows as a difference.
-    private func fileStates(_ id: ReleaseID, _ manifest: Manifest) -> [Int: [Int64]] {
-        guard let cursor = try? store.releaseCursor(id) else { return [:] }
-        var states = [Int: [Int64]]()
-        for (i, e) in manifest.entries.enumerated() where e.kind == .file {
-            guard let dir = try? cursor.directory(e.path.parentBytes), let st = try? dir.statEntryIfPresent(e.path.lastComponent),
-                  (st.st_mode & S_IFMT) == S_IFREG else { states[i] = []; continue }
-            states[i] = [Int64(st.st_ino), Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec), Int64(st.st_size), Int64(st.st_nlink)]
-        }
+    /// What a build hook's touch of a deployed file changes; `links` 0 when the file is
+    /// missing or is no longer a regular file.
+    struct FileState: Equatable {
+        var inode: UInt64 = 0
+        var ctime: Int64 = 0
+        var ctimeNanoseconds: Int32 = 0
+        var links: UInt32 = 0
+        var size: Int64 = 0
+    }
+
+    private func fileState(_ cursor: DirectoryCursor, _ path: RelativePath) -> FileState {
+        guard let dir = try? cursor.directory(path.parentBytes), let st = try? dir.statEntryIfPresent(path.lastComponent),
+              (st.st_mode & S_IFMT) == S_IFREG else { return FileState() }
+        return FileState(inode: UInt64(st.st_ino), ctime: Int64(st.st_ctim.tv_sec), ctimeNanoseconds: Int32(st.st_ctim.tv_nsec),
+                         links: UInt32(clamping: st.st_nlink), size: Int64(st.st_size))
+    }
+
+    /// Inode, change time, size and link count of every file of a release, by entry index
+    /// (32 bytes an entry): what a build hook touched shows as a difference. Empty when the
+    /// release cannot be opened.
+    private func fileStates(_ id: ReleaseID, _ manifest: EntryTable) -> [FileState] {
+        guard let cursor = try? store.releaseCursor(id) else { return [] }
+        var states = [FileState](repeating: FileState(), count: manifest.count)
+        for i in manifest.indices where manifest.kind(i) == .file { states[i] = fileState(cursor, manifest[i].path) }
         return states
     }
 
@@ -597,58 +617,60 @@ private struct Build {
     /// into in place that is a hard link shared with earlier releases changed them too:
     /// their manifests are corrected as well (so the next push sends that file again
     /// instead of reusing it) and the build fails, naming the files.
-    private mutating func reconcile(_ before: [Int: [Int64]], _ manifest: Manifest, _ context: HookContext,
+    private mutating func reconcile(_ before: [FileState], _ manifest: EntryTable, _ context: HookContext,
                                     _ record: inout ReleaseRecord, output: (String) -> Void) throws {
-        let after = fileStates(context.release, manifest)
+        guard before.count == manifest.count, let cursor = try? store.releaseCursor(context.release) else { return }
         var changed = [Int](), shared = [Int]()
-        for (i, b) in before where after[i] != b {
-            let a = after[i] ?? []
-            if b.count == 5 && a.count == 5 && a[0] == b[0] && b[4] > 1 { shared.append(i) } else { changed.append(i) }
+        for i in manifest.indices where manifest.kind(i) == .file {
+            let a = fileState(cursor, manifest[i].path), b = before[i]
+            guard a != b else { continue }
+            if b.links > 1 && a.links != 0 && a.inode == b.inode { shared.append(i) } else { changed.append(i) }
         }
         guard !changed.isEmpty || !shared.isEmpty else { return }
-        var entries = manifest.entries
-        let cursor = try store.releaseCursor(context.release)
+        cursor.reset()
+        var updates = [Int: Entry]()
         var gone = Set<Int>()
-        var sharedInodes = [Int: Int64]()
+        var sharedInodes = [Int: UInt64]()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         for i in (changed + shared).sorted() {
-            let e = entries[i]
+            var e = manifest[i]
             guard let dir = try? cursor.directory(e.path.parentBytes), let st = try? dir.statEntryIfPresent(e.path.lastComponent),
                   (st.st_mode & S_IFMT) == S_IFREG,
                   let file = try? Descriptor.open(at: dir.fd, e.path.lastComponent, flags: O_RDONLY, display: e.path.description)
             else { gone.insert(i); continue }
             let (digest, size) = try hashFile(file, buffer: buffer)
-            entries[i].digest = digest
-            entries[i].size = size
-            entries[i].mode = UInt32(st.st_mode) & 0o777
-            entries[i].mtime = Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec))
-            if shared.contains(i) { sharedInodes[i] = Int64(st.st_ino) }
+            e.digest = digest
+            e.size = size
+            e.mode = UInt32(st.st_mode) & 0o777
+            e.mtime = Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec))
+            updates[i] = e
+            if shared.contains(i) { sharedInodes[i] = UInt64(st.st_ino) }
         }
-        entries = entries.enumerated().filter { !gone.contains($0.offset) }.map(\.element)
-        let updated = Manifest(entries: entries)
-        try store.writeManifest(updated, for: context.release)
-        record.rootDigest = updated.rootDigest.hex
+        let updated = EntryTable(manifest.indices.lazy.filter { !gone.contains($0) }.map { updates[$0] ?? manifest[$0] })
+        try store.writeManifest(entries: updated, for: context.release)
+        record.rootDigest = Manifest.rootDigest(of: updated).hex
         record.files = UInt64(updated.fileCount)
         record.bytes = updated.totalBytes
         output("build: \(changed.count + shared.count) deployed file(s) changed by the hook; the release's manifest records them as they are now")
         guard !shared.isEmpty else { return }
         // The same inodes in kept releases: their manifests must stop promising the old content.
         for status in (try? store.list()) ?? [] where status.onDisk && status.record.id != context.release {
-            guard let old = try? store.manifest(of: status.record.id), let other = try? store.releaseCursor(status.record.id) else { continue }
-            var fixed = old.entries
-            var touched = false
-            for (k, e) in fixed.enumerated() where e.kind == .file {
-                guard let i = manifest.entries.firstIndex(where: { $0.path == e.path }), let inode = sharedInodes[i],
-                      let dir = try? other.directory(e.path.parentBytes), let st = try? dir.statEntryIfPresent(e.path.lastComponent),
-                      Int64(st.st_ino) == inode else { continue }
-                fixed[k].digest = entries.first(where: { $0.path == e.path })?.digest
-                fixed[k].size = UInt64(st.st_size)
-                touched = true
+            guard let old = try? store.entryTable(of: status.record.id), let other = try? store.releaseCursor(status.record.id) else { continue }
+            var fixes = [Int: Entry]()
+            for (i, inode) in sharedInodes {
+                let path = manifest[i].path
+                guard let k = old.index(of: path.bytes), old.kind(k) == .file,
+                      let dir = try? other.directory(path.parentBytes), let st = try? dir.statEntryIfPresent(path.lastComponent),
+                      UInt64(st.st_ino) == inode else { continue }
+                var e = old[k]
+                e.digest = updates[i]?.digest
+                e.size = UInt64(st.st_size)
+                fixes[k] = e
             }
-            if touched { try? store.writeManifest(Manifest(entries: fixed), for: status.record.id) }
+            if !fixes.isEmpty { try? store.writeManifest(entries: old.indices.lazy.map { fixes[$0] ?? old[$0] }, for: status.record.id) }
         }
-        throw BuildChangedSharedFiles(paths: shared.map { manifest.entries[$0].path.description })
+        throw BuildChangedSharedFiles(paths: shared.map { manifest[$0].path.description })
     }
 
     private func notAskedFor(_ index: Int) -> WireError {
@@ -665,13 +687,26 @@ private struct Build {
     /// A delta that did not rebuild the file (a block-hash collision, or a broken delta):
     /// ask once for the whole file.
     private mutating func retryWhole(_ index: Int) throws {
-        staging?.discardFile(entries[index])
+        let e = entries[index]
+        staging?.discardFile(e)
         guard retried.insert(index).inserted else {
-            throw WireError(.verification, "\(entries[index].path): content does not match its digest, even sent whole")
+            throw WireError(.verification, "\(e.path): content does not match its digest, even sent whole")
         }
         outstanding[index] = .whole
         try peer.send(Need(indexes: [index]))
         try peer.flush()
+    }
+
+    private func expecting(_ index: Int) -> Expect { index < outstanding.count ? outstanding[index] : .nothing }
+
+    private mutating func expect(_ what: Expect, _ index: Int) {
+        outstanding[index] = what
+        outstandingCount += 1
+    }
+
+    private mutating func settle(_ index: Int) {
+        outstanding[index] = .nothing
+        outstandingCount -= 1
     }
 
     private mutating func accept(_ item: ManifestItem) throws {
@@ -679,19 +714,19 @@ private struct Build {
         case .entry(let e):
             try add(e)
         case .sameRange(let start, let count):
-            guard start <= base.entries.count, count <= base.entries.count - start, count > 0 else {
-                throw WireError(.protocolViolation, "range \(start)+\(count) is outside the active release's \(base.entries.count) entries")
+            guard start <= base.count, count <= base.count - start, count > 0 else {
+                throw WireError(.protocolViolation, "range \(start)+\(count) is outside the active release's \(base.count) entries")
             }
-            for i in start..<(start + count) { try add(base.entries[i]) }
+            for i in start..<(start + count) { try add(base[i]) }
         case .sameSubtree(let path):
-            guard let start = baseIndex[path], base.entries[start].kind == .directory else {
+            guard let start = base.index(of: path.bytes), base.kind(start) == .directory else {
                 throw WireError(.protocolViolation, "\(path) is not a directory of the active release")
             }
             var i = start
             repeat {
-                try add(base.entries[i])
+                try add(base[i])
                 i += 1
-            } while i < base.entries.count && base.entries[i].path.isInside(path)
+            } while i < base.count && base.isInside(i, path.bytes)
         }
     }
 
@@ -699,15 +734,90 @@ private struct Build {
         guard UInt64(entries.count) < begin.entryCount else {
             throw WireError(.protocolViolation, "the client sent more entries than the \(begin.entryCount) it announced")
         }
+        let text = entries.textBytes + e.path.bytes.count + e.target.count
+        if let excess = ManifestLimits.excess(entries: entries.count + 1, textBytes: text) {
+            throw WireError(.refused, "\(excess); nothing was changed")
+        }
         do { try checker.check(e) } catch let d as DecodeError { throw WireError(.protocolViolation, "bad manifest: \(d)") }
         let index = entries.count
         entries.append(e)
+        outstanding.append(.nothing)
         try place(e, index: index)
+    }
+
+    /// Reads what releases older than the active one hold that it does not, newest first
+    /// (so the newest copy of a content wins), into ``olderByDigest``: 16 bytes a file, at
+    /// most ``ManifestLimits/maxEntries`` files in all.
+    private mutating func indexOlderReleases() throws {
+        for r in try store.list().reversed() where r.record.state == .published && r.onDisk && r.record.id != current {
+            guard olderByDigest.count < ManifestLimits.maxEntries, olderReleases.count < 1 << 16 else { break }
+            guard let bytes = try store.manifestBytes(of: r.record.id) else { continue }
+            let slot = UInt64(olderReleases.count)
+            olderReleases.append(r.record.id)
+            var reader = ByteReader(bytes)
+            do {
+                guard Array(try reader.raw(8, "manifest magic")) == Manifest.magic else { throw DecodeError("not a roll manifest") }
+                let count = try reader.count("entry count", limit: reader.remaining / 5)
+                olderByDigest.reserveCapacity(min(olderByDigest.count + count, ManifestLimits.maxEntries))
+                for _ in 0..<count {
+                    let offset = reader.offset
+                    let e = try Entry.decode(from: &reader)
+                    guard e.kind == .file, activeByDigest.find(e.digest!, in: base) == nil else { continue }
+                    olderByDigest.append((e.digest!.w0, slot << 32 | UInt64(offset)))
+                    if olderByDigest.count >= ManifestLimits.maxEntries { break }
+                }
+            } catch {
+                throw StoreError(.corrupt, "\(storePath)/.roll/manifests/\(r.record.id) is damaged: \(error)")
+            }
+        }
+        // By key, then newest release first; one place per key.
+        olderByDigest.sort { ($0.key, $0.at) < ($1.key, $1.at) }
+        var kept = 0
+        for item in olderByDigest where kept == 0 || olderByDigest[kept - 1].key != item.key {
+            olderByDigest[kept] = item
+            kept += 1
+        }
+        olderByDigest.removeLast(olderByDigest.count - kept)
+    }
+
+    /// A file of an older release with `digest`, read again from its manifest.
+    private func olderSource(_ digest: ContentDigest) -> Source? {
+        guard let at = olderPlace(digest) else { return nil }
+        let release = olderReleases[Int(at >> 32)]
+        guard let e = store.manifestEntry(of: release, at: Int(at & 0xFFFF_FFFF)), e.kind == .file, e.digest == digest else { return nil }
+        return Source(release: release, entry: e)
+    }
+
+    /// Where ``olderByDigest`` has a file whose digest starts as `digest` does.
+    private func olderPlace(_ digest: ContentDigest) -> UInt64? {
+        var low = 0, high = olderByDigest.count
+        while low < high {
+            let mid = (low + high) / 2
+            if olderByDigest[mid].key < digest.w0 { low = mid + 1 } else { high = mid }
+        }
+        return low < olderByDigest.count && olderByDigest[low].key == digest.w0 ? olderByDigest[low].at : nil
+    }
+
+    /// Entries of the active release that the new tree no longer has, by index: both are in
+    /// tree order, so one merge pass finds them.
+    private func forEachDeleted(_ body: (Int) -> Void) {
+        var k = 0
+        for i in base.indices {
+            let p = Array(base.path(i))
+            while k < entries.count && treeOrder(Array(entries.path(k)), p) { k += 1 }
+            if k == entries.count || !entries.path(k).elementsEqual(p) { body(i) }
+        }
+    }
+
+    private func deletedCount() -> Int {
+        var deleted = 0
+        forEachDeleted { _ in deleted += 1 }
+        return deleted
     }
 
     /// Creates `e` in staging from what is at hand, or notes what to ask the client for.
     private mutating func place(_ e: Entry, index: Int) throws {
-        guard let staging else { return classify(e) }
+        guard let staging else { return classify(e, index: index) }
         switch e.kind {
         case .directory: try staging.makeDirectory(e)
         case .symlink: try staging.makeSymlink(e)
@@ -718,11 +828,11 @@ private struct Build {
                 return
             }
             var candidates = [Source]()
-            let atPath = baseIndex[e.path].map { base.entries[$0] }
+            let atPath = base.index(of: e.path.bytes).map { base[$0] }
             if let b = atPath, b.kind == .file, b.digest == digest, let current { candidates.append(Source(release: current, entry: b)) }
-            if let i = activeByDigest[digest], let current {
-                candidates.append(Source(release: current, entry: base.entries[i]))
-            } else if let s = olderByDigest[digest] {
+            if let i = activeByDigest.find(digest, in: base), let current {
+                candidates.append(Source(release: current, entry: base[i]))
+            } else if let s = olderSource(digest) {
                 candidates.append(s)
             }
             for s in candidates {
@@ -733,11 +843,11 @@ private struct Build {
                 case .moved, .unavailable: continue
                 }
             }
-            if let first = firstNeeded[digest] {
-                duplicates.append((index, first))
+            if let first = firstNeeded.find(digest, in: entries) {
+                duplicates.append((UInt32(index), UInt32(first)))
                 return
             }
-            firstNeeded[digest] = index
+            firstNeeded.insert(index, in: entries)
             if let partial, let hashBuffer, try staging.adopt(e, from: partial, buffer: hashBuffer) != .unavailable {
                 // Later entries of the same content link to this one (`duplicates`).
                 counts.resumed += 1
@@ -746,10 +856,10 @@ private struct Build {
             }
             if let b = atPath, b.kind == .file, b.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold,
                let current, let signature = try signature(of: b, in: current) {
-                outstanding[index] = .delta(b)
+                expect(.delta, index)
                 try peer.send(SignatureMessage(index: index, signature: signature))
             } else {
-                outstanding[index] = .whole
+                expect(.whole, index)
                 pendingNeeds.append(index)
             }
         }
@@ -795,8 +905,8 @@ private struct Build {
     }
 
     /// A dry run's account of one entry: added or changed, and how its content would come.
-    private mutating func classify(_ e: Entry) {
-        let old = baseIndex[e.path].map { base.entries[$0] }
+    private mutating func classify(_ e: Entry, index: Int) {
+        let old = base.index(of: e.path.bytes).map { base[$0] }
         if old == nil {
             plan.addedCount += 1
             if listed(e.path) { plan.added.append(e.path.description) }
@@ -805,13 +915,13 @@ private struct Build {
             if listed(e.path) { plan.changed.append(e.path.description) }
         }
         guard e.kind == .file, e.size > 0 else { return }
-        if activeByDigest[e.digest!] != nil || olderByDigest[e.digest!] != nil || firstNeeded[e.digest!] != nil {
+        if activeByDigest.find(e.digest!, in: base) != nil || olderPlace(e.digest!) != nil || firstNeeded.find(e.digest!, in: entries) != nil {
             plan.reused += 1
         } else if let old, old.kind == .file, old.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold {
             plan.deltaFiles += 1
             plan.deltaBytes += e.size
         } else {
-            firstNeeded[e.digest!] = 0
+            firstNeeded.insert(index, in: entries)
             plan.newFiles += 1
             plan.newBytes += e.size
         }
@@ -825,10 +935,12 @@ private struct Build {
     }
 
     private mutating func sendPlan() throws {
-        let present = Set(entries.map(\.path))
-        for e in base.entries where !present.contains(e.path) {
+        var deleted = [Int]()
+        forEachDeleted { deleted.append($0) }
+        for i in deleted {
             plan.deletedCount += 1
-            if listed(e.path) { plan.deleted.append(e.path.description) }
+            let path = base[i].path
+            if listed(path) { plan.deleted.append(path.description) }
         }
         plan.sharedToCreate = sharedToCreate
         try peer.send(plan, compress: true)

@@ -13,7 +13,8 @@ public final class Staging {
     let name: [UInt8]
     let dir: Descriptor
     let cursor: DirectoryCursor
-    private var directories: [Entry] = []
+    /// Packed: a tree can be mostly directories.
+    private var directories = EntryTable()
     public private(set) var bytesWritten: UInt64 = 0
     /// Whether each file's writeback starts as soon as it is complete, for a release that
     /// is flushed before it goes live: on a slow link the disk then works while the rest
@@ -250,6 +251,11 @@ extension Store {
     /// `staged`: in place for its `build` hook (paths it writes, such as a virtualenv's,
     /// stay valid), but not live and not a rollback target.
     public func prepare(_ staging: Staging, manifest: Manifest, record: ReleaseRecord, sync: Bool = true) throws {
+        try prepare(staging, entries: manifest.entries, record: record, sync: sync)
+    }
+
+    /// ``prepare(_:manifest:record:sync:)`` for entries held some other way (an ``EntryTable``).
+    public func prepare(_ staging: Staging, entries: some Collection<Entry>, record: ReleaseRecord, sync: Bool = true) throws {
         try staging.finish()
         if sync {
             try doing("flushing the release to disk") {
@@ -257,7 +263,7 @@ extension Store {
             }
         }
         Fault.point("store-after-sync")
-        try writeManifest(manifest, for: staging.id)
+        try writeManifest(entries: entries, for: staging.id)
         Fault.point("store-after-manifest")
         var staged = record
         staged.state = .staged

@@ -135,33 +135,72 @@ public final class Store {
     /// Writes a small file by writing a temporary one, syncing it and renaming it over the
     /// old: a reader sees the old or the new content, never a torn one.
     func writeAtomically(_ bytes: [UInt8], in dir: Descriptor, name: String) throws {
+        try writeAtomically(in: dir, name: name) { try $0.write(bytes) }
+    }
+
+    func writeAtomically(in dir: Descriptor, name: String, _ write: (Descriptor) throws -> Void) throws {
         let tmp = Array(".\(name).tmp-\(getpid())".utf8)
         try? dir.unlink(tmp)
         let file = try Descriptor.open(at: dir.fd, tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644,
                                        display: dir.name + "/" + name)
-        try file.write(bytes)
+        try write(file)
         try file.sync()
         try dir.rename(tmp, to: dir, as: Array(name.utf8))
         try dir.sync()
     }
 
     public func manifest(of id: ReleaseID) throws -> Manifest? {
-        let file: Descriptor
-        do {
-            file = try Descriptor.open(at: manifests.fd, Array(id.description.utf8), flags: O_RDONLY,
-                                       display: "\(path)/.roll/manifests/\(id)")
-        } catch let e as SystemError where e.errno == ENOENT {
-            return nil
-        }
-        let bytes = try doing("reading the manifest of \(id)") { try file.readAll(limit: 1 << 30) }
+        guard let bytes = try manifestBytes(of: id) else { return nil }
         do { return try Manifest(decoding: bytes) } catch {
             throw StoreError(.corrupt, "\(path)/.roll/manifests/\(id) is damaged: \(error)")
         }
     }
 
+    /// The manifest of a release packed as an ``EntryTable``, as the agent holds the one it
+    /// builds on (without an ``Entry`` per entry on the way).
+    public func entryTable(of id: ReleaseID) throws -> EntryTable? {
+        guard let bytes = try manifestBytes(of: id) else { return nil }
+        do { return try EntryTable(decoding: bytes) } catch {
+            throw StoreError(.corrupt, "\(path)/.roll/manifests/\(id) is damaged: \(error)")
+        }
+    }
+
+    /// The encoded manifest of a release (``Manifest/encoded()``), nil when it has none.
+    public func manifestBytes(of id: ReleaseID) throws -> [UInt8]? {
+        guard let file = try openManifest(id) else { return nil }
+        return try doing("reading the manifest of \(id)") { try file.readAll(limit: 1 << 30) }
+    }
+
+    /// The entry that starts `offset` bytes into the encoded manifest of a release (an
+    /// offset found while reading it before), or nil when it has none there.
+    public func manifestEntry(of id: ReleaseID, at offset: Int) -> Entry? {
+        guard let file = try? openManifest(id) else { return nil }
+        // The longest entry: kind, a path and a target of their longest, and the numbers.
+        var bytes = [UInt8](repeating: 0, count: 1 + 3 + RelativePath.maxLength + 3 + ManifestLimits.maxSymlinkTarget + 64)
+        guard let n = try? bytes.withUnsafeMutableBytes({ try file.pread(into: $0, at: Int64(offset)) }), n > 0 else { return nil }
+        var r = ByteReader(Array(bytes[..<n]))
+        return try? Entry.decode(from: &r)
+    }
+
+    private func openManifest(_ id: ReleaseID) throws -> Descriptor? {
+        do {
+            return try Descriptor.open(at: manifests.fd, Array(id.description.utf8), flags: O_RDONLY,
+                                       display: "\(path)/.roll/manifests/\(id)")
+        } catch let e as SystemError where e.errno == ENOENT {
+            return nil
+        }
+    }
+
     public func writeManifest(_ manifest: Manifest, for id: ReleaseID) throws {
+        try writeManifest(entries: manifest.entries, for: id)
+    }
+
+    /// Writes a manifest a piece at a time, so no encoded copy of a whole large one is held.
+    public func writeManifest(entries: some Collection<Entry>, for id: ReleaseID) throws {
         try doing("writing the manifest of \(id)") {
-            try writeAtomically(manifest.encoded(), in: manifests, name: id.description)
+            try writeAtomically(in: manifests, name: id.description) { file in
+                try Manifest.encode(entries) { try file.write($0) }
+            }
         }
     }
 

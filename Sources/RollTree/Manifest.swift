@@ -54,9 +54,46 @@ public struct Entry: Sendable, Equatable {
 
 /// Limits that bound what a decoded manifest may make us allocate.
 public enum ManifestLimits {
-    public static let maxEntries = 10_000_000
+    /// Entries a pushed tree may have, with ``maxTextBytes`` chosen so that an agent at both
+    /// limits stays within 256 MiB, what a small container can spare.
+    ///
+    /// The agent holds the tree it receives and the active release's in ``EntryTable``s (64
+    /// bytes an entry plus its path), with indexes of 4 to 16 bytes an entry. Measured with
+    /// bench/manifest-memory.sh (paths of 25 bytes, every file of its own content; peak
+    /// resident set of a debug build, 33 MiB when idle), at 1,000,000 entries: 195 MiB for a
+    /// first push (170 bytes an entry above idle), 238 MiB for the same tree again (215),
+    /// 279 MiB when every file is new and two releases are kept (259, of which 50 are the
+    /// paths of both trees). Before entries were packed the same pushes took 677, 678 and
+    /// 951 MiB. So about 210 bytes an entry plus twice the paths; at both limits (750,000
+    /// entries, paths of 44 bytes: 32 MiB) the three pushes peaked at 166, 215 and 245 MiB.
+    public static let maxEntries = 750_000
+    /// Bytes of all paths and symlink targets of a tree together (44 an entry at
+    /// ``maxEntries``; paths in a typical tree average 30 to 80 bytes, so a tree near the
+    /// entry limit needs short ones).
+    public static let maxTextBytes = 32 << 20
     public static let maxSymlinkTarget = 4095
     public static let maxFileSize: UInt64 = 1 << 50
+}
+
+extension ManifestLimits {
+    /// Why a tree of `entries` entries, whose paths and symlink targets take `textBytes`
+    /// together, is too large to push, or nil when it is not.
+    public static func excess(entries: Int, textBytes: Int) -> String? {
+        if entries > maxEntries {
+            return "the tree has \(entries) entries, more than the \(maxEntries) a push can carry (the agent holds every entry in memory); "
+                + "leave out what the app does not need at run time (dependency caches, build output, test data) in a .rollignore"
+        }
+        if textBytes > maxTextBytes {
+            return "the paths of the tree take \(textBytes >> 20) MiB together, more than the \(maxTextBytes >> 20) MiB a push can carry "
+                + "(the agent holds every path in memory); leave out deep folders the app does not need at run time in a .rollignore"
+        }
+        return nil
+    }
+
+    /// The path and symlink target bytes of `entries`, as ``excess(entries:textBytes:)`` counts them.
+    public static func textBytes(of entries: some Sequence<Entry>) -> Int {
+        entries.reduce(0) { $0 + $1.path.bytes.count + $1.target.count }
+    }
 }
 
 extension Entry {
@@ -129,16 +166,31 @@ public struct Manifest: Sendable, Equatable {
     public var totalBytes: UInt64 { entries.reduce(0) { $0 + $1.size } }
 
     /// The Merkle root of the tree: equal trees, and only equal trees, have equal roots.
-    public var rootDigest: ContentDigest { merkle(wantSubtrees: false).root }
+    public var rootDigest: ContentDigest { Manifest.merkle(entries, wantSubtrees: false).root }
+
+    /// ``rootDigest`` of entries held some other way (an ``EntryTable``).
+    public static func rootDigest(of entries: some Sequence<Entry>) -> ContentDigest {
+        merkle(entries, wantSubtrees: false).root
+    }
 
     /// The digest of every directory's subtree (the directory's own metadata and all below
     /// it), keyed by the directory's path, and the root digest. Two trees with equal digests
     /// at a path are equal there, which lets a push skip whole unchanged subtrees.
     public func subtreeDigests() -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest]) {
-        merkle(wantSubtrees: true)
+        Manifest.merkle(entries, wantSubtrees: true)
     }
 
-    private func merkle(wantSubtrees: Bool) -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest]) {
+    /// The digest of every directory's subtree with the directory's ``pathKey(_:)`` (what a
+    /// welcome carries), without holding the paths.
+    public static func directoryDigests(of entries: some Sequence<Entry>) -> [(pathKey: UInt64, digest: ContentDigest)] {
+        var out = [(pathKey: UInt64, digest: ContentDigest)]()
+        _ = merkle(entries, wantSubtrees: false) { path, digest in out.append((pathKey(path), digest)) }
+        return out
+    }
+
+    private static func merkle(_ entries: some Sequence<Entry>, wantSubtrees: Bool,
+                               each: ((ArraySlice<UInt8>, ContentDigest) -> Void)? = nil)
+        -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest]) {
         var subtrees = [ArraySlice<UInt8>: ContentDigest]()
         var stack: [(path: ArraySlice<UInt8>, hasher: ContentHasher)] = [([], ContentHasher())]
         var record = ByteWriter(capacity: 128)
@@ -146,6 +198,7 @@ public struct Manifest: Sendable, Equatable {
             let (path, hasher) = stack.removeLast()
             let digest = hasher.finalize()
             if wantSubtrees { subtrees[path] = digest }
+            each?(path, digest)
             stack[stack.count - 1].hasher.update(digest.bytes)
         }
         for e in entries {
@@ -170,12 +223,30 @@ public struct Manifest: Sendable, Equatable {
         ContentDigest.of(Array(path)).w0
     }
 
-    public func encoded() -> [UInt8] {
+    public func encoded() -> [UInt8] { Manifest.encode(entries) }
+
+    /// ``encoded()`` of entries held some other way (an ``EntryTable``).
+    public static func encode(_ entries: some Collection<Entry>) -> [UInt8] {
         var w = ByteWriter(capacity: entries.count * 64 + 16)
         w.raw(Manifest.magic)
         w.varint(UInt64(entries.count))
         for e in entries { e.encode(into: &w) }
         return w.bytes
+    }
+
+    /// ``encode(_:)`` handed out in pieces of about 1 MiB, the same bytes in the end.
+    public static func encode(_ entries: some Collection<Entry>, into write: ([UInt8]) throws -> Void) rethrows {
+        var w = ByteWriter(capacity: (1 << 20) + 16 << 10)
+        w.raw(Manifest.magic)
+        w.varint(UInt64(entries.count))
+        for e in entries {
+            e.encode(into: &w)
+            if w.bytes.count >= 1 << 20 {
+                try write(w.bytes)
+                w.bytes.removeAll(keepingCapacity: true)
+            }
+        }
+        if !w.bytes.isEmpty { try write(w.bytes) }
     }
 
     public init(decoding bytes: [UInt8]) throws {
@@ -202,8 +273,12 @@ public struct Manifest: Sendable, Equatable {
 /// Checks entries one by one as they arrive, in the order ``Manifest/checkOrder(_:)``
 /// requires. A parent that is a symlink or a file is refused here, so nothing can later be
 /// created "under" a symlink.
+///
+/// In tree order a directory's whole subtree follows it, so the directories an entry may
+/// lie in are the chain of those still open above it: the checker keeps that chain (as
+/// deep as a path), not every directory seen.
 public struct OrderChecker {
-    private var directories = Set<ArraySlice<UInt8>>()
+    private var open = [[UInt8]]()
     private var previous: RelativePath?
 
     public init() {}
@@ -212,11 +287,12 @@ public struct OrderChecker {
         if let p = previous, !(p < e.path) {
             throw DecodeError(p == e.path ? "duplicate entry \(e.path)" : "entries out of order at \(e.path)")
         }
+        while let last = open.last, !e.path.isInside(last[...]) { open.removeLast() }
         let parent = e.path.parentBytes
-        if !parent.isEmpty && !directories.contains(parent) {
+        if !parent.isEmpty && open.last.map({ $0[...] != parent }) ?? true {
             throw DecodeError("\(e.path) is not inside a directory listed before it")
         }
-        if e.kind == .directory { directories.insert(e.path.bytes[...]) }
+        if e.kind == .directory { open.append(e.path.bytes) }
         previous = e.path
     }
 }

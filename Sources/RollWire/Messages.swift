@@ -290,7 +290,9 @@ public struct Begin: Message, Sendable {
     public init(from r: inout ByteReader) throws {
         keep = UInt32(try r.count("keep", limit: 10_000))
         actor = try r.string("actor", limit: 512)
-        entryCount = UInt64(try r.count("entry count", limit: ManifestLimits.maxEntries))
+        // Any count decodes; the agent refuses one above ``ManifestLimits/maxEntries`` in
+        // words that say what to do, before it allocates for it.
+        entryCount = try r.varint("entry count")
         shared = try (0..<r.count("shared paths", limit: 1000)).map { _ in try r.string("shared path", limit: RelativePath.maxLength + 1) }
         sharedCreate = try (0..<r.count("shared paths", limit: 1000)).map { _ in try r.string("shared path", limit: RelativePath.maxLength + 1) }
         dryRun = try r.u8("dry run") != 0

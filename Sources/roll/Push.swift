@@ -217,6 +217,10 @@ extension Roll {
                 for c in connections { _ = try? c.wait().finish() }
                 throw UserError("\(error)", hint: "create the folder in the tree (an empty one is enough)", code: Exit.dataError)
             }
+            if let tooLarge = Push.treeTooLarge(manifest, source: source) {
+                for c in connections { _ = try? c.wait().finish() }
+                throw tooLarge
+            }
 
             let me = whoAmI()
             var options = PushOptions(keep: keep, force: force, actor: me, client: "\(me) roll \(rollVersion)")
@@ -251,6 +255,16 @@ extension Roll {
                 printSummary(result, target: target, seconds: elapsed, scanSeconds: scanned - started,
                              transferSeconds: progress.connectedAt > 0 ? monotonicSeconds() - max(progress.connectedAt, scanned) : 0)
             }
+        }
+
+        /// The error for a tree beyond what an agent takes (``ManifestLimits``), found before
+        /// anything is sent; nil for a tree within the limits.
+        static func treeTooLarge(_ manifest: Manifest, source: String) -> UserError? {
+            guard let excess = ManifestLimits.excess(entries: manifest.entries.count,
+                                                     textBytes: ManifestLimits.textBytes(of: manifest.entries)) else { return nil }
+            return UserError("cannot push \(source): \(excess)",
+                             hint: "a line such as node_modules/ or build/ in \(source)/.rollignore leaves that folder out; nothing was sent",
+                             code: Exit.dataError)
         }
 
         /// Runs one push over a started connection; installs roll on the server and goes

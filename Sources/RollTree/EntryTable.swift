@@ -1,0 +1,190 @@
+import RollSystem
+
+/// Entries packed for a side that holds a whole tree of them (the agent, for the release it
+/// receives and the one it builds on): one 64-byte record per entry, and every path and
+/// symlink target in one shared byte buffer. An ``Entry`` costs 88 bytes plus a heap array
+/// of 32 bytes of header and its path, rounded up by the allocator (64 bytes for a
+/// 24-byte path). Reading an element builds its ``Entry`` on the spot.
+public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
+    struct Record: Sendable, Equatable {
+        /// Zero for what is not a file.
+        var digest: ContentDigest
+        var size: UInt64
+        var seconds: Int64
+        var nanoseconds: Int32
+        /// Where the path starts in ``bytes``; the symlink target follows it.
+        var start: UInt32
+        var pathLength: UInt16
+        var targetLength: UInt16
+        var mode: UInt16
+        var kind: EntryKind
+    }
+
+    private static let noDigest = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
+
+    private var records = [Record]()
+    private var bytes = [UInt8]()
+
+    /// Bytes of paths and symlink targets the table can hold (offsets are 32-bit).
+    public static let maxTextBytes = Int(UInt32.max)
+
+    public init() {}
+
+    public init(_ entries: some Sequence<Entry>) {
+        for e in entries { append(e) }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { records.count }
+
+    public subscript(i: Int) -> Entry {
+        let r = records[i]
+        let start = Int(r.start), pathEnd = start + Int(r.pathLength)
+        let path = RelativePath(Array(bytes[start..<pathEnd]))!
+        let digest = r.kind == .file ? r.digest : nil
+        let target = r.kind == .symlink ? Array(bytes[pathEnd..<(pathEnd + Int(r.targetLength))]) : []
+        return Entry(path: path, kind: r.kind, mode: UInt32(r.mode), mtime: Timestamp(seconds: r.seconds, nanoseconds: r.nanoseconds),
+                     size: r.size, digest: digest, target: target)
+    }
+
+    /// Path and target bytes held, for a caller that bounds them.
+    public var textBytes: Int { bytes.count }
+
+    /// Room for `n` entries whose paths and targets take `textBytes`: pages of it that are
+    /// never written cost address space only.
+    public mutating func reserveCapacity(_ n: Int, textBytes: Int = 0) {
+        records.reserveCapacity(n)
+        bytes.reserveCapacity(textBytes)
+    }
+
+    public mutating func append(_ e: Entry) {
+        precondition(bytes.count + e.path.bytes.count + e.target.count <= EntryTable.maxTextBytes, "entry table full")
+        records.append(Record(digest: e.digest ?? EntryTable.noDigest, size: e.size, seconds: e.mtime.seconds,
+                              nanoseconds: e.mtime.nanoseconds, start: UInt32(bytes.count), pathLength: UInt16(e.path.bytes.count),
+                              targetLength: UInt16(e.target.count), mode: UInt16(e.mode), kind: e.kind))
+        bytes += e.path.bytes
+        bytes += e.target
+    }
+
+    public func kind(_ i: Int) -> EntryKind { records[i].kind }
+    public func size(_ i: Int) -> UInt64 { records[i].size }
+    public func digest(_ i: Int) -> ContentDigest? { records[i].kind == .file ? records[i].digest : nil }
+
+    /// The path of entry `i`, as a slice of the shared buffer (no copy).
+    public func path(_ i: Int) -> ArraySlice<UInt8> {
+        let start = Int(records[i].start)
+        return bytes[start..<(start + Int(records[i].pathLength))]
+    }
+
+    /// Whether entry `i` lies below `directory` (not equal to it).
+    public func isInside(_ i: Int, _ directory: some Collection<UInt8>) -> Bool {
+        let p = path(i)
+        return p.count > directory.count && p.starts(with: directory) && p[p.startIndex + directory.count] == UInt8(ascii: "/")
+    }
+
+    /// The position of `path`, for a table in tree order (as every manifest is): a binary
+    /// search, so no index by path needs to be kept.
+    public func index(of path: some Collection<UInt8>) -> Int? {
+        let key = Array(path)
+        var low = 0, high = records.count
+        while low < high {
+            let mid = (low + high) / 2
+            if treeOrder(self.path(mid), key) { low = mid + 1 } else { high = mid }
+        }
+        return low < records.count && self.path(low).elementsEqual(key) ? low : nil
+    }
+
+    public var fileCount: Int { records.count { $0.kind == .file } }
+    public var totalBytes: UInt64 { records.reduce(0) { $0 + $1.size } }
+
+    /// Decodes an encoded manifest (``Manifest/encoded()``) straight into a table, with the
+    /// same checks as ``Manifest/init(decoding:)``.
+    public init(decoding encoded: [UInt8]) throws {
+        var r = ByteReader(encoded)
+        guard Array(try r.raw(8, "manifest magic")) == Manifest.magic else { throw DecodeError("not a roll manifest") }
+        let count = try r.count("entry count", limit: Swift.min(ManifestLimits.maxEntries, r.remaining / 5))
+        // The paths and targets take less than the encoded manifest.
+        reserveCapacity(count, textBytes: encoded.count)
+        var checker = OrderChecker()
+        for _ in 0..<count {
+            let e = try Entry.decode(from: &r)
+            try checker.check(e)
+            append(e)
+        }
+        try r.expectEnd("manifest")
+    }
+}
+
+/// Tree order (see ``RelativePath/<(_:_:)``) for any two byte paths.
+func treeOrder(_ a: ArraySlice<UInt8>, _ b: [UInt8]) -> Bool {
+    var i = a.startIndex, j = 0
+    while i < a.endIndex && j < b.count {
+        let x = a[i] == UInt8(ascii: "/") ? 0 : a[i]
+        let y = b[j] == UInt8(ascii: "/") ? 0 : b[j]
+        if x != y { return x < y }
+        i += 1
+        j += 1
+    }
+    return a.count < b.count
+}
+
+/// Positions in an ``EntryTable``, found by the content digest of the file there: a hash
+/// table of 4-byte slots, at most half full (so 8 to 16 bytes a position, where a
+/// `[ContentDigest: Int]` takes 40 bytes a slot). The caller passes the same table to
+/// every call.
+public struct DigestIndex: Sendable {
+    private var slots = [UInt32]()
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// Sized for `n` positions from the start, so it never grows while they go in.
+    public init(capacity n: Int) {
+        var size = 16
+        while size < 2 * n { size *= 2 }
+        slots = [UInt32](repeating: 0, count: size)
+    }
+
+    private static func hash(_ digest: ContentDigest) -> Int {
+        // Seeded per process: digests come from the client, which must not be able to
+        // pile them into one chain.
+        var h = Hasher()
+        h.combine(digest)
+        return h.finalize()
+    }
+
+    /// A position whose file has `digest`, if any.
+    public func find(_ digest: ContentDigest, in table: EntryTable) -> Int? {
+        guard !slots.isEmpty else { return nil }
+        let mask = slots.count - 1
+        var s = DigestIndex.hash(digest) & mask
+        while slots[s] != 0 {
+            let i = Int(slots[s] - 1)
+            if table.digest(i) == digest { return i }
+            s = (s + 1) & mask
+        }
+        return nil
+    }
+
+    /// Adds position `i` (a file) of `table`; a digest already present keeps its position.
+    public mutating func insert(_ i: Int, in table: EntryTable) {
+        guard let digest = table.digest(i) else { return }
+        if (count + 1) * 2 > slots.count {
+            var grown = DigestIndex()
+            grown.slots = [UInt32](repeating: 0, count: max(16, slots.count * 2))
+            for slot in slots where slot != 0 { grown.place(Int(slot - 1), table.digest(Int(slot - 1))!) }
+            grown.count = count
+            self = grown
+        }
+        if find(digest, in: table) != nil { return }
+        place(i, digest)
+        count += 1
+    }
+
+    private mutating func place(_ i: Int, _ digest: ContentDigest) {
+        let mask = slots.count - 1
+        var s = DigestIndex.hash(digest) & mask
+        while slots[s] != 0 { s = (s + 1) & mask }
+        slots[s] = UInt32(i + 1)
+    }
+}
