@@ -143,6 +143,8 @@ public struct Keepalive: Sendable {
     public static let defaultInterval = 15
     public static let defaultCountMax = 3
 
-    /// Seconds of silence from the server after which the connection counts as dead.
-    public var deadAfter: Int { interval * max(1, countMax) }
+    /// Seconds of silence from the server after which the connection counts as dead: as
+    /// with OpenSSH, once `countMax` probes went unanswered and the next one is due (a
+    /// deadline equal to the last probe's would race that probe's answer).
+    public var deadAfter: Int { interval * (countMax + 1) }
 }

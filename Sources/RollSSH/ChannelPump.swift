@@ -9,8 +9,8 @@ import Glibc
 /// process) while libssh2 stays on one thread, in non-blocking mode, driven by `poll`.
 ///
 /// The thread also sends keepalive probes and declares the connection dead when nothing
-/// arrives from the server for `interval × countMax` seconds (OpenSSH's ServerAliveInterval
-/// and ServerAliveCountMax), so a vanished server ends the push with an error instead of a
+/// arrives from the server for `interval × (countMax + 1)` seconds (OpenSSH's
+/// ServerAliveInterval and ServerAliveCountMax, counted as OpenSSH does), so a vanished server ends the push with an error instead of a
 /// hang, while a slow or briefly stalled link that still answers is waited out.
 public final class ChannelPump: @unchecked Sendable {
     /// The caller's ends of the pipes until ``takeEnds()`` hands them over.

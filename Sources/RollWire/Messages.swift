@@ -113,7 +113,7 @@ public struct Hello: Message, Sendable {
     /// peer that paused for a few seconds.
     public static let minStallTimeout: UInt32 = 30
     /// What an agent assumes when a client states none.
-    public static let defaultStallTimeout: UInt32 = 90
+    public static let defaultStallTimeout: UInt32 = 120
 
     public init(version: UInt16 = Protocol.version, client: String, treeRoot: ContentDigest, knownRoots: [ContentDigest] = [],
                 stallTimeout: UInt32 = 0) {

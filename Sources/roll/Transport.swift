@@ -315,7 +315,7 @@ final class Connector {
     private let endpoint: SSHEndpoint?
     private var session: SSHSession?
     /// How long the transport waits out a server that sends nothing: OpenSSH's
-    /// ServerAliveInterval × ServerAliveCountMax, for roll's own client and the system ssh
+    /// ServerAliveInterval × (ServerAliveCountMax + 1), for roll's own client and the system ssh
     /// alike. Nil for a local root, or when probing is off.
     let keepalive: Keepalive?
     /// Added to the system ssh client's command line (its keepalive, when none is set).
