@@ -83,6 +83,7 @@ func sampleMessages() throws -> [any Message] {
         Go(proceed: false, reason: "web-2 failed its build hook"),
         Live(),
         Settle(keep: true),
+        KeepAlive(),
         Bye(),
     ]
 }

@@ -122,6 +122,7 @@ struct Session {
         case .go: try roundTrip(Go.self, payload)
         case .live: try roundTrip(Live.self, payload)
         case .settle: try roundTrip(Settle.self, payload)
+        case .keepalive: try roundTrip(KeepAlive.self, payload)
         case .data: break  // file or delta bytes: the patch target covers deltas
         }
     }
