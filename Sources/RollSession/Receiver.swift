@@ -429,9 +429,9 @@ private struct Build {
         try peer.flush()
         let go: Go
         do { go = try peer.decode(Go.self, try awaitClient(.go, "the word to switch")) } catch let e as WireError where e.code == .connectionClosed {
+            // Not a verdict: what arrived stays for the next push (releases/.partial).
             let reason = "the client was lost before it confirmed the switch (\(e.message))"
-            try? store.markFailed(staging.id, reason: "not switched: \(reason)")
-            throw WireError(.aborted, "\(staging.id) was built but not switched: \(reason); current is unchanged")
+            throw WireError(.connectionClosed, "\(staging.id) was built but not switched: \(reason); current is unchanged")
         }
         guard go.proceed else {
             try? store.markFailed(staging.id, reason: "not switched: \(go.reason)")

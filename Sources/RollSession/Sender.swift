@@ -151,6 +151,8 @@ public final class Sender {
     /// Whether the commit went out: after it the agent publishes even if the client is
     /// gone, so a failure from then on cannot promise that nothing was published.
     public private(set) var committed = false
+    /// The agent was told to switch (`go`): from here it publishes without the client.
+    public private(set) var switchConfirmed = false
     /// After the commit, until the agent was told to switch: the interrupt is ours to act on.
     private var holdsInterrupt = false
     /// `go(abort)` went to the agent.
@@ -418,6 +420,7 @@ public final class Sender {
             if veto == nil, try waiting() != nil { return false }
             try peer.send(Go(proceed: veto == nil, reason: veto ?? ""))
             if veto == nil {
+                switchConfirmed = true
                 releaseInterrupt()
                 roll_interrupt_say(options.coordinator == nil
                                    ? "\nroll: interrupted after the switch to \(release) was confirmed: the release stands "

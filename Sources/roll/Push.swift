@@ -301,7 +301,7 @@ extension Roll {
                         continue
                     }
                     throw connector.explain(error, ending: ending, greeted: progress.connectedAt > 0,
-                                            committed: sender.committed && options.coordinator == nil, said: { agent.lastWords })
+                                            committed: sender.switchConfirmed && options.coordinator == nil, said: { agent.lastWords })
                 }
             }
         }

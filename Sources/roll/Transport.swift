@@ -381,16 +381,16 @@ final class Connector {
 
     /// Turns a push that broke off into what happened to the agent or the connection.
     /// `greeted`: whether the agent's welcome arrived before the push broke off.
-    /// `committed`: whether the whole push had gone out to an agent that then publishes it
-    /// on its own (one container; several wait for the client's word to switch).
+    /// `committed`: whether the agent was told to switch (`go`) and then publishes on its own
+    /// (one container; several also wait for the client's word to keep the release).
     /// `said`: the end of what the transport printed on stderr (``AgentConnection/lastWords``).
     func explain(_ error: Error, ending: AgentEnding, greeted: Bool, committed: Bool = false,
                  said: () -> String? = { nil }) -> Error {
         let place = endpoint?.display ?? target.display
         func lost(_ why: String) -> UserError {
             guard !committed else {
-                return UserError("the connection to \(place) was lost after the whole push had gone out: \(why); "
-                                 + "the agent publishes it if it received the end",
+                return UserError("the connection to \(place) was lost after the switch was confirmed: \(why); "
+                                 + "the agent publishes it if it received the word",
                                  hint: "run the push again: it says \"up to date\" if the release went live, else it finishes it",
                                  code: Exit.unavailable)
             }
