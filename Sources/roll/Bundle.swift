@@ -82,7 +82,7 @@ extension Roll {
                     throw UserError("no release \(release) in \(root)", hint: "`roll releases \(root)` lists them", code: Exit.dataError)
                 }
                 if output == nil && isTerminal(1) {
-                    throw UserError("refusing to write a compressed bundle to a terminal", hint: "use -o FILE or a pipe", code: 64)
+                    throw UserError("refusing to write a compressed bundle to a terminal", hint: "use -o FILE or a pipe", code: Exit.usage)
                 }
                 let out: Descriptor
                 let tmp = output.map { $0 + ".tmp-\(getpid())" }

@@ -10,6 +10,8 @@ import Glibc
 /// Exit codes, from sysexits(3) where one fits; listed in `roll --help`.
 enum Exit {
     static let failed: Int32 = 1
+    /// Wrong usage: an unknown option, a missing argument, a target that does not parse.
+    static let usage: Int32 = 64
     static let dataError: Int32 = 65
     static let unavailable: Int32 = 69
     static let ioError: Int32 = 74

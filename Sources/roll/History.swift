@@ -16,7 +16,7 @@ func resolveRoot(_ given: String?, release: String?) throws -> (String, ReleaseI
 func resolveRoot(_ given: String?) throws -> String {
     if let given { return absolutePath(given) }
     if let root = try AgentSettings.load().root { return absolutePath(root) }
-    throw UserError("name the deploy root (roll history /srv/roll), or set root = \"/srv/roll\" in \(APIConfig.file)", code: 64)
+    throw UserError("name the deploy root (roll history /srv/roll), or set root = \"/srv/roll\" in \(APIConfig.file)", code: Exit.usage)
 }
 
 /// ROOT resolved as above, then, when started as root, the switch to ROOT's owner (see

@@ -13,13 +13,13 @@ import Glibc
 func becomeAppUser(root: String, user: String?) throws -> String? {
     guard geteuid() == 0 else {
         if let user, Accounts.user(uid: geteuid())?.name != user {
-            throw UserError("--user \(user) needs the agent to start as root", code: 64)
+            throw UserError("--user \(user) needs the agent to start as root", code: Exit.usage)
         }
         return nil
     }
     let uid: uid_t, gid: gid_t, name: String
     if let user {
-        guard let account = Accounts.user(named: user) else { throw UserError("no user \(user) in /etc/passwd", code: 64) }
+        guard let account = Accounts.user(named: user) else { throw UserError("no user \(user) in /etc/passwd", code: Exit.usage) }
         (uid, gid, name) = (account.uid, account.gid, user)
     } else {
         var path = root

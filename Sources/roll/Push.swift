@@ -161,10 +161,10 @@ extension Roll {
             let targetTexts = !targets.isEmpty ? targets : config.target.map { [$0] } ?? config.targets
             guard !targetTexts.isEmpty else {
                 throw UserError("no target: name one (roll push \(source) app@host:/srv/roll) or set target in \(source)/roll.toml",
-                                hint: "roll init writes a commented roll.toml", code: 64)
+                                hint: "roll init writes a commented roll.toml", code: Exit.usage)
             }
             guard Set(targetTexts).count == targetTexts.count else {
-                throw UserError("a target is named twice: \(targetTexts.joined(separator: " "))", code: 64)
+                throw UserError("a target is named twice: \(targetTexts.joined(separator: " "))", code: Exit.usage)
             }
             let parsedTargets = try targetTexts.map { try Target(parsing: $0) }
             let target = parsedTargets[0]

@@ -106,7 +106,7 @@ extension Roll {
         private func unpackStandardInput(root: String) throws -> String {
             if isatty(0) != 0 {
                 throw UserError("--from - reads a tar stream from standard input, which is a terminal",
-                                hint: "pipe one in: tar -C ./site -c . | ssh app@host roll release --from - \(root)", code: 64)
+                                hint: "pipe one in: tar -C ./site -c . | ssh app@host roll release --from - \(root)", code: Exit.usage)
             }
             let (base, path) = try scratchFolder(root: root, kind: "tar")
             let name = Array(path.split(separator: "/").last!.utf8)

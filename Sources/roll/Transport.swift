@@ -19,7 +19,7 @@ enum Target: Equatable {
         if text.hasPrefix("ssh://") {
             let rest = text.dropFirst("ssh://".count)
             guard let slash = rest.firstIndex(of: "/") else {
-                throw UserError("target \(text) has no path", hint: "write ssh://user@host:port/srv/roll", code: 64)
+                throw UserError("target \(text) has no path", hint: "write ssh://user@host:port/srv/roll", code: Exit.usage)
             }
             var authority = rest[..<slash]
             let path = String(rest[slash...])
@@ -31,12 +31,12 @@ enum Target: Equatable {
             var port: Int?
             if let colon = authority.lastIndex(of: ":") {
                 guard let p = Int(authority[authority.index(after: colon)...]), p > 0, p < 65536 else {
-                    throw UserError("target \(text) has an invalid port", code: 64)
+                    throw UserError("target \(text) has an invalid port", code: Exit.usage)
                 }
                 port = p
                 authority = authority[..<colon]
             }
-            guard !authority.isEmpty else { throw UserError("target \(text) has no host", code: 64) }
+            guard !authority.isEmpty else { throw UserError("target \(text) has no host", code: Exit.usage) }
             self = .ssh(user: user, host: String(authority), port: port, root: path)
             return
         }
@@ -157,7 +157,7 @@ final class AgentProcess: AgentConnection {
             return try local(root: root, flags: flags)
         case .ssh(let user, let host, let port, let root):
             var args = try splitCommand(sshCommand)
-            guard !args.isEmpty else { throw UserError("--ssh-command is empty", code: 64) }
+            guard !args.isEmpty else { throw UserError("--ssh-command is empty", code: Exit.usage) }
             args += options
             if let port { args += ["-p", String(port)] }
             // No `--`: some clients (dropbear's dbclient) do not take it; the destination
@@ -272,7 +272,7 @@ func splitCommand(_ s: String) throws -> [String] {
         default: word.append(c); inWord = true
         }
     }
-    guard quote == nil, !escape else { throw UserError("unbalanced quote in --ssh-command: \(s)", code: 64) }
+    guard quote == nil, !escape else { throw UserError("unbalanced quote in --ssh-command: \(s)", code: Exit.usage) }
     if inWord { words.append(word) }
     return words
 }
