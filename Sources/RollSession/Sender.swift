@@ -339,11 +339,7 @@ public final class Sender {
             }
             return "the client was stopped by Ctrl-C or SIGTERM"
         }
-        if monotonicClock() - lastKeepAlive >= keepAliveEvery {
-            try peer.send(KeepAlive())
-            try peer.flush()
-            lastKeepAlive = monotonicClock()
-        }
+        try keepAlive()
         return nil
     }
 
@@ -441,7 +437,7 @@ public final class Sender {
         return false
     }
 
-    /// A keepalive when one is due (while a coordinator waits for other containers).
+    /// A keepalive when one is due.
     private func keepAlive() throws {
         guard monotonicClock() - lastKeepAlive >= keepAliveEvery else { return }
         try peer.send(KeepAlive())
