@@ -1,19 +1,27 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// One target per layer; imports only point down this list:
-//   RollSystem (syscalls through one funnel, byte paths, *at helpers)
-//   RollDelta  (hot core: rolling checksum, signatures, deltas; stdlib only)
-//   RollTree   (walking a source tree, content hashes, manifests)
-//   RollWire   (framed messages, handshake, limits, compression: zstd on the wire, gzip for files)
-//   RollStore  (releases, staging, publish/switch, rollback, retention, lock)
-//   RollBundle (tar streams in and out, safely unpacked; gzip detection)
-//   RollSSH    (libssh2: session, host keys, auth, exec channels, SFTP)
+// One target per layer; imports only point down this list (README, "Inside"):
+//   RollSystem  (syscalls through one funnel, byte paths, *at helpers, one child process type,
+//                accounts, atomic writes, the clock; its C shims are not re-exported)
+//   RollDelta   (hot core: rolling checksum, signatures, deltas; stdlib only)
+//   RollTree    (walking a source tree, content hashes, manifests)
+//   RollWire    (framed messages, handshake, limits, compression: zstd on the wire, gzip for files)
+//   RollStore   (releases, staging, publish/switch, rollback, retention, lock)
+//   RollBundle  (tar streams in and out, safely unpacked; gzip detection)
+//   RollSSH     (libssh2: session, host keys, auth, exec channels, SFTP)
 //   RollSession (the two sides of a push over any byte stream)
-//   roll       (command line; the only place that wires transports)
+//   RollConfig  (the TOML reader; roll.toml and agent.toml, validated where they are read)
+//   RollReport  (deploy records, audit log, status file, outbox, HTTP delivery)
+//   RollAgent   (the agent around the receiver: hooks, health check, link, privilege drop,
+//                releases from folders, tar streams and bundles, rollback with hooks)
+//   RollClient  (the client around the sender: transports, SSH host-key policy and
+//                self-install, the fleet barrier, a push API)
+//   roll        (commands, option groups, terminal output and prompts, exit codes)
+// RollAgent and RollClient never import each other. Linux only: the agent and the client
+// both work through Linux system calls (renameat2, close_range, copy_file_range, /proc).
 let package = Package(
     name: "roll",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "roll", targets: ["roll"]),
     ],
@@ -32,31 +40,53 @@ let package = Package(
         .target(name: "RollDelta"),
         .target(
             name: "RollTree",
-            dependencies: ["CLibCrypto", "RollSystem", "RollDelta"]
+            dependencies: ["CRollSystem", "CLibCrypto", "RollSystem", "RollDelta"]
         ),
-        .target(name: "RollWire", dependencies: ["CZlib", "CZstd", "RollSystem", "RollTree"]),
-        .target(name: "RollStore", dependencies: ["RollSystem", "RollTree"]),
-        .target(name: "RollBundle", dependencies: ["CZlib", "RollSystem"]),
-        .target(name: "RollSSH", dependencies: ["CLibSSH2", "CLibCrypto", "RollSystem"]),
-        .target(name: "RollSession", dependencies: ["RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
-        .executableTarget(
-            name: "roll",
+        .target(name: "RollWire", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem", "RollTree"]),
+        .target(name: "RollStore", dependencies: ["CRollSystem", "RollSystem", "RollTree"]),
+        .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "RollSystem"]),
+        .target(name: "RollSSH", dependencies: ["CRollSystem", "CLibSSH2", "CLibCrypto", "RollSystem"]),
+        .target(name: "RollSession", dependencies: ["CRollSystem", "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
+        .target(name: "RollConfig", dependencies: ["RollSystem", "RollTree"]),
+        .target(
+            name: "RollReport",
             dependencies: [
-                "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession", "RollSSH", "RollBundle",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "RollSystem", "RollConfig", "RollStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "RollAgent",
+            dependencies: ["RollSystem", "RollTree", "RollWire", "RollStore", "RollBundle", "RollSession", "RollConfig", "RollReport"]
+        ),
+        .target(
+            name: "RollClient",
+            dependencies: ["RollSystem", "RollTree", "RollWire", "RollSession", "RollSSH", "RollConfig"]
+        ),
+        .executableTarget(
+            name: "roll",
+            dependencies: [
+                "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession", "RollBundle",
+                "RollConfig", "RollReport", "RollAgent", "RollClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .target(name: "RollTestSupport", dependencies: ["RollSystem", "RollTree"], path: "Tests/RollTestSupport"),
+        .testTarget(name: "RollSystemTests", dependencies: ["RollSystem", "RollTestSupport"]),
         .testTarget(name: "RollDeltaTests", dependencies: ["RollDelta"]),
         .testTarget(name: "RollTreeTests", dependencies: ["RollTree", "RollTestSupport"]),
         .testTarget(name: "RollWireTests", dependencies: ["RollWire", "RollTestSupport"]),
         .testTarget(name: "RollStoreTests", dependencies: ["RollStore", "RollTestSupport"]),
         .testTarget(name: "RollSSHTests", dependencies: ["RollSSH", "RollTestSupport"]),
+        .testTarget(name: "RollConfigTests", dependencies: ["RollConfig", "RollSystem"]),
+        .testTarget(name: "RollReportTests", dependencies: ["RollReport", "RollSystem", "RollTestSupport"]),
+        .testTarget(name: "RollAgentTests", dependencies: ["RollAgent", "RollSession", "RollStore", "RollSystem", "RollTestSupport"]),
+        .testTarget(name: "RollClientTests", dependencies: ["RollClient", "RollSSH", "RollTree", "RollSystem", "RollTestSupport"]),
         .testTarget(
             name: "RollIntegrationTests",
-            dependencies: ["roll", "RollSystem", "RollTree", "RollWire", "RollStore", "RollSession", "RollBundle", "RollTestSupport"]
+            dependencies: ["RollSystem", "RollTree", "RollWire", "RollStore", "RollSession", "RollBundle", "RollConfig", "RollClient",
+                           "RollTestSupport"]
         ),
     ]
 )

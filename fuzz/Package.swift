@@ -22,9 +22,9 @@ let package = Package(
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto"),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
         .target(name: "RollDelta"),
-        .target(name: "RollTree", dependencies: ["CLibCrypto", "RollSystem", "RollDelta"]),
-        .target(name: "RollWire", dependencies: ["CZlib", "CZstd", "RollSystem", "RollTree"]),
-        .target(name: "RollBundle", dependencies: ["CZlib", "RollSystem"]),
+        .target(name: "RollTree", dependencies: ["CRollSystem", "CLibCrypto", "RollSystem", "RollDelta"]),
+        .target(name: "RollWire", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem", "RollTree"]),
+        .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "RollSystem"]),
 
         .target(name: "FuzzSupport"),
         .executableTarget(name: "FuzzWire", dependencies: ["FuzzSupport", "RollWire", "RollDelta"]),

@@ -211,3 +211,23 @@ struct BasisGeometry {
 @inline(__always) func readLE64(_ buf: UnsafeRawBufferPointer, _ off: Int) -> UInt64 {
     UInt64(littleEndian: buf.loadUnaligned(fromByteOffset: off, as: UInt64.self))
 }
+
+extension Signature {
+    /// Reads a whole encoded signature through `readFully` (which fills the buffer it is
+    /// given unless the input ends first, and returns the count), checking the header before
+    /// reading the body, so a forged block count cannot make the reader buffer an unbounded
+    /// stream; bytes after the announced end are an error.
+    public static func read(_ readFully: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Signature {
+        var bytes = [UInt8](repeating: 0, count: SignatureFormat.headerLength)
+        let got = try bytes.withUnsafeMutableBytes { try readFully($0) }
+        let header = try bytes.withUnsafeBytes { try SignatureHeader(parsing: UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+        let bodyLength = header.encodedLength - SignatureFormat.headerLength
+        bytes.append(contentsOf: repeatElement(0, count: bodyLength + 1))
+        let body = try bytes.withUnsafeMutableBytes {
+            try readFully(UnsafeMutableRawBufferPointer(rebasing: $0[SignatureFormat.headerLength...]))
+        }
+        // One byte more than announced was asked for: getting it means trailing data.
+        bytes.removeLast(bodyLength + 1 - body)
+        return try Signature(decoding: bytes)
+    }
+}

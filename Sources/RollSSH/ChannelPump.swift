@@ -1,3 +1,4 @@
+import CRollSystem
 import CLibSSH2
 import RollSystem
 #if canImport(Glibc)

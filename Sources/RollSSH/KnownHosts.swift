@@ -1,3 +1,4 @@
+import CRollSystem
 import CLibCrypto
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import CRollSystem
 import CLibSSH2
 #if canImport(Glibc)
 import Glibc

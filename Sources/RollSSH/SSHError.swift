@@ -1,3 +1,5 @@
+import RollSystem
+
 /// Why an SSH connection or one of its steps failed, with what the user can do about it.
 public struct SSHError: Error, Sendable, CustomStringConvertible {
     public enum Code: Sendable, Equatable {
@@ -31,4 +33,13 @@ public struct SSHError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+}
+extension SSHError: HintedError {
+    public var exitCode: Int32 {
+        switch code {
+        case .hostKey, .authentication: return Exit.noPermission
+        case .config: return Exit.config
+        default: return Exit.unavailable
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import Dispatch
 import RollTree
+import Synchronization
 
 /// Deltas one container's push computed, for the others of the same push: containers on
 /// the same release send the same signature for a file (signatures are a function of the
@@ -24,9 +25,12 @@ public final class SharedDeltas: @unchecked Sendable {
         case done(Delta?)
     }
 
-    private let lock = DispatchSemaphore(value: 1)
-    private var slots = [Key: Slot]()
-    private var kept = 0
+    private struct State {
+        var slots = [Key: Slot]()
+        var kept = 0
+    }
+
+    private let lock = Mutex(State())
     /// Memory the stored deltas may take in all; a larger one is computed again by each.
     let limit: Int
 
@@ -41,21 +45,20 @@ public final class SharedDeltas: @unchecked Sendable {
     /// this caller is to compute it, and then must call ``store(_:_:)``.
     func claim(_ key: Key) -> Claim {
         while true {
-            lock.wait()
-            switch slots[key] {
+            let slot: Slot? = lock.withLock { state in
+                let slot = state.slots[key]
+                if slot == nil { state.slots[key] = .computing(DispatchSemaphore(value: 0)) }
+                return slot
+            }
+            switch slot {
             case nil:
-                slots[key] = .computing(DispatchSemaphore(value: 0))
-                lock.signal()
                 return .compute
             case .computing(let ready)?:
-                lock.signal()
                 ready.wait()
                 ready.signal()
             case .done(let delta?)?:
-                lock.signal()
                 return .use(delta)
             case .done(nil)?:
-                lock.signal()
                 return .compute
             }
         }
@@ -63,14 +66,15 @@ public final class SharedDeltas: @unchecked Sendable {
 
     /// The delta computed after a `.compute` claim, or nil when it was not kept or failed.
     func store(_ key: Key, _ delta: Delta?) {
-        lock.wait()
-        var keep = delta
-        if let d = delta, kept + d.bytes.count > limit { keep = nil }
-        if let d = keep { kept += d.bytes.count }
-        let waiting: DispatchSemaphore?
-        if case .computing(let s)? = slots[key] { waiting = s } else { waiting = nil }
-        slots[key] = .done(keep)
-        lock.signal()
+        let waiting: DispatchSemaphore? = lock.withLock { state in
+            var keep = delta
+            if let d = delta, state.kept + d.bytes.count > limit { keep = nil }
+            if let d = keep { state.kept += d.bytes.count }
+            let waiting: DispatchSemaphore?
+            if case .computing(let s)? = state.slots[key] { waiting = s } else { waiting = nil }
+            state.slots[key] = .done(keep)
+            return waiting
+        }
         waiting?.signal()
     }
 }

@@ -48,9 +48,3 @@ public func formatUTC(_ time: Int64, compact: Bool = false) -> String {
     if compact { return date.joined() + "T" + clock.joined() + "Z" }
     return date.joined(separator: "-") + " " + clock.joined(separator: ":") + " UTC"
 }
-
-public func currentTime() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec)
-}

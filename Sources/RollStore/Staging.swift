@@ -1,3 +1,4 @@
+import CRollSystem
 import Dispatch
 import RollSystem
 import RollTree
@@ -341,7 +342,7 @@ extension Store {
     public func cacheSignature(_ digest: ContentDigest, _ bytes: [UInt8]) {
         guard let dir = try? signatureDirectory() else { return }
         // Best effort: a signature that cannot be cached is computed again next time.
-        try? writeAtomically(bytes, in: dir, name: digest.hex)
+        try? dir.writeAtomically(digest.hex, bytes, syncFolder: true)
     }
 
     func signatureDirectory() throws -> Descriptor {

@@ -128,25 +128,8 @@ public final class Store {
 
     public func write(_ record: ReleaseRecord) throws {
         try doing("writing the record of \(record.id)") {
-            try writeAtomically(record.encoded(), in: state, name: record.id.description)
+            try state.writeAtomically(record.id.description, record.encoded(), syncFolder: true)
         }
-    }
-
-    /// Writes a small file by writing a temporary one, syncing it and renaming it over the
-    /// old: a reader sees the old or the new content, never a torn one.
-    func writeAtomically(_ bytes: [UInt8], in dir: Descriptor, name: String) throws {
-        try writeAtomically(in: dir, name: name) { try $0.write(bytes) }
-    }
-
-    func writeAtomically(in dir: Descriptor, name: String, _ write: (Descriptor) throws -> Void) throws {
-        let tmp = Array(".\(name).tmp-\(getpid())".utf8)
-        try? dir.unlink(tmp)
-        let file = try Descriptor.open(at: dir.fd, tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644,
-                                       display: dir.name + "/" + name)
-        try write(file)
-        try file.sync()
-        try dir.rename(tmp, to: dir, as: Array(name.utf8))
-        try dir.sync()
     }
 
     public func manifest(of id: ReleaseID) throws -> Manifest? {
@@ -198,7 +181,7 @@ public final class Store {
     /// Writes a manifest a piece at a time, so no encoded copy of a whole large one is held.
     public func writeManifest(entries: some Collection<Entry>, for id: ReleaseID) throws {
         try doing("writing the manifest of \(id)") {
-            try writeAtomically(in: manifests, name: id.description) { file in
+            try manifests.writeAtomically(id.description, syncFolder: true) { file in
                 try Manifest.encode(entries) { try file.write($0) }
             }
         }
@@ -263,7 +246,7 @@ public final class Store {
         let recorded = (try? state.entries().compactMap { ReleaseID(String(decoding: $0.name, as: UTF8.self)) }) ?? []
         for id in recorded { last = max(last, id.sequence) }
         let id = ReleaseID(sequence: last + 1, time: time)
-        try doing("writing \(path)/.roll/sequence") { try writeAtomically(Array("\(last + 1)\n".utf8), in: meta, name: "sequence") }
+        try doing("writing \(path)/.roll/sequence") { try meta.writeAtomically("sequence", Array("\(last + 1)\n".utf8), syncFolder: true) }
         return id
     }
 

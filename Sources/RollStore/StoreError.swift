@@ -45,3 +45,13 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 func doing<T>(_ what: @autoclosure () -> String, _ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as SystemError { throw StoreError.wrap(e, doing: what()) }
 }
+extension StoreError: HintedError {
+    public var exitCode: Int32 {
+        switch code {
+        case .locked: return Exit.tempFail
+        case .noSpace, .io: return Exit.ioError
+        case .notADirectory, .foreignCurrent, .unsafePath: return Exit.dataError
+        default: return Exit.failed
+        }
+    }
+}

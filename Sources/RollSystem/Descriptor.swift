@@ -94,4 +94,16 @@ public final class Descriptor: @unchecked Sendable {
             }
         }
     }
+
+    /// Calls `body` with each chunk of up to `size` bytes until the end of the file.
+    public func forEachChunk(size: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try readFully(into: buffer)
+            if n == 0 { return }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            if n < buffer.count { return }
+        }
+    }
 }

@@ -159,4 +159,4 @@ public func setTimes(dir: Descriptor, name: some Collection<UInt8>, seconds: Int
     }
 }
 
-@_exported import CRollSystem
+import CRollSystem

@@ -62,10 +62,3 @@ public func connectTCP(host: String, port: Int, timeout: Double) throws(ConnectF
 }
 
 private func formatSecondsShort(_ s: Double) -> String { s == s.rounded() ? "\(Int(s)) s" : "\(s) s" }
-
-/// Seconds on the monotonic clock (for deadlines; never goes back).
-public func monotonicClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}

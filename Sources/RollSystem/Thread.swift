@@ -1,4 +1,4 @@
-import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,8 +10,7 @@ import Glibc
 /// thread-local destructors.
 public final class JoinableThread: @unchecked Sendable {
     private var thread = pthread_t()
-    private let lock = DispatchSemaphore(value: 1)
-    private var joined = false
+    private let joined = Mutex(false)
 
     public init(_ body: @escaping @Sendable () -> Void) {
         final class Box: @unchecked Sendable {
@@ -29,11 +28,11 @@ public final class JoinableThread: @unchecked Sendable {
 
     /// Waits until the thread has ended completely (any number of times, from any thread).
     public func join() {
-        lock.wait()
-        defer { lock.signal() }
-        guard !joined else { return }
-        pthread_join(thread, nil)
-        joined = true
+        joined.withLock { joined in
+            guard !joined else { return }
+            pthread_join(thread, nil)
+            joined = true
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import CRollSystem
 import CLibCrypto
 import RollSystem
 #if canImport(Glibc)

@@ -88,9 +88,7 @@ public struct HashCache: Sendable {
             w.raw(digest.bytes)
         }
         // Best effort: a cache that cannot be written only costs time on the next push.
-        let tmp = file + ".tmp-\(getpid())"
-        guard let fd = try? Descriptor.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600) else { return }
-        if (try? fd.write(w.bytes)) != nil { rename(tmp, file) } else { unlink(tmp) }
+        try? writeAtomically(path: file, w.bytes, mode: 0o600)
     }
 
     /// `$XDG_CACHE_HOME/roll` or `~/.cache/roll`, created if missing; nil if there is no home.

@@ -50,9 +50,7 @@ public struct ManifestCache: Sendable {
             utimensat(AT_FDCWD, path, nil, 0)
             return
         }
-        let tmp = path + ".tmp-\(getpid())"
-        guard let file = try? Descriptor.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600) else { return }
-        if (try? file.write(manifest.encoded())) != nil { rename(tmp, path) } else { unlink(tmp) }
+        guard (try? writeAtomically(path: path, manifest.encoded(), mode: 0o600)) != nil else { return }
         for old in names().dropFirst(ManifestCache.capacity) {
             unlink(directory + "/" + String(decoding: old.name, as: UTF8.self))
         }

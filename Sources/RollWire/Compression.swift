@@ -1,3 +1,4 @@
+import CRollSystem
 import CZlib
 import CZstd
 

@@ -94,13 +94,28 @@ public struct WireError: Error, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// What to do about it, when the side that failed knows.
+    public var hint: String?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, hint: String? = nil) {
         self.code = code
         self.message = message
+        self.hint = hint
     }
 
     public var description: String { message }
+}
+
+extension WireError: HintedError {
+    public var exitCode: Int32 {
+        switch code {
+        case .locked: return Exit.tempFail
+        case .noSpace: return Exit.ioError
+        case .connectionClosed, .versionMismatch: return Exit.unavailable
+        case .refused: return Exit.dataError
+        default: return Exit.failed
+        }
+    }
 }
 
 /// Frame layout: 1 byte type, 4 bytes big-endian payload length, payload.

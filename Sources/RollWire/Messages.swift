@@ -672,13 +672,21 @@ public struct ErrorMessage: Message, Sendable {
 
     public init(_ error: WireError) { self.error = error }
 
+    /// A hint travels after the message, on a line of its own that starts with `hint: `.
+    static let hintMarker = "\n  hint: "
+
     public func encode(into w: inout ByteWriter) {
         w.u16(error.code.rawValue)
-        w.string(error.message)
+        w.string(error.message + (error.hint.map { ErrorMessage.hintMarker + $0 } ?? ""))
     }
 
     public init(from r: inout ByteReader) throws {
         let code = WireError.Code(rawValue: try r.u16("error code")) ?? .internalError
-        error = WireError(code, try r.string("error message", limit: 64 << 10))
+        let text = try r.string("error message", limit: 64 << 10)
+        if let marker = text.firstRange(of: ErrorMessage.hintMarker) {
+            error = WireError(code, String(text[..<marker.lowerBound]), hint: String(text[marker.upperBound...]))
+        } else {
+            error = WireError(code, text)
+        }
     }
 }

@@ -1,10 +1,8 @@
 import ArgumentParser
-import RollSession
+import RollAgent
+import RollClient
 import RollSystem
 import RollWire
-#if canImport(Glibc)
-import Glibc
-#endif
 
 extension Roll {
     struct Agent: ParsableCommand {
@@ -59,26 +57,11 @@ extension Roll {
             }
             guard let given = root else { return }
             try guarded { try becomeAppUser(root: given, user: user) }
-            let root = absolutePath(given)
-            // A client that goes away must surface as EPIPE from write, not kill us mid-cleanup.
-            signal(SIGPIPE, SIG_IGN)
-            // Ctrl-C at the pushing terminal reaches the whole process group. The client
-            // dies of it; we see our input close and clean up, or finish a commit already
-            // received, instead of stopping half way.
-            signal(SIGINT, SIG_IGN)
-            // The protocol's own descriptors are close-on-exec: no hook can write a frame or keep
-            // the connection open.
-            let stream = DescriptorStream(input: Descriptor(fcntl(0, F_DUPFD_CLOEXEC, 3), name: "stdin"),
-                                          output: Descriptor(fcntl(1, F_DUPFD_CLOEXEC, 3), name: "stdout"))
-            stream.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
-            let receiver = Receiver(stream: stream, storePath: root, agentName: "roll \(rollVersion)")
-            receiver.diagnostics = { printError(escapeControls($0)) }
-            let hooks = HookRunner(allowRoot: allowRootHooks)
-            receiver.hooks = hooks
-            receiver.recordKind = recordKind
-            let api = try guardedValue { try APIConfig.load() }
-            receiver.journal = AgentJournal(root: root, api: api, hooks: hooks, say: { printError("roll agent: " + escapeControls($0)) })
-            if receiver.run() != nil { throw ExitCode.failure }
+            var options = AgentOptions(root: absolutePath(given))
+            options.allowRootHooks = allowRootHooks
+            options.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
+            options.recordKind = recordKind
+            guard try guarded({ try serveAgent(options, say: printError) }) else { throw ExitCode.failure }
         }
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import RollSession
+import RollAgent
 import RollStore
 import RollSystem
 
@@ -40,33 +40,9 @@ extension Roll {
             try guarded {
                 try becomeAppUser(root: root, user: nil)
                 let root = absolutePath(self.root)
-                let store = try Store(path: root, create: false)
-                let lock = try store.lock(holder: "roll back by \(whoAmI())")
-                defer { withExtendedLifetime(lock) {} }
-                try store.recover()
-                let (from, to) = try store.rollback(to: id.flatMap(ReleaseID.init))
-                if from == to {
-                    print("roll: \(to) is already active in \(root)")
-                } else {
-                    print("roll: \(root)/current -> \(to) (was \(from?.description ?? "none"))")
-                    let hooks = HookRunner(allowRoot: allowRootHooks)
-                    let journal = AgentJournal(root: root, api: try APIConfig.load(), hooks: hooks, say: { printError("roll: " + escapeControls($0)) })
-                    journal.started(kind: "rollback", release: to, previous: from, actor: whoAmI(), revision: "", group: "")
-                    guard !noHooks else {
-                        journal.finished(.succeeded, counts: [], error: nil)
-                        return
-                    }
-                    let context = HookContext(root: root, release: to, previous: from, actor: whoAmI(), revision: "")
-                    do {
-                        try hooks.run(.restart, context, output: { print(escapeControls($0)) })
-                        try hooks.run(.rollback, context, output: { print(escapeControls($0)) })
-                        journal.finished(.succeeded, counts: [], error: nil)
-                    } catch {
-                        journal.finished(.failed, counts: [], error: "\(error)")
-                        throw UserError("\(to) is live again, but \(error)",
-                                        hint: "fix the hook, or switch with --no-hooks and restart the app by hand")
-                    }
-                }
+                let result = try rollBack(root: root, to: id.flatMap(ReleaseID.init), runHooks: !noHooks, allowRootHooks: allowRootHooks,
+                                          output: { print(escapeControls($0)) }, say: { printError("roll: " + escapeControls($0)) })
+                if !result.switched { print("roll: \(result.to) is already active in \(root)") }
             }
         }
     }

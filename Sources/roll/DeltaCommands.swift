@@ -1,9 +1,12 @@
 import ArgumentParser
-import Glibc
 import RollDelta
+import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
-// rdiff-style commands over the RollDelta core. File I/O is plain POSIX on
-// file descriptors with 1 MiB buffers; the core never touches files.
+// rdiff-style commands over the RollDelta core, which never touches files: they read and
+// write through descriptors in 1 MiB chunks, and fail the way every command does.
 
 extension Roll {
     struct Signature: ParsableCommand {
@@ -41,18 +44,15 @@ extension Roll {
         var signature: String
 
         func run() throws {
-            try reportingErrors {
-                let input = try DeltaFile(reading: basis)
-                let size = input.regularFileSize
+            try guarded {
+                let input = try openForReading(basis)
+                let size = regularFileSize(input)
                 let length = blockSize ?? (size.map { DeltaLimits.recommendedBlockLength(forFileSize: $0) } ?? 8192)
                 var builder = try SignatureBuilder(
                     blockLength: length, strongLength: strongSize,
                     seed: seed ?? UInt64.random(in: .min ... .max), expectedLength: size)
-                try input.forEachChunk { try builder.update($0) }
-                let encoded = builder.finish().encode()
-                let output = try DeltaFile(writing: signature)
-                try encoded.withUnsafeBytes { try output.writeAll($0) }
-                try output.close()
+                try input.forEachChunk(size: chunkSize) { try builder.update($0) }
+                try openForWriting(signature).write(builder.finish().encode())
             }
         }
     }
@@ -94,16 +94,15 @@ extension Roll {
         }
 
         func run() throws {
-            try reportingErrors {
-                let sig = try DeltaFile(reading: signature).readSignature()
-                let input = try DeltaFile(reading: new)
-                let output = try DeltaFile(writing: delta)
-                let writer = BufferedOutput(output)
+            try guarded {
+                let source = try openForReading(signature)
+                let sig = try RollDelta.Signature.read { try source.readFully(into: $0) }
+                let input = try openForReading(new)
+                let writer = BufferedWriter(try openForWriting(delta))
                 let encoder = DeltaEncoder(signature: sig) { try writer.append($0) }
-                try input.forEachChunk { try encoder.update($0) }
+                try input.forEachChunk(size: chunkSize) { try encoder.update($0) }
                 try encoder.finish()
                 try writer.flush()
-                try output.close()
                 if verbose {
                     let s = encoder.statistics
                     printError("roll: delta: \(s.matchedBytes) bytes matched in \(s.copyOps) copies, \(s.literalBytes) literal bytes in \(s.literalOps) literals, \(s.deltaBytes) delta bytes")
@@ -147,199 +146,46 @@ extension Roll {
         }
 
         func run() throws {
-            var output: DeltaFile?
-            do {
-                try reportingErrors {
-                    let source = try DeltaFile(reading: basis, sequential: false)
-                    let input = try DeltaFile(reading: delta)
-                    let file = try DeltaFile(writing: out)
-                    output = file
-                    let writer = BufferedOutput(file)
+            try guarded {
+                let source = try openForReading(basis, sequential: false)
+                let input = try openForReading(delta)
+                let writer = BufferedWriter(try openForWriting(out))
+                do {
                     let patcher = Patcher(
-                        readBasis: { offset, into in try source.read(at: offset, into: into) },
+                        readBasis: { offset, into in try source.pread(into: into, at: Int64(offset)) },
                         write: { try writer.append($0) })
-                    try input.forEachChunk { try patcher.update($0) }
+                    try input.forEachChunk(size: chunkSize) { try patcher.update($0) }
                     try patcher.finish()
                     try writer.flush()
-                    try file.close()
+                } catch {
+                    if out != "-" { unlink(out) }
+                    throw error
                 }
-            } catch {
-                if let output, output.path != "-" { unlink(output.path) }
-                throw error
             }
         }
     }
 }
 
-// MARK: - Errors and exit codes
+// MARK: - Files
 
-private struct DeltaIOError: Error {
-    let message: String
+private let chunkSize = 1 << 20
+
+/// A file to read, or standard input for `-`.
+private func openForReading(_ path: String, sequential: Bool = true) throws -> Descriptor {
+    if path == "-" { return Descriptor(dup(0), name: "standard input") }
+    let file = try Descriptor.open(path, flags: O_RDONLY)
+    if sequential { _ = posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
+    return file
 }
 
-/// Turns failures into one line on standard error and the documented exit
-/// status, leaving usage errors to the argument parser.
-private func reportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as DeltaError {
-        printError("roll: error: \(error.message)")
-        switch error.code {
-        case .checksumMismatch, .basisShort: throw ExitCode(3)
-        case .invalidArgument, .misuse: throw ExitCode(1)
-        default: throw ExitCode(2)
-        }
-    } catch let error as DeltaIOError {
-        printError("roll: error: \(error.message)")
-        throw ExitCode(1)
-    }
+/// A file to write (created or truncated), or standard output for `-`.
+private func openForWriting(_ path: String) throws -> Descriptor {
+    if path == "-" { return Descriptor(dup(1), name: "standard output") }
+    return try Descriptor.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
 }
 
-private func errnoText() -> String {
-    String(cString: strerror(errno))
-}
-
-// MARK: - POSIX file access
-
-private final class DeltaFile {
-    static let chunkSize = 1 << 20
-
-    let path: String
-    let fd: Int32
-    private var closed = false
-
-    init(reading path: String, sequential: Bool = true) throws {
-        self.path = path
-        if path == "-" {
-            fd = 0
-            closed = true  // never close standard streams
-            return
-        }
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DeltaIOError(message: "cannot open \(path): \(errnoText())") }
-        if sequential { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
-    }
-
-    init(writing path: String) throws {
-        self.path = path
-        if path == "-" {
-            fd = 1
-            closed = true
-            return
-        }
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw DeltaIOError(message: "cannot create \(path): \(errnoText())") }
-    }
-
-    deinit { if !closed { Glibc.close(fd) } }
-
-    var displayName: String { path == "-" ? "standard input" : path }
-
-    /// Size if this is a regular file (so block length can follow it).
-    var regularFileSize: Int? {
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        return Int(st.st_size)
-    }
-
-    /// Reads into `buffer` until it is full or the input ends; returns the count.
-    func readFully(_ buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        var got = 0
-        while got < buffer.count {
-            let r = Glibc.read(fd, buffer.baseAddress! + got, buffer.count - got)
-            if r == 0 { break }
-            if r < 0 {
-                if errno == EINTR { continue }
-                throw DeltaIOError(message: "cannot read \(displayName): \(errnoText())")
-            }
-            got += r
-        }
-        return got
-    }
-
-    func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 64)
-        defer { buffer.deallocate() }
-        while true {
-            let n = try readFully(buffer)
-            if n == 0 { return }
-            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            if n < buffer.count { return }
-        }
-    }
-
-    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        while true {
-            let r = pread(fd, buffer.baseAddress, buffer.count, off_t(offset))
-            if r >= 0 { return r }
-            if errno != EINTR { throw DeltaIOError(message: "cannot read \(path): \(errnoText())") }
-        }
-    }
-
-    func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let r = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if r < 0 {
-                if errno == EINTR { continue }
-                throw DeltaIOError(message: "cannot write \(path == "-" ? "standard output" : path): \(errnoText())")
-            }
-            done += r
-        }
-    }
-
-    func close() throws {
-        guard !closed else { return }
-        closed = true
-        if Glibc.close(fd) != 0 { throw DeltaIOError(message: "cannot close \(path): \(errnoText())") }
-    }
-
-    /// Reads a whole signature, checking the header before reading the body
-    /// so a forged block count cannot make us buffer an unbounded stream.
-    func readSignature() throws -> RollDelta.Signature {
-        var bytes = [UInt8](repeating: 0, count: SignatureFormat.headerLength)
-        let got = try bytes.withUnsafeMutableBytes { try readFully($0) }
-        let header = try bytes.withUnsafeBytes {
-            try SignatureHeader(parsing: UnsafeRawBufferPointer(rebasing: $0[0..<got]))
-        }
-        let bodyLength = header.encodedLength - SignatureFormat.headerLength
-        bytes.append(contentsOf: repeatElement(0, count: bodyLength + 1))
-        let body = try bytes.withUnsafeMutableBytes {
-            try readFully(UnsafeMutableRawBufferPointer(rebasing: $0[SignatureFormat.headerLength...]))
-        }
-        // One byte more than announced was requested: getting it means trailing data.
-        bytes.removeLast(bodyLength + 1 - body)
-        return try RollDelta.Signature(decoding: bytes)
-    }
-}
-
-/// Collects small pieces (op headers) into 1 MiB writes; large pieces go
-/// straight through.
-private final class BufferedOutput {
-    let file: DeltaFile
-    let buffer: UnsafeMutableRawBufferPointer
-    var used = 0
-
-    init(_ file: DeltaFile) {
-        self.file = file
-        buffer = .allocate(byteCount: DeltaFile.chunkSize, alignment: 64)
-    }
-
-    deinit { buffer.deallocate() }
-
-    func append(_ bytes: UnsafeRawBufferPointer) throws {
-        if used + bytes.count > buffer.count { try flush() }
-        if bytes.count >= buffer.count / 2 {
-            try file.writeAll(bytes)
-            return
-        }
-        (buffer.baseAddress! + used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-        used += bytes.count
-    }
-
-    func flush() throws {
-        guard used > 0 else { return }
-        try file.writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<used]))
-        used = 0
-    }
+/// The size of a regular file (so the block length can follow it); nil for a pipe.
+private func regularFileSize(_ file: Descriptor) -> Int? {
+    guard let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+    return Int(st.st_size)
 }

@@ -1,39 +1,8 @@
 import ArgumentParser
-import RollStore
+import RollAgent
+import RollConfig
+import RollReport
 import RollSystem
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// ROOT from the command line, else `root` in the agent's settings file.
-/// ROOT and an optional release id from `[ROOT] [ID]` arguments: a lone argument that is
-/// a release id is the id, with ROOT from agent.toml.
-func resolveRoot(_ given: String?, release: String?) throws -> (String, ReleaseID?) {
-    if release == nil, let g = given, let id = ReleaseID(g) { return (try resolveRoot(nil), id) }
-    return (try resolveRoot(given), release.flatMap(ReleaseID.init))
-}
-
-func resolveRoot(_ given: String?) throws -> String {
-    if let given { return absolutePath(given) }
-    if let root = try AgentSettings.load().root { return absolutePath(root) }
-    throw UserError("name the deploy root (roll history /srv/roll), or set root = \"/srv/roll\" in \(APIConfig.file)", code: Exit.usage)
-}
-
-/// ROOT resolved as above, then, when started as root, the switch to ROOT's owner (see
-/// ``becomeAppUser(root:user:)``) before anything under ROOT is read: the app user owns
-/// `.roll` and could plant a link there for root to follow. ROOT's default comes from the
-/// caller's agent.toml; the API settings, read after the switch, from the owner's.
-func resolveRootAsOwner(_ given: String?) throws -> String {
-    let root = try resolveRoot(given)
-    try becomeAppUser(root: root, user: nil)
-    return root
-}
-
-func resolveRootAsOwner(_ given: String?, release: String?) throws -> (String, ReleaseID?) {
-    let (root, id) = try resolveRoot(given, release: release)
-    try becomeAppUser(root: root, user: nil)
-    return (root, id)
-}
 
 extension Roll {
     struct History: ParsableCommand {
@@ -57,7 +26,7 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let log = DeployLog(root: try resolveRootAsOwner(root))
+                let log = DeployLog(root: try resolveRootAsOwner(root, command: "roll history"))
                 let deploys = Array(try log.deploys().reversed().prefix(max(0, count)))
                 if json {
                     for d in deploys { print(d.json()) }
@@ -73,7 +42,7 @@ extension Roll {
                     if let e = d.error { detail += (detail.isEmpty ? "" : "; ") + e }
                     // Every field is as a client or agent wrote it into the audit log.
                     let safe: (String) -> String = { escapeControls($0) }
-                    print(pad(safe(d.startedAt), 21) + pad(safe(d.kind), 10) + pad(safe(d.state), 13) + pad(safe(d.release), 25)
+                    print(pad(safe(d.startedAt), 21) + pad(d.kind.rawValue, 10) + pad(d.state.rawValue, 13) + pad(safe(d.release), 25)
                           + pad(safe(d.actor), 18) + safe(detail))
                 }
             }
@@ -94,19 +63,19 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let log = DeployLog(root: try resolveRootAsOwner(root))
+                let log = DeployLog(root: try resolveRootAsOwner(root, command: "roll status"))
                 let last = try log.deploys().last
                 let pending = try log.pending().count
                 let rejected = try log.pending(in: .rejected).count
                 if json {
-                    print("{\"root\":\(jsonString(log.root)),\"current\":\(jsonString(log.currentRelease())),"
-                          + "\"last_deploy\":\(last?.json() ?? "null"),\"outbox_pending\":\(pending),\"outbox_rejected\":\(rejected)}")
+                    printJSON(StatusSummary(root: log.root, current: log.currentRelease(), lastDeploy: last, outboxPending: pending,
+                                            outboxRejected: rejected))
                     return
                 }
                 let current = escapeControls(log.currentRelease())
                 print("roll: \(log.root)/current -> \(current.isEmpty ? "(none)" : current)")
                 if let last {
-                    print(escapeControls("  last deploy: \(last.kind) \(last.release) \(last.state) (\(last.startedAt) by \(last.actor))"
+                    print(escapeControls("  last deploy: \(last.kind.rawValue) \(last.release) \(last.state.rawValue) (\(last.startedAt) by \(last.actor))"
                                          + (last.error.map { ": \($0)" } ?? "")))
                 }
                 if pending > 0 { print("  \(pending) record(s) waiting for the API in \(log.outbox) (roll outbox flush)") }
@@ -143,7 +112,7 @@ extension Roll {
 
             func run() throws {
                 try guarded {
-                    let log = DeployLog(root: try resolveRootAsOwner(root))
+                    let log = DeployLog(root: try resolveRootAsOwner(root, command: "roll outbox flush"))
                     guard let api = try APIConfig.load() else {
                         throw UserError("no API configured: set ROLL_API_URL (and token, company and app ids) or [api] in \(APIConfig.file)",
                                         code: Exit.config)

@@ -1,4 +1,6 @@
 import ArgumentParser
+import RollClient
+import RollConfig
 import RollSystem
 #if canImport(Glibc)
 import Glibc

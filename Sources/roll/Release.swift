@@ -1,6 +1,6 @@
 import ArgumentParser
-import RollBundle
-import RollStore
+import RollAgent
+import RollClient
 import RollSystem
 #if canImport(Glibc)
 import Glibc
@@ -53,20 +53,8 @@ extension Roll {
         @Option(help: ArgumentHelp("Longest wait for DIR to settle or for the marker to appear (default: 60).", valueName: "seconds"))
         var wait: Double = 60
 
-        @Option(help: "Good releases to keep (default: keep in DIR/roll.toml, else 5).")
-        var keep: Int?
-
-        @Flag(help: "Make a new release even if DIR equals the active release.")
-        var force = false
-
-        @Flag(help: "Let hooks run as root when ROOT belongs to root.")
-        var allowRootHooks = false
-
-        @Flag(name: .shortAndLong, help: "Print only errors.")
-        var quiet = false
-
-        @Flag(help: "Print the summary as JSON.")
-        var json = false
+        @OptionGroup var release: ReleaseOptions
+        @OptionGroup var output: OutputOptions
 
         func validate() throws {
             if let marker, RelativePath(marker) == nil || marker.contains("/") {
@@ -77,147 +65,35 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let root = try resolveRoot(self.root)
+                let root = try resolveRoot(self.root, command: "roll release --from DIR")
                 try becomeAppUser(root: root, user: nil)
+                var request: PushRequest
+                var unpacked: String?
+                defer { if let unpacked { removeAll(unpacked) } }
                 if from == "-" {
-                    let unpacked = try unpackStandardInput(root: root)
-                    defer { removeAll(unpacked) }
-                    try release(unpacked, root: root, extra: ["--no-hash-cache"])
+                    guard !isTerminal(0) else {
+                        throw UserError("--from - reads a tar stream from standard input, which is a terminal",
+                                        hint: "pipe one in: tar -C ./site -c . | ssh app@host roll release --from - \(root)", code: Exit.usage)
+                    }
+                    let (path, summary) = try Uploads.unpackTarStream(Descriptor(dup(0), name: "standard input"), root: root,
+                                                                      warn: { if !output.quiet { printError("roll: warning: \(escapeControls($0))") } })
+                    unpacked = path
+                    if !output.quiet && !output.json {
+                        printError("roll: unpacked \(summary.files) files (\(formatBytes(summary.bytes))), \(summary.directories) folders, "
+                                   + "\(summary.symlinks) symlinks from standard input")
+                    }
+                    request = PushRequest(source: path)
+                    request.hashCache = false
                 } else {
                     let dir = absolutePath(from)
-                    try waitForUpload(dir)
-                    try release(dir, root: root, extra: marker.map { ["--exclude", "/" + $0] } ?? [])
+                    try Uploads.waitUntilSettled(dir, settle: settle, wait: wait, marker: marker,
+                                                 say: output.quiet ? nil : { printError($0) })
+                    request = PushRequest(source: dir)
+                    if let marker { request.patterns = [("/" + marker, false)] }
                 }
+                request.targets = [root]
+                try pushAndReport(request, release: release, output: output, recordKind: "release")
             }
-        }
-
-        private func release(_ dir: String, root: String, extra: [String]) throws {
-            var args = [dir, root, "--record-kind", "release"] + extra
-            if let keep { args += ["--keep", String(keep)] }
-            if force { args.append("--force") }
-            if allowRootHooks { args.append("--allow-root-hooks") }
-            if quiet { args.append("--quiet") }
-            if json { args.append("--json") }
-            let push = try Push.parse(args)
-            try push.run()
-        }
-
-        /// Unpacks standard input into a fresh folder under ROOT/incoming/.
-        private func unpackStandardInput(root: String) throws -> String {
-            if isatty(0) != 0 {
-                throw UserError("--from - reads a tar stream from standard input, which is a terminal",
-                                hint: "pipe one in: tar -C ./site -c . | ssh app@host roll release --from - \(root)", code: Exit.usage)
-            }
-            let (base, path) = try scratchFolder(root: root, kind: "tar")
-            let name = Array(path.split(separator: "/").last!.utf8)
-            do {
-                let dir = try Descriptor.openDirectory(at: base.fd, name, display: path)
-                let extractor = TarExtractor(into: dir)
-                let reader = TarReader(MaybeGzipSource(DescriptorSource(Descriptor(dup(0), name: "standard input"))))
-                let summary = try extractor.extract(reader)
-                _ = fchmod(dir.fd, 0o755)
-                for s in summary.skipped where !quiet { printError("roll: warning: \(escapeControls(s))") }
-                if !quiet && !json {
-                    printError("roll: unpacked \(summary.files) files (\(formatBytes(summary.bytes))), \(summary.directories) folders, "
-                               + "\(summary.symlinks) symlinks from standard input")
-                }
-            } catch let e as BundleError {
-                removeAll(path)
-                throw UserError("the tar stream was refused: \(e)", code: Exit.dataError)
-            } catch {
-                removeAll(path)
-                throw error
-            }
-            return path
-        }
-
-        /// Waits until DIR has settled (or its marker exists); refuses it after --wait.
-        private func waitForUpload(_ dir: String) throws {
-            var st = stat()
-            guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw UserError("\(dir) is not a folder", hint: "upload into ROOT/incoming/NAME/ and give that folder", code: Exit.dataError)
-            }
-            let deadline = monotonicSeconds() + wait
-            var said = false
-            while true {
-                if let marker {
-                    if lstat(dir + "/" + marker, &st) == 0 { return }
-                    if monotonicSeconds() >= deadline {
-                        throw UserError("\(dir)/\(marker) did not appear within \(Int(wait)) s; the upload is not finished",
-                                        hint: "the uploader writes the marker last (touch \(dir)/\(marker)); nothing was released", code: Exit.tempFail)
-                    }
-                } else {
-                    let newest = try newestChange(dir)
-                    let age = wallClock() - newest.time
-                    if age >= settle { return }
-                    if monotonicSeconds() >= deadline {
-                        throw UserError("\(dir) is still being written (\(newest.path) changed \(formatSeconds(max(0, age))) ago)",
-                                        hint: "wait for the upload to finish, or have the uploader write a marker file last and use --marker; nothing was released",
-                                        code: Exit.tempFail)
-                    }
-                    if !said && !quiet {
-                        printError("roll: waiting for \(dir) to settle (\(newest.path) changed \(formatSeconds(max(0, age))) ago)")
-                        said = true
-                    }
-                }
-                usleep(200_000)
-            }
-        }
-
-        /// The latest change time (ctime: it moves with every write, rename and chmod, even
-        /// when an uploader restores the mtime) of anything under `dir`.
-        private func newestChange(_ dir: String) throws -> (time: Double, path: String) {
-            var newest = (time: 0.0, path: ".")
-            func visit(_ d: Descriptor, _ prefix: String) throws {
-                let here = try d.stat()
-                let t = Double(here.st_ctim.tv_sec) + Double(here.st_ctim.tv_nsec) / 1e9
-                if t > newest.time { newest = (t, prefix.isEmpty ? "." : prefix) }
-                for e in try d.entries() {
-                    let name = prefix.isEmpty ? displayPath(e.name) : prefix + "/" + displayPath(e.name)
-                    guard let st = try d.statEntryIfPresent(e.name) else { continue }
-                    let t = Double(st.st_ctim.tv_sec) + Double(st.st_ctim.tv_nsec) / 1e9
-                    if t > newest.time { newest = (t, name) }
-                    if (st.st_mode & S_IFMT) == S_IFDIR {
-                        try visit(try Descriptor.openDirectory(at: d.fd, e.name, display: name), name)
-                    }
-                }
-            }
-            try visit(try Descriptor.openDirectory(Array(dir.utf8)), "")
-            return newest
         }
     }
-}
-
-/// A new folder `ROOT/incoming/.<kind>-<pid>-<time>` to unpack into, and the incoming
-/// folder's descriptor. Folders such runs left behind when they were killed go first.
-func scratchFolder(root: String, kind: String) throws -> (Descriptor, String) {
-    let incoming = root + "/incoming"
-    _ = try Store(path: root)
-    if mkdir(incoming, 0o755) != 0 && errno != EEXIST {
-        throw SystemError(call: "mkdir", path: incoming, errno: errno)
-    }
-    let base = try Descriptor.openDirectory(Array(incoming.utf8))
-    for e in try base.entries() {
-        let parts = String(decoding: e.name, as: UTF8.self).split(separator: "-")
-        guard parts.count == 3, parts[0] == ".tar" || parts[0] == ".import", let pid = Int32(parts[1]),
-              kill(pid, 0) != 0 && errno == ESRCH else { continue }
-        try? base.removeTree(e.name)
-    }
-    let name = ".\(kind)-\(getpid())-\(currentTime())"
-    try base.makeDirectory(Array(name.utf8), mode: 0o700)
-    return (base, incoming + "/" + name)
-}
-
-/// Seconds since the epoch, with nanoseconds.
-func wallClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// Removes a folder this process made (best effort: what is left goes with the next run).
-func removeAll(_ path: String) {
-    guard let slash = path.lastIndex(of: "/"),
-          let parent = try? Descriptor.openDirectory(Array(path[..<slash].utf8)) else { return }
-    try? parent.removeTree(Array(path[path.index(after: slash)...].utf8))
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RollAgent
 import RollStore
 import RollSystem
 
@@ -22,17 +23,14 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let root = try resolveRootAsOwner(self.root)
+                let root = try resolveRootAsOwner(self.root, command: "roll releases")
                 let store = try Store(path: root, create: false)
                 let all = try store.list().reversed()
                 if json {
-                    let items = all.map { s in
-                        let r = s.record
-                        return "{\"id\":\(jsonString(r.id.description)),\"state\":\(jsonString(s.role.rawValue)),"
-                            + "\"created\":\(r.created),\"actor\":\(jsonString(r.actor)),\"files\":\(r.files),"
-                            + "\"bytes\":\(r.bytes),\"written\":\(r.written),\"reason\":\(jsonString(r.reason))}"
-                    }
-                    print("[" + items.joined(separator: ",\n ") + "]")
+                    printJSON(all.map { s in
+                        ReleaseSummary(id: s.record.id.description, state: s.role.rawValue, created: s.record.created, actor: s.record.actor,
+                                       files: s.record.files, bytes: s.record.bytes, written: s.record.written, reason: s.record.reason)
+                    })
                     return
                 }
                 if all.isEmpty {
@@ -55,4 +53,13 @@ extension Roll {
             }
         }
     }
+}
+
+/// One release in `roll releases --json`.
+struct ReleaseSummary: Encodable {
+    var id, state: String
+    var created: Int64
+    var actor: String
+    var files, bytes, written: UInt64
+    var reason: String
 }

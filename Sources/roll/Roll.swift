@@ -1,9 +1,6 @@
 import ArgumentParser
 import RollSystem
 
-/// The version stamped into the binary; packaging replaces it from `git describe`.
-let rollVersion = "0.1.0"
-
 @main
 struct Roll: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,16 +15,33 @@ struct Roll: ParsableCommand {
           releases/<id>/   one folder per release; ids sort by creation (sequence-time)
           current          symlink to the live release, replaced atomically
           shared/          files kept across releases
-          .roll/           lock, release records and manifests
+          .roll/           lock, release records, manifests, hook logs,
+                           audit.jsonl, status.json, the API outbox
+
+        FILES
+          SRC/roll.toml              push defaults; [hooks], [health] and link
+                                     are read by the agent from the release
+          ~/.config/roll/agent.toml  the agent's default root and platform API
+          ~/.ssh/config, known_hosts read by roll's own SSH client
+
+        ENVIRONMENT
+          SSH_AUTH_SOCK        the ssh-agent whose keys are tried first
+          ROLL_SSH_PASSWORD    password, when there is no terminal to ask on
+          ROLL_SSH_PASSPHRASE  key passphrase, likewise
+          ROLL_API_URL, ROLL_API_TOKEN, ROLL_COMPANY_ID, ROLL_APP_ID
+                               where the agent reports deploys (over agent.toml)
 
         EXAMPLES
           roll push ./site /srv/roll          deploy ./site into /srv/roll
           roll releases /srv/roll             list releases and which one is live
           roll back /srv/roll                 switch back to the previous good release
+          roll history /srv/roll              who deployed what, and how it ended
 
         EXIT CODES
           0   success (also: nothing to push, the target is up to date)
           1   the deploy failed; current still points at a complete release
+          2   (delta, patch) the signature or delta is malformed
+          3   (patch) the rebuilt file fails its check, or the basis is short
           64  wrong usage (unknown option, missing argument)
           65  bad input: missing source, a root that is not a folder, a foreign current
           69  the agent could not be started or the connection was lost
@@ -35,6 +49,7 @@ struct Roll: ParsableCommand {
           75  the root is locked by another deploy; try again when it ends
           77  the server's host key is unknown or changed, or it refused every login
           78  a configuration file (roll.toml, ~/.ssh/config) is wrong
+          130 interrupted (Ctrl-C or SIGTERM); current is as it was
         """,
         version: rollVersion,
         subcommands: [Push.self, Release.self, Releases.self, Back.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Agent.self,
@@ -44,7 +59,7 @@ struct Roll: ParsableCommand {
     /// No descriptor the process was started with, beyond 0-2, reaches anything it runs,
     /// and no secret stays readable in its environment block.
     static func main() {
-        _ = roll_cloexec_from(3)
+        closeInheritedDescriptors(from: 3)
         wipeSecretsFromEnvironmentBlock()
         main(nil)
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RollAgent
 import RollStore
 import RollSystem
 
@@ -36,7 +37,7 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let (root, id) = try resolveRootAsOwner(self.root, release: self.id)
+                let (root, id) = try resolveRootAsOwner(self.root, release: self.id, command: "roll verify")
                 let store = try Store(path: root, create: false)
                 let ids: [ReleaseID]
                 if all {

@@ -1,3 +1,4 @@
+import Foundation
 import RollTestSupport
 import Testing
 #if canImport(Glibc)

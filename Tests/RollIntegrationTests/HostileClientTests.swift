@@ -1,4 +1,4 @@
-@testable import roll
+@testable import RollClient
 import RollStore
 import RollSystem
 import RollTestSupport

@@ -1,4 +1,5 @@
-@testable import roll
+import RollConfig
+import RollSystem
 import RollTestSupport
 import Testing
 #if canImport(Glibc)

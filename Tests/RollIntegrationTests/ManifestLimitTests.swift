@@ -1,4 +1,4 @@
-@testable import roll
+@testable import RollClient
 import RollStore
 import RollSystem
 import RollTestSupport
@@ -124,9 +124,9 @@ func deepEntries() -> [Entry] {
         #expect(text.contains("\(ManifestLimits.maxTextBytes >> 20) MiB") && text.contains(".rollignore"), "\(text)")
         let m = Manifest(entries: [entry("a", .directory), entry("a/b", .symlink, target: "../c")])
         #expect(ManifestLimits.textBytes(of: m.entries) == 1 + 3 + 4)
-        #expect(Roll.Push.treeTooLarge(m, source: "src") == nil)
+        #expect(treeTooLarge(m, source: "src") == nil)
         let big = Manifest(entries: deepEntries())
-        let refusal = try #require(Roll.Push.treeTooLarge(big, source: "src"))
+        let refusal = try #require(treeTooLarge(big, source: "src"))
         #expect(refusal.message.hasPrefix("cannot push src: the paths of the tree take"), "\(refusal.message)")
         #expect(refusal.hint?.contains("src/.rollignore") == true)
     }

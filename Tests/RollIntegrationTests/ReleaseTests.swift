@@ -1,3 +1,4 @@
+import Foundation
 import RollSystem
 import RollTestSupport
 import Testing

@@ -34,26 +34,8 @@ public func portIsOpen(_ port: Int) -> Bool {
 /// its own, as a shell starts a job (a signal to `-pid` is then a Ctrl-C at its terminal).
 public func spawnBackground(_ args: [String], logTo log: String, newGroup: Bool = false,
                             environment: [String: String] = [:]) -> pid_t? {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    let argv = args.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var attr = cleanSpawnAttributes()
-    defer { posix_spawnattr_destroy(&attr) }
-    if newGroup {
-        var flags: Int16 = 0
-        posix_spawnattr_getflags(&attr, &flags)
-        posix_spawnattr_setflags(&attr, flags | Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attr, 0)
-    }
-    let envp = environmentBlock(merging: environment)
-    defer { envp.forEach { free($0) } }
-    var pid: pid_t = 0
-    return posix_spawn(&pid, args[0], &actions, &attr, argv, envp) == 0 ? pid : nil
+    try? ChildProcess(args, environment: environmentBlock(merging: environment), stdin: .null, stdout: .file(log),
+                      stderr: .file(log), ownGroup: newGroup).pid
 }
 
 

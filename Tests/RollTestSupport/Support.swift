@@ -142,9 +142,8 @@ public func rollBinary() -> String {
 
 /// Runs a program to completion with stdin from `/dev/null` (or `input`), capturing
 /// stdout and stderr through files so neither pipe can fill and stall it.
-/// This process's environment with `changes` applied, as a NULL-terminated block of
-/// `strdup`ed strings (free each).
-public func environmentBlock(merging changes: [String: String]) -> [UnsafeMutablePointer<CChar>?] {
+/// This process's environment with `changes` applied, as `NAME=value` strings.
+public func environmentBlock(merging changes: [String: String]) -> [String] {
     var env = [String: String]()
     var e = environ
     while let p = e.pointee {
@@ -153,7 +152,7 @@ public func environmentBlock(merging changes: [String: String]) -> [UnsafeMutabl
         e += 1
     }
     env.merge(changes) { $1 }
-    return env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    return env.map { "\($0.key)=\($0.value)" }
 }
 
 public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, environment: [String: String] = [:],
@@ -161,36 +160,32 @@ public func run(_ executable: String, _ args: [String], input: [UInt8]? = nil, e
     let scratch = TempDir("roll-run")
     let outPath = scratch.sub("out"), errPath = scratch.sub("err"), inPath = scratch.sub("in")
     writeFile(inPath, input ?? [])
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    let argv = ([executable] + args).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    let envp = environmentBlock(merging: environment)
-    defer { envp.forEach { free($0) } }
-    var attr = cleanSpawnAttributes()
-    defer { posix_spawnattr_destroy(&attr) }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
-    precondition(rc == 0, "cannot run \(executable): \(rc)")
+    let child: ChildProcess
+    do {
+        child = try ChildProcess([executable] + args, environment: environmentBlock(merging: environment),
+                                 stdin: .file(inPath), stdout: .file(outPath), stderr: .file(errPath))
+    } catch {
+        preconditionFailure("cannot run \(executable): \(error)")
+    }
     // A hung child must fail its test, not stall the suite: kill it after `timeout`.
-    var status: Int32 = 0
     var waited = 0.0
     var timedOut = false
-    while true {
-        let r = waitpid(pid, &status, WNOHANG)
-        if r == pid || (r < 0 && errno != EINTR) { break }
+    var status: TerminationStatus?
+    while status == nil {
+        status = child.poll()
+        if status != nil { break }
         if waited > timeout && !timedOut {
-            kill(pid, SIGKILL)
+            child.signal(SIGKILL)
             timedOut = true
         }
         usleep(5_000)
         waited += 0.005
     }
-    let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    let code: Int32
+    switch status! {
+    case .exited(let c): code = c
+    case .signaled(let s): code = 128 + s
+    }
     let err = (readText(errPath) ?? "") + (timedOut ? "\n[killed after \(Int(timeout)) s]\n" : "")
     return RunResult(status: code, stdout: readText(outPath) ?? "", stderr: err)
 }

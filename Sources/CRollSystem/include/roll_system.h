@@ -32,6 +32,10 @@ int roll_spawn_addclosefrom(posix_spawn_file_actions_t *_Nonnull actions, int lo
 // entry of /proc/self/fd where that call is missing).
 int roll_cloexec_from(int lowfd);
 
+// roll's version: the one scripts/stamp-version wrote into the ignored roll_version.h,
+// or "<base>-dev" for a build without it (see version.c).
+const char *_Nonnull roll_version(void);
+
 // Ctrl-C and SIGTERM for a client. By default a signal prints the text last given to
 // roll_interrupt_say on stderr and exits with 130 at once. While a deferral is held
 // (roll_interrupt_defer(+1) ... (-1)), the first signal is only counted, for the code that

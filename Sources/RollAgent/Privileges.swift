@@ -10,7 +10,7 @@ import Glibc
 /// `--allow-root-hooks`). Every command that reads or writes under a root does the same
 /// first. Returns the user switched to, if any.
 @discardableResult
-func becomeAppUser(root: String, user: String?) throws -> String? {
+public func becomeAppUser(root: String, user: String?) throws -> String? {
     guard geteuid() == 0 else {
         if let user, Accounts.user(uid: geteuid())?.name != user {
             throw UserError("--user \(user) needs the agent to start as root", code: Exit.usage)

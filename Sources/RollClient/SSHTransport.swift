@@ -18,8 +18,11 @@ struct SSHEndpoint {
     var home: String
     var identities: [String]
     var acceptNew: Bool
+    var interaction: Interaction
 
-    init(user: String?, host: String, port: Int?, root: String, identities: [String], acceptNew: Bool, configFile: String?) throws {
+    init(user: String?, host: String, port: Int?, root: String, identities: [String], acceptNew: Bool, configFile: String?,
+         interaction: Interaction) throws {
+        self.interaction = interaction
         home = environment("HOME") ?? "/"
         let localUser = whoAmI()
         let file = configFile ?? home + "/.ssh/config"
@@ -74,14 +77,15 @@ struct SSHEndpoint {
         var credentials = Credentials(user: user, agentSocket: environment("SSH_AUTH_SOCK"),
                                       identityFiles: identityFiles)
         credentials.identitiesOnly = config.identitiesOnly ?? false
+        let ask = interaction.askSecret
         credentials.passphrase = { path in
             if let p = environment("ROLL_SSH_PASSPHRASE") { return p }
-            return askHidden("Enter passphrase for key '\(path)': ")
+            return ask("Enter passphrase for key '\(path)': ")
         }
         let display = self.display
         credentials.password = {
             if let p = environment("ROLL_SSH_PASSWORD") { return p }
-            return askHidden("\(display)'s password: ")
+            return ask("\(display)'s password: ")
         }
         try session.authenticate(credentials)
         // Set-up is done; from here the pump's keepalive watches the connection.
@@ -118,8 +122,8 @@ struct SSHEndpoint {
         case .unknown:
             let policy = config.strictHostKeyChecking
             var accept = acceptNew || policy == .acceptNew || policy == .no
-            if !accept && policy != .yes && isTerminal(0) {
-                accept = askYesNo("The authenticity of host '\(name)' can't be established.\n\(keyText).\n"
+            if !accept && policy != .yes, let confirm = interaction.confirm {
+                accept = confirm("The authenticity of host '\(name)' can't be established.\n\(keyText).\n"
                                   + "Add it to \(knownHostsFiles[0]) and continue connecting (yes/no)? ")
             }
             guard accept else {
@@ -129,7 +133,7 @@ struct SSHEndpoint {
                                 code: Exit.noPermission)
             }
             try KnownHosts.append(host: hostName, port: port, key: key, to: knownHostsFiles[0])
-            printError("roll: recorded the host key of \(name) (\(keyText)) in \(knownHostsFiles[0])")
+            interaction.say("roll: recorded the host key of \(name) (\(keyText)) in \(knownHostsFiles[0])")
         }
     }
 }
@@ -227,19 +231,20 @@ struct SystemSSHKeepalive {
 /// Installs this very binary on a server that has no usable roll: into a versioned file
 /// under `~/.roll/bin`, over SFTP when offered (else through an exec channel), gzip'ed when
 /// the server can unpack it, checked by its SHA-256 before it is used.
-enum Bootstrap {
+public enum Bootstrap {
     static let folder = ".roll/bin"
     static var fileName: String { "roll-\(rollVersion)-\(selfDigest.shortHex)" }
 
     /// SHA-256 of the running binary.
-    static let selfDigest: ContentDigest = {
-        guard let file = try? Descriptor.open(AgentProcess.executablePath(), flags: O_RDONLY) else { return ContentDigest.of([]) }
+    public static let selfDigest: ContentDigest = {
+        guard let file = try? Descriptor.open(executablePath(), flags: O_RDONLY) else { return ContentDigest.of([]) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         return (try? hashFile(file, buffer: buffer).0) ?? ContentDigest.of([])
     }()
 
-    static func install(on session: SSHSession, endpoint: SSHEndpoint, quiet: Bool) throws {
+    /// `say` hears what is installed, unless it is nil.
+    static func install(on session: SSHSession, endpoint: SSHEndpoint, say: ((String) -> Void)?) throws {
         let probe = try session.run("uname -sm; command -v gzip >/dev/null 2>&1 && echo gzip; true")
         let lines = probe.stdout.split(separator: "\n").map(String.init)
         var u = utsname()
@@ -251,11 +256,11 @@ enum Bootstrap {
                             hint: "install roll for that system on the server and name it with --agent-path", code: Exit.unavailable)
         }
         let gzip = lines.contains("gzip")
-        let path = AgentProcess.executablePath()
+        let path = executablePath()
         let file = try Descriptor.open(path, flags: O_RDONLY)
         let size = try file.stat().st_size
-        if !quiet {
-            printError("roll: \(endpoint.display) has no roll speaking protocol \(RollWire.Protocol.version); "
+        if let say {
+            say("roll: \(endpoint.display) has no roll speaking protocol \(RollWire.Protocol.version); "
                        + "installing this one (\(formatBytes(UInt64(size))))\(gzip ? " compressed" : "") as ~/\(folder)/\(fileName)")
         }
         let part = fileName + ".part\(getpid())"
@@ -310,51 +315,6 @@ enum Bootstrap {
         guard moved.ending == .exited(0) else {
             throw UserError("installing roll on \(endpoint.display) failed: \(moved.stderr.trimmingCharacters(in: " \n"))", code: Exit.unavailable)
         }
-        if !quiet { printError("roll: installed ~/\(folder)/\(fileName) on \(endpoint.display) over \(how)") }
+        if let say { say("roll: installed ~/\(folder)/\(fileName) on \(endpoint.display) over \(how)") }
     }
-}
-
-/// An environment variable's value; nil when unset or empty.
-func environment(_ name: String) -> String? {
-    guard let p = getenv(name), p.pointee != 0 else { return nil }
-    return String(cString: p)
-}
-
-/// Asks on the terminal without echo; nil when there is no terminal.
-func askHidden(_ prompt: String) -> String? {
-    let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var saved = termios()
-    guard tcgetattr(fd, &saved) == 0 else { return nil }
-    var quiet = saved
-    quiet.c_lflag &= ~tcflag_t(ECHO)
-    tcsetattr(fd, TCSANOW, &quiet)
-    defer {
-        tcsetattr(fd, TCSANOW, &saved)
-        _ = write(fd, "\n", 1)
-    }
-    _ = prompt.withCString { write(fd, $0, strlen($0)) }
-    return readLine(fd)
-}
-
-/// Asks a yes/no question on the terminal; anything but "yes" (or "y") is no.
-func askYesNo(_ prompt: String) -> Bool {
-    let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    _ = prompt.withCString { write(fd, $0, strlen($0)) }
-    let answer = readLine(fd)?.lowercased()
-    return answer == "yes" || answer == "y"
-}
-
-private func readLine(_ fd: Int32) -> String? {
-    var bytes = [UInt8]()
-    var c: UInt8 = 0
-    while read(fd, &c, 1) == 1 {
-        if c == 10 { return String(decoding: bytes, as: UTF8.self) }
-        bytes.append(c)
-        if bytes.count > 4096 { break }
-    }
-    return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
 }

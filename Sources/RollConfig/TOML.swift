@@ -2,26 +2,26 @@
 /// headers, with basic and literal strings, integers, booleans and (multi-line) arrays of
 /// those, and `#` comments. Anything else is an error that names its line and column.
 /// Small on purpose: a full TOML library would bring all of Foundation into the binary.
-enum TOMLValue: Equatable {
+public enum TOMLValue: Equatable {
     case string(String)
     case integer(Int)
     case boolean(Bool)
     case array([TOMLValue])
 
-    var string: String? { if case .string(let s) = self { return s } else { return nil } }
-    var integer: Int? { if case .integer(let i) = self { return i } else { return nil } }
-    var array: [TOMLValue]? { if case .array(let a) = self { return a } else { return nil } }
+    public var string: String? { if case .string(let s) = self { return s } else { return nil } }
+    public var integer: Int? { if case .integer(let i) = self { return i } else { return nil } }
+    public var array: [TOMLValue]? { if case .array(let a) = self { return a } else { return nil } }
 }
 
-struct TOMLError: Error, CustomStringConvertible {
-    var line: Int
-    var column: Int
-    var message: String
-    var description: String { "\(line):\(column): \(message)" }
+public struct TOMLError: Error, CustomStringConvertible {
+    public var line: Int
+    public var column: Int
+    public var message: String
+    public var description: String { "\(line):\(column): \(message)" }
 }
 
 /// Parses a document into `[dotted.key: value]`, keys of a `[table]` prefixed with its name.
-func parseTOML(_ text: String) throws -> [String: TOMLValue] {
+public func parseTOML(_ text: String) throws -> [String: TOMLValue] {
     var parser = TOMLParser(Array(text.unicodeScalars))
     return try parser.document()
 }

@@ -1,3 +1,4 @@
+import RollConfig
 import RollSession
 import RollStore
 import RollSystem
@@ -10,23 +11,23 @@ import Glibc
 /// Each runs in the release folder, in a process group of its own, with a clean
 /// environment and a timeout (then SIGTERM, then SIGKILL to the group). Its output goes to
 /// the client line by line, prefixed with the stage, and to `.roll/logs/<release>.log`.
-final class HookRunner: ReleaseHooks {
+public final class HookRunner: ReleaseHooks {
     /// Whether hooks may run as root (only when the agent could not drop to an app user).
-    let allowRoot: Bool
+    public let allowRoot: Bool
     /// Seconds between SIGTERM and SIGKILL.
     let grace: Double = 10
     /// Why to stop the hook that runs (see ``ReleaseHooks/interruption``).
-    var interruption: (() -> String?)?
+    public var interruption: (() -> String?)?
     /// Seconds between SIGTERM and SIGKILL for a hook whose push was given up.
     let interruptGrace: Double = 5
     /// What each hook that ran did, for the deploy record.
-    private(set) var outcomes = [(stage: String, outcome: String, seconds: Double)]()
+    public private(set) var outcomes = [(stage: String, outcome: String, seconds: Double)]()
 
-    init(allowRoot: Bool) {
+    public init(allowRoot: Bool) {
         self.allowRoot = allowRoot
     }
 
-    func run(_ stage: HookStage, _ context: HookContext, output: @escaping (String) -> Void) throws {
+    public func run(_ stage: HookStage, _ context: HookContext, output: @escaping (String) -> Void) throws {
         let dir = context.releaseDirectory
         let settings: ProjectConfig
         do {
@@ -84,7 +85,7 @@ final class HookRunner: ReleaseHooks {
     }
 
     /// The documented environment of a hook, and nothing else.
-    func environment(_ stage: HookStage, _ context: HookContext) -> [String] {
+    public func environment(_ stage: HookStage, _ context: HookContext) -> [String] {
         let account = Accounts.user(uid: geteuid())
         let home = account?.home ?? "/"
         let user = account?.name ?? "\(geteuid())"
@@ -102,40 +103,20 @@ final class HookRunner: ReleaseHooks {
 
     private func execute(_ argv: [String], stage: HookStage, context: HookContext, timeout: Double,
                          say: @escaping (String) -> Void) throws {
-        var pipe: [Int32] = [0, 0]
-        _ = try sys("pipe2") { roll_pipe_cloexec(&pipe) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
-        roll_spawn_addchdir(&actions, context.releaseDirectory)
-        roll_spawn_addclosefrom(&actions, 3)
-        var attr = cleanSpawnAttributes()
-        defer { posix_spawnattr_destroy(&attr) }
-        var flags: Int16 = 0
-        posix_spawnattr_getflags(&attr, &flags)
-        posix_spawnattr_setflags(&attr, flags | Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attr, 0)
-        let args = argv.map { strdup($0) } + [nil]
-        let env = environment(stage, context).map { strdup($0) } + [nil]
-        defer { args.forEach { free($0) }; env.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, args, env)
-        close(pipe[1])
-        let reader = pipe[0]
-        defer { close(reader) }
-        guard rc == 0 else {
-            throw HookFailure(stage, "could not start the \(stage.rawValue) hook \(argv.last ?? ""): \(String(cString: strerror(rc)))")
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(argv, environment: environment(stage, context), directory: context.releaseDirectory,
+                                     stdin: .null, stdout: .pipe, stderr: .standardOutput, ownGroup: true)
+        } catch let e as SystemError {
+            throw HookFailure(stage, "could not start the \(stage.rawValue) hook \(argv.last ?? ""): \(e.reason)")
         }
+        let reader = child.standardOutput!.fd
         say("\(stage.rawValue): running \(argv.count == 1 ? ".roll/hooks/\(stage.rawValue)" : argv[2])")
 
         let started = monotonicClock()
         var deadline = started + timeout
         var signalled = 0
         var stopped: String?
-        var status: Int32 = 0
         var exited = false
         var exitedAt = 0.0
         var pending = [UInt8]()
@@ -147,7 +128,7 @@ final class HookRunner: ReleaseHooks {
             if n > 0 {
                 let got = buffer.withUnsafeMutableBytes { read(reader, $0.baseAddress!, $0.count) }
                 if got <= 0 && !(got < 0 && errno == EINTR) {
-                    if !exited { while waitpid(pid, &status, 0) < 0 && errno == EINTR {}; exited = true }
+                    if !exited { child.wait(); exited = true }
                     break
                 }
                 if got > 0 {
@@ -160,7 +141,7 @@ final class HookRunner: ReleaseHooks {
                     if pending.count > 8192 { emit(pending[...]); pending.removeAll() }
                 }
             }
-            if !exited && waitpid(pid, &status, WNOHANG) == pid {
+            if !exited && child.poll() != nil {
                 exited = true
                 exitedAt = monotonicClock()
             }
@@ -170,19 +151,19 @@ final class HookRunner: ReleaseHooks {
             let now = monotonicClock()
             if !exited && signalled == 0, let why = interruption?() {
                 say("\(stage.rawValue): stopping it (SIGTERM): \(why)")
-                kill(-pid, SIGTERM)
+                child.signal(SIGTERM)
                 signalled = 1
                 stopped = why
                 deadline = now + interruptGrace
             } else if !exited && now > deadline {
                 if signalled == 0 {
                     say("\(stage.rawValue): still running after \(Int(timeout)) s: stopping it (SIGTERM)")
-                    kill(-pid, SIGTERM)
+                    child.signal(SIGTERM)
                     signalled = 1
                     deadline = now + grace
                 } else if signalled == 1 {
                     say("\(stage.rawValue): did not stop: SIGKILL")
-                    kill(-pid, SIGKILL)
+                    child.signal(SIGKILL)
                     signalled = 2
                     deadline = now + 5
                 } else {
@@ -191,20 +172,21 @@ final class HookRunner: ReleaseHooks {
             }
         }
         if !pending.isEmpty { emit(pending[...]) }
-        if !exited { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
+        let status = child.wait()
         // Nothing of the hook outlives a timeout.
-        if signalled > 0 { kill(-pid, SIGKILL) }
+        if signalled > 0 { child.signal(SIGKILL) }
         let seconds = formatSeconds(monotonicClock() - started)
         if let stopped { throw HookInterrupted(stage, reason: stopped) }
         if signalled > 0 {
             throw HookFailure(stage, "the \(stage.rawValue) hook timed out after \(Int(timeout)) s (hooks.timeout in roll.toml) and was stopped")
         }
-        if status & 0x7F != 0 {
-            throw HookFailure(stage, "the \(stage.rawValue) hook was killed by signal \(status & 0x7F) after \(seconds)")
-        }
-        let code = (status >> 8) & 0xFF
-        guard code == 0 else {
+        switch status {
+        case .signaled(let signal):
+            throw HookFailure(stage, "the \(stage.rawValue) hook was killed by signal \(signal) after \(seconds)")
+        case .exited(let code) where code != 0:
             throw HookFailure(stage, "the \(stage.rawValue) hook exited with status \(code) after \(seconds)")
+        case .exited:
+            break
         }
         say("\(stage.rawValue): done in \(seconds)")
     }
@@ -235,11 +217,7 @@ final class HookRunner: ReleaseHooks {
     private func ensureLink(_ link: String, to target: String, say: (String) -> Void, stage: HookStage) throws {
         var st = stat()
         let exists = lstat(link, &st) == 0
-        if exists && (st.st_mode & S_IFMT) == S_IFLNK {
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlink(link, &buffer, buffer.count - 1)
-            if n > 0 && String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target { return }
-        }
+        if exists && (st.st_mode & S_IFMT) == S_IFLNK && readLink(link) == target { return }
         let slash = link.lastIndex(of: "/")!
         let parent = link[..<slash].isEmpty ? "/" : String(link[..<slash])
         let tmp = parent + "/." + link[link.index(after: slash)...] + ".roll-\(getpid())"
@@ -248,10 +226,9 @@ final class HookRunner: ReleaseHooks {
             throw HookFailure(stage, "cannot create the link \(link) -> \(target): \(String(cString: strerror(errno)))")
         }
         if exists && (st.st_mode & S_IFMT) == S_IFDIR {
-            guard roll_renameat2(AT_FDCWD, tmp, AT_FDCWD, link, UInt32(ROLL_RENAME_EXCHANGE)) == 0 else {
-                let why = String(cString: strerror(errno))
+            do { try exchangePaths(tmp, link) } catch let e as SystemError {
                 unlink(tmp)
-                throw HookFailure(stage, "cannot swap the folder \(link) for a link to \(target): \(why)")
+                throw HookFailure(stage, "cannot swap the folder \(link) for a link to \(target): \(e.reason)")
             }
             let kept = link + ".before-roll-\(formatUTC(currentTime(), compact: true))"
             if rename(tmp, kept) == 0 {
@@ -272,13 +249,6 @@ final class HookRunner: ReleaseHooks {
         }
         say("link: \(link) -> \(target)")
     }
-}
-
-/// The absolute path with every symlink resolved; nil when it does not exist.
-func canonicalPath(_ path: String) -> String? {
-    guard let p = realpath(path, nil) else { return nil }
-    defer { free(p) }
-    return String(cString: p)
 }
 
 /// Where `link` is once made: its parent folder resolved, the last name kept (the link
@@ -361,91 +331,5 @@ final class HookLog {
         size += tail.count
         tail.removeAll()
         cut = 0
-    }
-}
-
-/// `[health]`: an HTTP GET that must answer `status`, retried `retries` times, `interval`
-/// seconds apart, each attempt bounded by `timeout` seconds.
-struct HealthCheck: Equatable {
-    var host: String
-    var port: Int
-    var path: String
-    var url: String
-    var status = 200
-    var timeout = 5
-    var retries = 10
-    var interval = 1
-
-    init?(url: String) {
-        guard url.hasPrefix("http://") else { return nil }
-        let rest = url.dropFirst("http://".count)
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        var authority = rest[..<slash]
-        path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        port = 80
-        if let colon = authority.lastIndex(of: ":") {
-            guard let p = Int(authority[authority.index(after: colon)...]), p > 0, p < 65536 else { return nil }
-            port = p
-            authority = authority[..<colon]
-        }
-        guard !authority.isEmpty, !authority.contains("@"), !path.contains(" ") else { return nil }
-        host = String(authority)
-        self.url = url
-    }
-
-    func waitUntilHealthy(say: (String) -> Void, stage: HookStage) throws {
-        var last = ""
-        for attempt in 0...retries {
-            if attempt > 0 { sleepSeconds(Double(interval)) }
-            switch probe() {
-            case .success(let code) where code == status:
-                say("\(url) answered \(code)")
-                return
-            case .success(let code): last = "answered \(code), expected \(status)"
-            case .failure(let e): last = e.message
-            }
-            say("\(url) \(last) (attempt \(attempt + 1) of \(retries + 1))")
-        }
-        throw HookFailure(stage, "the health check \(url) \(last) after \(retries + 1) attempts")
-    }
-
-    struct ProbeError: Error { var message: String }
-
-    /// One GET; the status code of the answer.
-    func probe() -> Result<Int, ProbeError> {
-        let fd: Int32
-        do { fd = try connectTCP(host: host, port: port, timeout: Double(timeout)) } catch {
-            return .failure(ProbeError(message: error.message))
-        }
-        defer { close(fd) }
-        let deadline = monotonicClock() + Double(timeout)
-        var request = Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: roll/\(rollVersion)\r\nConnection: close\r\n\r\n".utf8)
-        while !request.isEmpty {
-            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            guard poll(&p, 1, Int32(max(0, deadline - monotonicClock()) * 1000)) == 1 else {
-                return .failure(ProbeError(message: "did not take the request within \(timeout) s"))
-            }
-            let n = request.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { return .failure(ProbeError(message: "closed the connection")) }
-            request.removeFirst(n)
-        }
-        var answer = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while !answer.contains(10) && answer.count < 4096 {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, Int32(max(0, deadline - monotonicClock()) * 1000)) == 1 else {
-                return .failure(ProbeError(message: "did not answer within \(timeout) s"))
-            }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            guard n > 0 else { return .failure(ProbeError(message: "closed the connection without an answer")) }
-            answer += buffer[..<n]
-        }
-        // "HTTP/1.1 200 OK"
-        let line = String(decoding: answer.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
-        let parts = line.split(separator: " ")
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let code = Int(parts[1]) else {
-            return .failure(ProbeError(message: "did not answer in HTTP"))
-        }
-        return .success(code)
     }
 }

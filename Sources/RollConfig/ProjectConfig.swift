@@ -5,47 +5,49 @@ import Glibc
 
 /// `roll.toml` at the top of the source tree: the defaults for `roll push` from that tree.
 /// Every value can also be given on the command line, which wins.
-struct ProjectConfig: Equatable {
-    static let fileName = "roll.toml"
+public struct ProjectConfig: Equatable {
+    public static let fileName = "roll.toml"
 
-    var target: String?
+    public init() {}
+
+    public var target: String?
     /// Several containers of one app, deployed together (`targets = [...]`).
-    var targets: [String] = []
-    var keep: Int?
-    var shared: [String] = []
-    var sharedCreate: [String] = []
-    var exclude: [String] = []
-    var include: [String] = []
-    var sshCommand: String?
-    var agentPath: String?
+    public var targets: [String] = []
+    public var keep: Int?
+    public var shared: [String] = []
+    public var sharedCreate: [String] = []
+    public var exclude: [String] = []
+    public var include: [String] = []
+    public var sshCommand: String?
+    public var agentPath: String?
     /// Commands for hook stages (`[hooks]`), run with /bin/sh -c in the release folder.
-    var hooks: [String: String] = [:]
+    public var hooks: [String: String] = [:]
     /// Seconds a hook may run before it is stopped (`hooks.timeout`).
-    var hookTimeout: Int?
+    public var hookTimeout: Int?
     /// The built-in health check (`[health]`), run after the verify hook.
-    var health: HealthCheck?
+    public var health: HealthCheck?
     /// A path (such as /srv/app) kept as a symlink to ROOT/current.
-    var link: String?
+    public var link: String?
 
-    static let hookStages = ["build", "restart", "verify", "rollback", "failed"]
-    static let keys: Set<String> = Set(["target", "targets", "keep", "shared", "shared_create", "exclude", "include",
+    public static let hookStages = ["build", "restart", "verify", "rollback", "failed"]
+    public static let keys: Set<String> = Set(["target", "targets", "keep", "shared", "shared_create", "exclude", "include",
                                         "ssh_command", "agent_path", "link", "hooks.timeout",
                                         "health.url", "health.status", "health.timeout", "health.retries", "health.interval"]
                                        + hookStages.map { "hooks." + $0 })
 
     /// The bounds of every number roll.toml sets: enforced where the file is read, so no
     /// later arithmetic on them can overflow.
-    enum Limits {
-        static let keep = 1...10_000
-        static let hookTimeout = 1...86_400
-        static let healthStatus = 100...599
-        static let healthTimeout = 1...600
-        static let healthRetries = 0...1_000
-        static let healthInterval = 0...3_600
+    public enum Limits {
+        public static let keep = 1...10_000
+        public static let hookTimeout = 1...86_400
+        public static let healthStatus = 100...599
+        public static let healthTimeout = 1...600
+        public static let healthRetries = 0...1_000
+        public static let healthInterval = 0...3_600
     }
 
     /// Reads `roll.toml` from the top of `source`; nil when there is none.
-    static func load(source: String) throws -> ProjectConfig? {
+    public static func load(source: String) throws -> ProjectConfig? {
         let path = source + "/" + fileName
         guard let file = try? Descriptor.open(path, flags: O_RDONLY) else { return nil }
         let bytes = try file.readAll(limit: 1 << 20)
@@ -55,7 +57,7 @@ struct ProjectConfig: Equatable {
         return try parse(text, origin: path)
     }
 
-    static func parse(_ text: String, origin: String) throws -> ProjectConfig {
+    public static func parse(_ text: String, origin: String) throws -> ProjectConfig {
         let table: [String: TOMLValue]
         do { table = try parseTOML(text) } catch let e as TOMLError {
             throw UserError("\(origin):\(e)", hint: "roll.toml is TOML: key = \"value\", lists as [\"a\", \"b\"]",
@@ -141,7 +143,7 @@ struct ProjectConfig: Equatable {
     }
 
     /// The commented file `roll init` writes.
-    static func template(target: String?) -> String {
+    public static func template(target: String?) -> String {
         """
         # roll.toml: how `roll push` deploys this tree. Every setting can also be given on the
         # command line (`roll push --help`), which wins over this file.
@@ -207,11 +209,11 @@ struct ProjectConfig: Equatable {
 }
 
 /// A shared path as written in roll.toml: `name` or `dir/` (trailing slash: a directory).
-struct SharedPath: Equatable {
-    var path: RelativePath
-    var isDirectory: Bool
+public struct SharedPath: Equatable {
+    public var path: RelativePath
+    public var isDirectory: Bool
 
-    init?(_ text: String) {
+    public init?(_ text: String) {
         var t = text
         let dir = t.hasSuffix("/")
         while t.hasSuffix("/") { t.removeLast() }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Variables whose values are secrets.
-let secretVariables = ["ROLL_API_TOKEN"]
+public let secretVariables = ["ROLL_API_TOKEN"]
 
 /// Wipes the values of ``secretVariables`` from the environment block the kernel handed to
 /// this process, keeping them in the process's `environ` (on the heap) for `getenv` and
@@ -12,7 +12,7 @@ let secretVariables = ["ROLL_API_TOKEN"]
 /// `/proc/<pid>/environ` shows that original block to every process of the same user, a
 /// hook included; `setenv` and `unsetenv` change only the `environ` array, never the block,
 /// so the value bytes are overwritten where they are. Run once, first thing in `main`.
-func wipeSecretsFromEnvironmentBlock() {
+public func wipeSecretsFromEnvironmentBlock() {
     var entry: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
     var found = [(String, String)]()
     while let at = entry, let text = at.pointee {

@@ -1,25 +1,24 @@
-import RollSystem
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A user account, as /etc/passwd lists it.
-struct Account {
-    var name: String
-    var uid: uid_t
-    var gid: gid_t
-    var home: String
+public struct Account: Sendable {
+    public var name: String
+    public var uid: uid_t
+    public var gid: gid_t
+    public var home: String
 }
 
 /// Users and groups read from /etc/passwd and /etc/group directly. The static binary
 /// cannot use glibc's getpwuid and initgroups: they load NSS modules with dlopen, which a
 /// static executable cannot do (it crashes). Containers keep their accounts in these files.
-enum Accounts {
-    static func user(uid: uid_t) -> Account? { users().first { $0.uid == uid } }
-    static func user(named name: String) -> Account? { users().first { $0.name == name } }
+public enum Accounts {
+    public static func user(uid: uid_t) -> Account? { users().first { $0.uid == uid } }
+    public static func user(named name: String) -> Account? { users().first { $0.name == name } }
 
     /// The groups `name` belongs to: its primary group and every group listing it.
-    static func groups(of name: String, primary: gid_t) -> [gid_t] {
+    public static func groups(of name: String, primary: gid_t) -> [gid_t] {
         var out = [primary]
         for fields in records("/etc/group") where fields.count >= 4 {
             guard let gid = gid_t(fields[2]), fields[3].split(separator: ",").contains(Substring(name)) else { continue }

@@ -1,13 +1,15 @@
 import Dispatch
+import RollSession
 import RollSSH
 import RollSystem
 import RollWire
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Where a push goes.
-enum Target: Equatable {
+public enum Target: Equatable, Sendable {
     /// A folder on this machine.
     case local(root: String)
     /// A root on a server reached with the system's ssh client.
@@ -15,7 +17,7 @@ enum Target: Equatable {
 
     /// Parses `PATH`, `[user@]host:PATH` (like scp) or `ssh://[user@]host[:port]/PATH`.
     /// A path with a `/` before any `:` is local, as is anything starting with `/` or `.`.
-    init(parsing text: String) throws {
+    public init(parsing text: String) throws {
         if text.hasPrefix("ssh://") {
             let rest = text.dropFirst("ssh://".count)
             guard let slash = rest.firstIndex(of: "/") else {
@@ -57,12 +59,12 @@ enum Target: Equatable {
     }
 
     /// The ssh command line that tests the connection, for hints.
-    func sshCheckCommand(_ sshCommand: String) -> String {
+    public func sshCheckCommand(_ sshCommand: String) -> String {
         guard case .ssh(let user, let host, let port, _) = self else { return "" }
         return sshCommand + (port.map { " -p \($0)" } ?? "") + " " + (user.map { $0 + "@" } ?? "") + host + " true"
     }
 
-    var display: String {
+    public var display: String {
         switch self {
         case .local(let root): return root
         case .ssh(let user, let host, let port, let root):
@@ -100,7 +102,8 @@ extension AgentConnection {
 /// local root, or the system ssh client running it on a server. Either way the same
 /// protocol and the same agent code.
 final class AgentProcess: AgentConnection {
-    let pid: pid_t
+    let child: ChildProcess
+    var pid: pid_t { child.pid }
     let stream: DescriptorStream
     let description: String
     private var stderrTail: StderrTail?
@@ -109,43 +112,17 @@ final class AgentProcess: AgentConnection {
     /// and its end is kept for ``lastWords``.
     init(arguments: [String], description: String, keepStderr: Bool = false) throws {
         self.description = description
-        var toChild: [Int32] = [0, 0]
-        var fromChild: [Int32] = [0, 0]
-        var errors: [Int32] = [-1, -1]
-        _ = try sys("pipe2") { roll_pipe_cloexec(&toChild) }
-        _ = try sys("pipe2") { roll_pipe_cloexec(&fromChild) }
-        if keepStderr { _ = try sys("pipe2") { roll_pipe_cloexec(&errors) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        if keepStderr { posix_spawn_file_actions_adddup2(&actions, errors[1], 2) }
-        roll_spawn_addclosefrom(&actions, 3)
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var attr = cleanSpawnAttributes()
-        defer { posix_spawnattr_destroy(&attr) }
-        var child: pid_t = 0
-        let rc = posix_spawnp(&child, arguments[0], &actions, &attr, &argv, environ)
-        close(toChild[0])
-        close(fromChild[1])
-        if keepStderr { close(errors[1]) }
-        guard rc == 0 else {
-            close(toChild[1])
-            close(fromChild[0])
-            if keepStderr { close(errors[0]) }
-            throw SystemError(call: "posix_spawn", path: arguments[0], errno: rc)
-        }
-        pid = child
-        if keepStderr { stderrTail = StderrTail(reading: errors[0]) }
-        stream = DescriptorStream(input: Descriptor(fromChild[0], name: "agent output"),
-                                  output: Descriptor(toChild[1], name: "agent input"))
+        child = try ChildProcess(arguments, stdin: .pipe, stdout: .pipe, stderr: keepStderr ? .pipe : .inherit)
+        if let errors = child.standardError { stderrTail = StderrTail(reading: errors) }
+        stream = DescriptorStream(input: child.standardOutput!, output: child.standardInput!)
+        child.standardInput = nil
+        child.standardOutput = nil
+        child.standardError = nil
     }
 
     /// Starts the agent for a local root.
     static func local(root: String, flags: [String] = []) throws -> AgentProcess {
-        try AgentProcess(arguments: [executablePath(), "agent", "--stdio"] + flags + [root], description: "the local agent")
+        try AgentProcess(arguments: [RollSystem.executablePath(), "agent", "--stdio"] + flags + [root], description: "the local agent")
     }
 
     /// Starts the agent on a server through the system's ssh client (`--ssh-command`);
@@ -168,23 +145,16 @@ final class AgentProcess: AgentConnection {
         }
     }
 
-    /// This very binary, so client and local agent always match.
-    static func executablePath() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        return n > 0 ? String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
-    }
-
     typealias Ending = AgentEnding
 
     /// Closes our end and waits for the agent to end.
     @discardableResult
     func finish() -> AgentEnding {
         stream.closeWrite()
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        if status & 0x7F == 0 { return .exited((status >> 8) & 0xFF) }
-        return .signaled(String(status & 0x7F))
+        switch child.wait() {
+        case .exited(let code): return .exited(code)
+        case .signaled(let signal): return .signaled(String(signal))
+        }
     }
 
     /// What the child last printed on stderr, once it has ended (a second at most for the
@@ -195,17 +165,16 @@ final class AgentProcess: AgentConnection {
 /// Copies a child's stderr to ours as it comes, keeping the last few kilobytes to quote.
 final class StderrTail: @unchecked Sendable {
     static let keep = 4096
-    private var tail = [UInt8]()
-    private let lock = DispatchSemaphore(value: 1)
+    private let tail = Mutex([UInt8]())
     private let ended = DispatchSemaphore(value: 0)
     private var thread: JoinableThread?
-    private var done = false
+    private let done = Mutex(false)
 
-    init(reading fd: Int32) {
+    init(reading file: Descriptor) {
         thread = JoinableThread { [self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                let n = buffer.withUnsafeMutableBytes { read(file.fd, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
                 guard n > 0 else { break }
                 buffer.withUnsafeBytes { b in
@@ -217,30 +186,22 @@ final class StderrTail: @unchecked Sendable {
                         sent += w
                     }
                 }
-                lock.wait()
-                tail += buffer[..<n]
-                if tail.count > Self.keep { tail.removeFirst(tail.count - Self.keep) }
-                lock.signal()
+                tail.withLock { tail in
+                    tail += buffer[..<n]
+                    if tail.count > Self.keep { tail.removeFirst(tail.count - Self.keep) }
+                }
             }
-            close(fd)
             ended.signal()
         }
     }
 
     /// The text kept so far, after waiting up to `seconds` for the end of the stream.
     func text(waitingUpTo seconds: Double) -> String {
-        lock.wait()
-        let finished = done
-        lock.signal()
-        if !finished, ended.wait(timeout: .now() + seconds) == .success {
+        if !done.withLock({ $0 }), ended.wait(timeout: .now() + seconds) == .success {
             thread?.join()
-            lock.wait()
-            done = true
-            lock.signal()
+            done.withLock { $0 = true }
         }
-        lock.wait()
-        defer { lock.signal() }
-        return String(decoding: tail, as: UTF8.self)
+        return tail.withLock { String(decoding: $0, as: UTF8.self) }
     }
 }
 
@@ -275,14 +236,6 @@ func splitCommand(_ s: String) throws -> [String] {
     guard quote == nil, !escape else { throw UserError("unbalanced quote in --ssh-command: \(s)", code: Exit.usage) }
     if inWord { words.append(word) }
     return words
-}
-
-extension String {
-    func replacingAll(_ target: Character, with replacement: String) -> String {
-        var out = ""
-        for c in self { if c == target { out += replacement } else { out.append(c) } }
-        return out
-    }
 }
 
 /// Work started on a thread of its own and collected later: the connection and login run
@@ -321,7 +274,11 @@ final class Connector {
     /// Added to the system ssh client's command line (its keepalive, when none is set).
     private var sshOptions: [String] = []
 
-    init(target: Target, sshCommand: String?, agentPath: String, identities: [String], acceptNew: Bool, sshConfig: String?) throws {
+    private let interaction: Interaction
+
+    init(target: Target, sshCommand: String?, agentPath: String, identities: [String], acceptNew: Bool, sshConfig: String?,
+         interaction: Interaction) throws {
+        self.interaction = interaction
         self.target = target
         self.sshCommand = sshCommand
         self.agentPath = agentPath
@@ -337,7 +294,7 @@ final class Connector {
                 sshOptions = watch.addedOptions
             } else {
                 let e = try SSHEndpoint(user: user, host: host, port: port, root: root, identities: identities, acceptNew: acceptNew,
-                                        configFile: sshConfig)
+                                        configFile: sshConfig, interaction: interaction)
                 endpoint = e
                 keepalive = e.keepalive
             }
@@ -376,7 +333,8 @@ final class Connector {
 
     func install(quiet: Bool) throws {
         guard let endpoint, let session else { return }
-        try Bootstrap.install(on: session, endpoint: endpoint, quiet: quiet)
+        let say: ((String) -> Void)? = quiet ? nil : { [interaction] in interaction.say($0) }
+        try Bootstrap.install(on: session, endpoint: endpoint, say: say)
     }
 
     /// Turns a push that broke off into what happened to the agent or the connection.

@@ -1,4 +1,4 @@
-@testable import roll
+import RollConfig
 import Testing
 
 @Suite struct TOMLTests {

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import RollSession
 import RollStore
 import RollSystem
 #if canImport(Glibc)
@@ -10,51 +9,146 @@ import Glibc
 /// `running` until it ends `succeeded`, `failed` or `rolled_back`. Every change of state is
 /// one more version of the record with a higher `update`; `id` stays the same (it is the
 /// idempotency key).
-struct DeployRecord: Codable, Equatable {
-    struct Hook: Codable, Equatable {
-        var stage: String
-        var outcome: String
-        var seconds: Double
+public struct DeployRecord: Codable, Equatable {
+    public struct Hook: Codable, Equatable {
+        public var stage: String
+        public var outcome: String
+        public var seconds: Double
+
+        public init(stage: String, outcome: String, seconds: Double) {
+            self.stage = stage
+            self.outcome = outcome
+            self.seconds = seconds
+        }
     }
 
-    var id: String
-    var group: String?
-    var kind: String
-    var state: String
-    var root: String
-    var release: String
-    var previous: String
-    var startedAt: String
-    var finishedAt: String?
-    var actor: String
-    var revision: String
-    var counts: [String: UInt64]
-    var hooks: [Hook]
-    var error: String?
-    var update: Int
-    var agent: String
+    /// What made the deploy.
+    public enum Kind: String, Codable, Sendable {
+        case push, rollback, release, `import`
+    }
 
-    enum CodingKeys: String, CodingKey {
+    /// Where it stands: `running` until it ends.
+    public enum State: String, Codable, Sendable {
+        case running, succeeded, failed
+        case rolledBack = "rolled_back"
+    }
+
+    public var id: String
+    public var group: String?
+    public var kind: Kind
+    public var state: State
+    public var root: String
+    public var release: String
+    public var previous: String
+    public var startedAt: String
+    public var finishedAt: String?
+    public var actor: String
+    public var revision: String
+    public var counts: [String: UInt64]
+    public var hooks: [Hook]
+    public var error: String?
+    public var update: Int
+    public var agent: String
+
+    public enum CodingKeys: String, CodingKey {
         case id, group, kind, state, root, release, previous, actor, revision, counts, hooks, error, update, agent
         case startedAt = "started_at"
         case finishedAt = "finished_at"
     }
 
-    static func newID() -> String {
-        var rng = SystemRandomNumberGenerator()
-        return (0..<4).map { _ in String(UInt32.random(in: 0...UInt32.max, using: &rng), radix: 16) }
-            .map { String(repeating: "0", count: 8 - $0.count) + $0 }.joined()
+    public init(id: String, group: String?, kind: Kind, state: State, root: String, release: String, previous: String,
+         startedAt: String, finishedAt: String? = nil, actor: String, revision: String, counts: [String: UInt64] = [:],
+         hooks: [Hook] = [], error: String? = nil, update: Int = 1, agent: String) {
+        self.id = id
+        self.group = group
+        self.kind = kind
+        self.state = state
+        self.root = root
+        self.release = release
+        self.previous = previous
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.actor = actor
+        self.revision = revision
+        self.counts = counts
+        self.hooks = hooks
+        self.error = error
+        self.update = update
+        self.agent = agent
     }
 
-    func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    /// One line of JSON, keys sorted.
+    public func json() -> String { encodeJSON(self) }
+}
+
+/// `.roll/status.json`: the root's active release and its newest deploy record.
+public struct StatusFile: Codable, Equatable {
+    public var updatedAt: String
+    public var current: String
+    public var deploy: DeployRecord
+
+    public enum CodingKeys: String, CodingKey {
+        case current, deploy
+        case updatedAt = "updated_at"
     }
 }
 
+/// `roll status --json`.
+public struct StatusSummary: Encodable {
+    var root: String
+    var current: String
+    var lastDeploy: DeployRecord?
+    var outboxPending: Int
+    var outboxRejected: Int
+
+    public init(root: String, current: String, lastDeploy: DeployRecord?, outboxPending: Int, outboxRejected: Int) {
+        self.root = root
+        self.current = current
+        self.lastDeploy = lastDeploy
+        self.outboxPending = outboxPending
+        self.outboxRejected = outboxRejected
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(root, forKey: .root)
+        try c.encode(current, forKey: .current)
+        // Present, as null, when nothing was deployed yet.
+        try c.encode(lastDeploy, forKey: .lastDeploy)
+        try c.encode(outboxPending, forKey: .outboxPending)
+        try c.encode(outboxRejected, forKey: .outboxRejected)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case root, current
+        case lastDeploy = "last_deploy", outboxPending = "outbox_pending", outboxRejected = "outbox_rejected"
+    }
+}
+
+/// `value` as one line of JSON with sorted keys. Besides what JSON requires, DEL, the C1
+/// controls and the line separators are written as `\u` escapes, so that JSON read on a
+/// terminal cannot drive it.
+public func encodeJSON(_ value: some Encodable) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let text = String(decoding: (try? encoder.encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    guard text.unicodeScalars.contains(where: { (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 }) else {
+        return text
+    }
+    var out = ""
+    for u in text.unicodeScalars {
+        if (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029 {
+            let hex = String(u.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        } else {
+            out.unicodeScalars.append(u)
+        }
+    }
+    return out
+}
+
 /// ISO 8601 in UTC: `2026-11-29T16:00:00Z`.
-func isoTime(_ t: Int64) -> String {
+public func isoTime(_ t: Int64) -> String {
     let c = formatUTC(t, compact: true)   // 20261129T160000Z
     let d = Array(c)
     return String(d[0..<4]) + "-" + String(d[4..<6]) + "-" + String(d[6..<8]) + "T"
@@ -69,10 +163,10 @@ func isoTime(_ t: Int64) -> String {
 /// Everything below ROOT is reached through descriptors opened with `O_NOFOLLOW`, one
 /// component at a time: the app user owns `.roll`, and a symlink planted there
 /// (`.roll/outbox -> /root`) must never redirect a read, a rename or a write.
-struct DeployLog {
-    enum Folder: CaseIterable {
+public struct DeployLog {
+    public enum Folder: CaseIterable {
         case meta, outbox, rejected
-        var components: [String] {
+        public var components: [String] {
             switch self {
             case .meta: [".roll"]
             case .outbox: [".roll", "outbox"]
@@ -81,12 +175,12 @@ struct DeployLog {
         }
     }
 
-    let root: String
-    var meta: String { root + "/.roll" }
-    var outbox: String { meta + "/outbox" }
-    var rejected: String { outbox + "/rejected" }
+    public let root: String
+    public var meta: String { root + "/.roll" }
+    public var outbox: String { meta + "/outbox" }
+    public var rejected: String { outbox + "/rejected" }
 
-    init(root: String) {
+    public init(root: String) {
         self.root = root
     }
 
@@ -103,7 +197,7 @@ struct DeployLog {
 
     /// One of the record folders, walked down from ROOT without following a symlink at any
     /// step; nil when it does not exist (with `create`, missing folders are made).
-    func folder(_ which: Folder, create: Bool = false) throws -> Descriptor? {
+    public func folder(_ which: Folder, create: Bool = false) throws -> Descriptor? {
         guard var dir = try openRoot() else { return nil }
         var shown = root
         for name in which.components {
@@ -125,7 +219,7 @@ struct DeployLog {
     }
 
     /// Records `record`: audit line, outbox entry (when the API is configured), status.
-    func append(_ record: DeployRecord, queue: Bool) throws {
+    public func append(_ record: DeployRecord, queue: Bool) throws {
         guard let dir = try folder(.meta, create: true) else { throw SystemError(call: "open", path: meta, errno: ENOENT) }
         let line = Array((record.json() + "\n").utf8)
         let audit = try Descriptor.open(at: dir.fd, Array("audit.jsonl".utf8), flags: O_WRONLY | O_APPEND | O_CREAT, mode: 0o644,
@@ -134,26 +228,24 @@ struct DeployLog {
         try audit.sync()
         if queue, let box = try folder(.outbox, create: true) {
             // Named by the time of writing (nanoseconds), so the outbox sorts in the order written.
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
-            let stamp = String(Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
+            let stamp = String(wallClockNanoseconds())
             let name = String(repeating: "0", count: max(0, 20 - stamp.count)) + stamp + "-\(record.id)-\(pad(record.update)).json"
-            try writeAtomically(in: box, name: name, Array(record.json().utf8))
+            try box.writeAtomically(name, Array(record.json().utf8))
         }
-        let status = "{\"updated_at\":\"\(isoTime(currentTime()))\",\"current\":\(jsonString(currentRelease())),\"deploy\":\(record.json())}\n"
-        try writeAtomically(in: dir, name: "status.json", Array(status.utf8))
+        let status = StatusFile(updatedAt: isoTime(currentTime()), current: currentRelease(), deploy: record)
+        try dir.writeAtomically("status.json", Array((encodeJSON(status) + "\n").utf8))
     }
 
     private func pad(_ n: Int) -> String { let s = String(n); return String(repeating: "0", count: max(0, 4 - s.count)) + s }
 
-    func currentRelease() -> String {
+    public func currentRelease() -> String {
         guard let dir = try? openRoot(), let link = try? dir.readLink(Array("current".utf8)) else { return "" }
         let target = String(decoding: link, as: UTF8.self)
         return target.hasPrefix("releases/") ? String(target.dropFirst("releases/".count)) : target
     }
 
     /// Every version in the audit log, oldest first (lines that do not parse are skipped).
-    func versions() throws -> [DeployRecord] {
+    public func versions() throws -> [DeployRecord] {
         guard let dir = try folder(.meta),
               let file = try? Descriptor.open(at: dir.fd, Array("audit.jsonl".utf8), flags: O_RDONLY | O_NONBLOCK,
                                               display: meta + "/audit.jsonl"),
@@ -164,7 +256,7 @@ struct DeployLog {
     }
 
     /// The newest version of each deploy, in the order they started.
-    func deploys() throws -> [DeployRecord] {
+    public func deploys() throws -> [DeployRecord] {
         var order = [String]()
         var latest = [String: DeployRecord]()
         for v in try versions() {
@@ -175,96 +267,12 @@ struct DeployLog {
     }
 
     /// Entries of an outbox folder (`.outbox` or `.rejected`) in sending order.
-    func pending(in which: Folder = .outbox) throws -> [String] {
+    public func pending(in which: Folder = .outbox) throws -> [String] {
         guard let dir = try folder(which) else { return [] }
         return try entries(of: dir)
     }
 
-    func entries(of dir: Descriptor) throws -> [String] {
+    public func entries(of dir: Descriptor) throws -> [String] {
         try dir.entries().map { String(decoding: $0.name, as: UTF8.self) }.filter { $0.hasSuffix(".json") }.sorted()
-    }
-
-    /// Writes `name` in `dir` through a fresh temporary file, synced and renamed over it.
-    func writeAtomically(in dir: Descriptor, name: String, _ bytes: [UInt8]) throws {
-        let tmp = Array((name + ".tmp-\(getpid())").utf8)
-        try? dir.unlink(tmp)
-        let file = try Descriptor.open(at: dir.fd, tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644,
-                                       display: dir.name + "/" + name)
-        try file.write(bytes)
-        try file.sync()
-        try dir.rename(tmp, to: dir, as: Array(name.utf8))
-    }
-}
-
-/// The agent's journal: records each deploy locally, then offers the outbox to the API
-/// for a bounded moment, so a down or slow API never holds a deploy up for long.
-final class AgentJournal: DeployJournal {
-    let log: DeployLog
-    let api: APIConfig?
-    let hooks: HookRunner?
-    let say: (String) -> Void
-    private var record: DeployRecord?
-    private var started = 0.0
-
-    init(root: String, api: APIConfig?, hooks: HookRunner?, say: @escaping (String) -> Void) {
-        log = DeployLog(root: root)
-        self.api = api
-        self.hooks = hooks
-        self.say = say
-    }
-
-    func started(kind: String, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String) {
-        recoverInterrupted()
-        started = monotonicClock()
-        let r = DeployRecord(id: DeployRecord.newID(), group: group.isEmpty ? nil : group, kind: kind, state: "running", root: log.root,
-                             release: release.description, previous: previous?.description ?? "",
-                             startedAt: isoTime(currentTime()), finishedAt: nil, actor: actor, revision: revision,
-                             counts: [:], hooks: [], error: nil, update: 1, agent: "roll \(rollVersion)")
-        record = r
-        save(r)
-        deliver(budget: 2)
-    }
-
-    func finished(_ outcome: DeployOutcome, counts: [(String, UInt64)], error: String?) {
-        guard var r = record else { return }
-        r.state = outcome.rawValue
-        r.finishedAt = isoTime(currentTime())
-        r.counts = Dictionary(counts, uniquingKeysWith: { $1 })
-        r.counts["milliseconds"] = UInt64(max(0, (monotonicClock() - started) * 1000))
-        r.hooks = hooks?.outcomes.map { DeployRecord.Hook(stage: $0.stage, outcome: $0.outcome, seconds: $0.seconds) } ?? []
-        r.error = error
-        r.update += 1
-        record = r
-        save(r)
-        deliver(budget: 3)
-    }
-
-    private func save(_ r: DeployRecord) {
-        do { try log.append(r, queue: api != nil) } catch {
-            say("warning: could not record the deploy in \(log.meta): \(warningText(error))")
-        }
-        Fault.point("agent-after-record-\(r.state)")
-    }
-
-    /// A deploy whose agent was killed stays `running` in the log; the next agent (which
-    /// holds the lock, so nothing else is running) closes it as failed.
-    private func recoverInterrupted() {
-        for var r in (try? log.deploys()) ?? [] where r.state == "running" && r.root == log.root {
-            r.state = DeployOutcome.failed.rawValue
-            r.finishedAt = isoTime(currentTime())
-            r.error = "interrupted: the agent stopped before the deploy ended"
-            r.update += 1
-            save(r)
-        }
-    }
-
-    private func deliver(budget: Double) {
-        guard let api else { return }
-        do {
-            let report = try Outbox(log: log, api: api).flush(deadline: monotonicClock() + budget)
-            if let problem = report.problem { say("warning: deploy records: \(problem)") }
-        } catch {
-            say("warning: deploy records: \(warningText(error))")
-        }
     }
 }

@@ -1,0 +1,101 @@
+import RollSession
+import RollWire
+
+// The JSON a push prints with --json: one convention (snake_case keys, seconds to the
+// millisecond) for scripts to rely on.
+
+/// `roll push --json` for one target.
+public struct PushSummary: Encodable {
+    var release, previous: String
+    var upToDate: Bool
+    var files: Int, treeBytes: UInt64, sentFiles: Int, sentBytes: UInt64, deltaFiles: Int, deltaFileBytes: UInt64
+    var deltaMatchedBytes: UInt64, retried: Int, reused: UInt64, deleted: UInt64, linked: UInt64, copied: UInt64, resumed: UInt64
+    var manifestItems: Int, manifestMode: String, hashedFiles: Int
+    var wireOut: UInt64, wireIn: UInt64, compressionLevel: Int
+    var scanSeconds: Double, seconds: Double
+    var pruned: [String]
+
+    public init(_ p: SinglePush, seconds: Double) {
+        let r = p.report
+        (release, previous, upToDate, files, treeBytes) = (r.release, r.previous, r.upToDate, r.files, r.treeBytes)
+        (sentFiles, sentBytes, deltaFiles, deltaFileBytes, deltaMatchedBytes) = (r.sentFiles, r.sentBytes, r.deltaFiles, r.deltaFileBytes, r.deltaMatchedBytes)
+        (retried, reused, deleted, linked, copied, resumed) = (r.retried, r.reused, r.deleted, r.linked, r.copied, r.resumed)
+        (manifestItems, manifestMode, hashedFiles) = (r.manifestItems, r.manifestMode, p.hashedFiles)
+        (wireOut, wireIn, compressionLevel, pruned) = (r.wireOut, r.wireIn, r.compressionLevel, r.pruned)
+        scanSeconds = milliseconds(p.scanSeconds)
+        self.seconds = milliseconds(seconds)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case release, previous, files, retried, reused, deleted, linked, copied, resumed, seconds, pruned
+        case upToDate = "up_to_date", treeBytes = "tree_bytes", sentFiles = "sent_files", sentBytes = "sent_bytes"
+        case deltaFiles = "delta_files", deltaFileBytes = "delta_file_bytes", deltaMatchedBytes = "delta_matched_bytes"
+        case manifestItems = "manifest_items", manifestMode = "manifest_mode", hashedFiles = "hashed_files"
+        case wireOut = "wire_out", wireIn = "wire_in", compressionLevel = "compression_level", scanSeconds = "scan_seconds"
+    }
+}
+
+/// `roll push --dry-run --json`.
+public struct PlanSummary: Encodable {
+    var dryRun = true
+    var plan: Plan
+
+    public init(plan: Plan) {
+        self.plan = plan
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(dryRun, forKey: .dryRun)
+        try c.encode(plan.newFiles, forKey: .newFiles)
+        try c.encode(plan.newBytes, forKey: .newBytes)
+        try c.encode(plan.deltaFiles, forKey: .deltaFiles)
+        try c.encode(plan.deltaBytes, forKey: .deltaBytes)
+        try c.encode(plan.reused, forKey: .reused)
+        try c.encode(plan.addedCount, forKey: .added)
+        try c.encode(plan.changedCount, forKey: .changed)
+        try c.encode(plan.deletedCount, forKey: .deleted)
+        try c.encode(plan.added, forKey: .addedPaths)
+        try c.encode(plan.changed, forKey: .changedPaths)
+        try c.encode(plan.deleted, forKey: .deletedPaths)
+        try c.encode(plan.sharedToCreate, forKey: .sharedToCreate)
+    }
+
+    enum Keys: String, CodingKey {
+        case reused, added, changed, deleted
+        case dryRun = "dry_run", newFiles = "new_files", newBytes = "new_bytes", deltaFiles = "delta_files", deltaBytes = "delta_bytes"
+        case addedPaths = "added_paths", changedPaths = "changed_paths", deletedPaths = "deleted_paths", sharedToCreate = "shared_to_create"
+    }
+}
+
+/// `roll push --json` for several containers.
+public struct FleetSummary: Encodable {
+    public struct Container: Encodable {
+        var target: String
+        var ok: Bool
+        var release, previous: String?
+        var sentFiles: Int?, sentBytes: UInt64?, deltaFiles: Int?, deltasEncoded: Int?, wireOut: UInt64?, wireIn: UInt64?
+
+        enum CodingKeys: String, CodingKey {
+            case target, ok, release, previous
+            case sentFiles = "sent_files", sentBytes = "sent_bytes", deltaFiles = "delta_files", deltasEncoded = "deltas_encoded"
+            case wireOut = "wire_out", wireIn = "wire_in"
+        }
+    }
+
+    var seconds: Double
+    var containers: [Container]
+
+    /// Every container that took part, in the order of the targets.
+    public init(_ fleet: FleetOutcome, seconds: Double) {
+        self.seconds = milliseconds(seconds)
+        containers = fleet.containers.filter { $0.leftOut == nil }.map { c in
+            guard case .success(let r)? = c.result else { return Container(target: c.name, ok: false) }
+            return Container(target: c.name, ok: true, release: r.release, previous: r.previous, sentFiles: r.sentFiles,
+                             sentBytes: r.sentBytes, deltaFiles: r.deltaFiles, deltasEncoded: r.deltasEncoded, wireOut: r.wireOut,
+                             wireIn: r.wireIn)
+        }
+    }
+}
+
+private func milliseconds(_ s: Double) -> Double { (s * 1000).rounded() / 1000 }

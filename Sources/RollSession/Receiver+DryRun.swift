@@ -1,0 +1,65 @@
+import RollSystem
+import RollTree
+import RollWire
+
+extension Receiver.Build {
+    /// A dry run's account of one entry: added or changed, and how its content would come.
+    mutating func classify(_ e: Entry, index: Int) {
+        let old = base.index(of: e.path.bytes).map { base[$0] }
+        if old == nil {
+            plan.addedCount += 1
+            if listed(e.path) { plan.added.append(e.path.description) }
+        } else if old != e {
+            plan.changedCount += 1
+            if listed(e.path) { plan.changed.append(e.path.description) }
+        }
+        guard e.kind == .file, e.size > 0 else { return }
+        if activeByDigest.find(e.digest!, in: base) != nil || olderPlace(e.digest!) != nil || firstNeeded.find(e.digest!, in: entries) != nil {
+            plan.reused += 1
+        } else if let old, old.kind == .file, old.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold {
+            plan.deltaFiles += 1
+            plan.deltaBytes += e.size
+        } else {
+            firstNeeded.insert(index, in: entries)
+            plan.newFiles += 1
+            plan.newBytes += e.size
+        }
+    }
+
+    /// Whether another path fits in the plan's lists (the counts stay complete).
+    private mutating func listed(_ path: RelativePath) -> Bool {
+        guard planListBytes < 256 << 10, plan.added.count + plan.changed.count + plan.deleted.count < Plan.listLimit else { return false }
+        planListBytes += path.bytes.count + 4
+        return true
+    }
+
+    mutating func sendPlan() throws {
+        var deleted = [Int]()
+        forEachDeleted { deleted.append($0) }
+        for i in deleted {
+            plan.deletedCount += 1
+            let path = base[i].path
+            if listed(path) { plan.deleted.append(path.description) }
+        }
+        plan.sharedToCreate = sharedToCreate
+        try peer.send(plan, compress: true)
+        try peer.flush()
+    }
+
+    /// Entries of the active release that the new tree no longer has, by index: both are in
+    /// tree order, so one merge pass finds them.
+    private func forEachDeleted(_ body: (Int) -> Void) {
+        var k = 0
+        for i in base.indices {
+            let p = Array(base.path(i))
+            while k < entries.count && treeOrder(Array(entries.path(k)), p) { k += 1 }
+            if k == entries.count || !entries.path(k).elementsEqual(p) { body(i) }
+        }
+    }
+
+    func deletedCount() -> Int {
+        var deleted = 0
+        forEachDeleted { _ in deleted += 1 }
+        return deleted
+    }
+}

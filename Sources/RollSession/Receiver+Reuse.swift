@@ -1,0 +1,122 @@
+import RollStore
+import RollSystem
+import RollTree
+import RollWire
+
+extension Receiver.Build {
+    /// Where a file's content can come from without the network.
+    struct Source {
+        var release: ReleaseID
+        var entry: Entry
+    }
+
+    /// Creates `e` in staging from what is at hand, or notes what to ask the client for.
+    mutating func place(_ e: Entry, index: Int) throws {
+        guard let staging else { return classify(e, index: index) }
+        switch e.kind {
+        case .directory: try staging.makeDirectory(e)
+        case .symlink: try staging.makeSymlink(e)
+        case .file:
+            let digest = e.digest!
+            if e.size == 0 {
+                try staging.createFile(e).finish()
+                return
+            }
+            var candidates = [Source]()
+            let atPath = base.index(of: e.path.bytes).map { base[$0] }
+            if let b = atPath, b.kind == .file, b.digest == digest, let current { candidates.append(Source(release: current, entry: b)) }
+            if let i = activeByDigest.find(digest, in: base), let current {
+                candidates.append(Source(release: current, entry: base[i]))
+            } else if let s = olderSource(digest) {
+                candidates.append(s)
+            }
+            for s in candidates {
+                switch try staging.reuse(e, from: try cursor(s.release), path: s.entry.path,
+                                         sourceMode: s.entry.mode, sourceMtime: s.entry.mtime) {
+                case .linked: counts.linked += 1; return
+                case .copied: counts.copied += 1; return
+                case .moved, .unavailable: continue
+                }
+            }
+            if let first = firstNeeded.find(digest, in: entries) {
+                duplicates.append((UInt32(index), UInt32(first)))
+                return
+            }
+            firstNeeded.insert(index, in: entries)
+            if let partial, let hashBuffer, try staging.adopt(e, from: partial, buffer: hashBuffer) != .unavailable {
+                // Later entries of the same content link to this one (`duplicates`).
+                counts.resumed += 1
+                counts.resumedBytes += e.size
+                return
+            }
+            if let b = atPath, b.kind == .file, b.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold,
+               let current, let signature = try signature(of: b, in: current) {
+                expect(.delta, index)
+                try peer.send(SignatureMessage(index: index, signature: signature))
+            } else {
+                expect(.whole, index)
+                pendingNeeds.append(index)
+            }
+        }
+    }
+
+    /// Reads what releases older than the active one hold that it does not, newest first
+    /// (so the newest copy of a content wins), into ``olderByDigest``: 16 bytes a file, at
+    /// most ``ManifestLimits/maxEntries`` files in all.
+    mutating func indexOlderReleases() throws {
+        for r in try store.list().reversed() where r.record.state == .published && r.onDisk && r.record.id != current {
+            guard olderByDigest.count < ManifestLimits.maxEntries, olderReleases.count < 1 << 16 else { break }
+            guard let bytes = try store.manifestBytes(of: r.record.id) else { continue }
+            let slot = UInt64(olderReleases.count)
+            olderReleases.append(r.record.id)
+            var reader = ByteReader(bytes)
+            do {
+                guard Array(try reader.raw(8, "manifest magic")) == Manifest.magic else { throw DecodeError("not a roll manifest") }
+                let count = try reader.count("entry count", limit: reader.remaining / 5)
+                olderByDigest.reserveCapacity(min(olderByDigest.count + count, ManifestLimits.maxEntries))
+                for _ in 0..<count {
+                    let offset = reader.offset
+                    let e = try Entry.decode(from: &reader)
+                    guard e.kind == .file, activeByDigest.find(e.digest!, in: base) == nil else { continue }
+                    olderByDigest.append((e.digest!.w0, slot << 32 | UInt64(offset)))
+                    if olderByDigest.count >= ManifestLimits.maxEntries { break }
+                }
+            } catch {
+                throw StoreError(.corrupt, "\(storePath)/.roll/manifests/\(r.record.id) is damaged: \(error)")
+            }
+        }
+        // By key, then newest release first; one place per key.
+        olderByDigest.sort { ($0.key, $0.at) < ($1.key, $1.at) }
+        var kept = 0
+        for item in olderByDigest where kept == 0 || olderByDigest[kept - 1].key != item.key {
+            olderByDigest[kept] = item
+            kept += 1
+        }
+        olderByDigest.removeLast(olderByDigest.count - kept)
+    }
+
+    /// A file of an older release with `digest`, read again from its manifest.
+    private func olderSource(_ digest: ContentDigest) -> Source? {
+        guard let at = olderPlace(digest) else { return nil }
+        let release = olderReleases[Int(at >> 32)]
+        guard let e = store.manifestEntry(of: release, at: Int(at & 0xFFFF_FFFF)), e.kind == .file, e.digest == digest else { return nil }
+        return Source(release: release, entry: e)
+    }
+
+    /// Where ``olderByDigest`` has a file whose digest starts as `digest` does.
+    func olderPlace(_ digest: ContentDigest) -> UInt64? {
+        var low = 0, high = olderByDigest.count
+        while low < high {
+            let mid = (low + high) / 2
+            if olderByDigest[mid].key < digest.w0 { low = mid + 1 } else { high = mid }
+        }
+        return low < olderByDigest.count && olderByDigest[low].key == digest.w0 ? olderByDigest[low].at : nil
+    }
+
+    mutating func cursor(_ id: ReleaseID) throws -> DirectoryCursor {
+        if let c = cursors[id] { return c }
+        let c = try store.releaseCursor(id)
+        cursors[id] = c
+        return c
+    }
+}

@@ -1,0 +1,122 @@
+import RollDelta
+import RollStore
+import RollSystem
+import RollTree
+import RollWire
+
+extension Receiver.Build {
+    mutating func accept(_ item: ManifestItem) throws {
+        switch item {
+        case .entry(let e):
+            try add(e)
+        case .sameRange(let start, let count):
+            guard start <= base.count, count <= base.count - start, count > 0 else {
+                throw WireError(.protocolViolation, "range \(start)+\(count) is outside the active release's \(base.count) entries")
+            }
+            for i in start..<(start + count) { try add(base[i]) }
+        case .sameSubtree(let path):
+            guard let start = base.index(of: path.bytes), base.kind(start) == .directory else {
+                throw WireError(.protocolViolation, "\(path) is not a directory of the active release")
+            }
+            var i = start
+            repeat {
+                try add(base[i])
+                i += 1
+            } while i < base.count && base.isInside(i, path.bytes)
+        }
+    }
+
+    private mutating func add(_ e: Entry) throws {
+        guard UInt64(entries.count) < begin.entryCount else {
+            throw WireError(.protocolViolation, "the client sent more entries than the \(begin.entryCount) it announced")
+        }
+        let text = entries.textBytes + e.path.bytes.count + e.target.count
+        if let excess = ManifestLimits.excess(entries: entries.count + 1, textBytes: text) {
+            throw WireError(.refused, "\(excess); nothing was changed")
+        }
+        do { try checker.check(e) } catch let d as DecodeError { throw WireError(.protocolViolation, "bad manifest: \(d)") }
+        let index = entries.count
+        entries.append(e)
+        outstanding.append(.nothing)
+        try place(e, index: index)
+    }
+
+    mutating func flushNeeds() throws {
+        var at = 0
+        while at < pendingNeeds.count {
+            let end = min(at + 65_536, pendingNeeds.count)
+            try peer.send(Need(indexes: Array(pendingNeeds[at..<end])))
+            at = end
+        }
+        pendingNeeds.removeAll(keepingCapacity: true)
+        try peer.flush()
+    }
+
+    /// The block signature of a file of a published release: from the cache, or computed
+    /// (and cached when the file is large). Nil when it would not fit in a frame: such a
+    /// file is sent whole.
+    mutating func signature(of basis: Entry, in release: ReleaseID) throws -> [UInt8]? {
+        let digest = basis.digest!
+        if let cached = store.cachedSignature(digest, limit: FrameLimits.maxPayload) {
+            // The cache is a folder anyone with the app's account can write into: an entry
+            // is used only when it decodes as the signature of a file of this size and fits
+            // in a frame. Any other is junk: removed, and the signature computed again.
+            if cached.count + 16 <= FrameLimits.maxPayload, let s = try? Signature(decoding: cached),
+               s.basisLength == Int(basis.size) {
+                return cached
+            }
+            store.dropCachedSignature(digest)
+        }
+        // A basis the agent cannot open (inside a folder whose mode shuts it out): sent whole.
+        guard let file = try? Staging.openFile(try cursor(release), basis.path) else { return nil }
+        let blockLength = DeltaLimits.recommendedBlockLength(forFileSize: Int(basis.size))
+        // Four bytes of strong sum for files of many blocks: a false block match then needs
+        // a 32-bit weak and a 32-bit strong collision at once (about 2^-64 per probe, some
+        // 10^-6 for every position of a 1 GiB file with no common block), and the SHA-256
+        // check after patching turns even that into a resend, never a wrong file. It saves
+        // a third of the signature's bytes.
+        let blocks = Int(basis.size) / blockLength + 1
+        var builder = try SignatureBuilder(blockLength: blockLength, strongLength: blocks > 4096 ? 4 : 8,
+                                           expectedLength: Int(basis.size))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try file.read(into: buffer)
+            if n == 0 { break }
+            try builder.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+        }
+        let bytes = builder.finish().encode()
+        guard bytes.count + 16 <= FrameLimits.maxPayload else { return nil }
+        if basis.size >= Receiver.signatureCacheThreshold { store.cacheSignature(digest, bytes) }
+        return bytes
+    }
+
+    func expecting(_ index: Int) -> Expect { index < outstanding.count ? outstanding[index] : .nothing }
+
+    mutating func expect(_ what: Expect, _ index: Int) {
+        outstanding[index] = what
+        outstandingCount += 1
+    }
+
+    mutating func settle(_ index: Int) {
+        outstanding[index] = .nothing
+        outstandingCount -= 1
+    }
+
+    /// A delta that did not rebuild the file (a block-hash collision, or a broken delta):
+    /// ask once for the whole file.
+    mutating func retryWhole(_ index: Int) throws {
+        let e = entries[index]
+        staging?.discardFile(e)
+        guard retried.insert(index).inserted else {
+            throw WireError(.verification, "\(e.path): content does not match its digest, even sent whole")
+        }
+        outstanding[index] = .whole
+        try peer.send(Need(indexes: [index]))
+        try peer.flush()
+    }
+
+    func notAskedFor(_ index: Int) -> WireError {
+        WireError(.protocolViolation, "the client sent file #\(index) in a way it was not asked for")
+    }
+}

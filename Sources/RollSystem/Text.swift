@@ -1,0 +1,45 @@
+extension String {
+    /// The string without the characters of `set` at either end.
+    public func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        return String(drop { chars.contains($0) }.reversed().drop { chars.contains($0) }.reversed())
+    }
+
+    /// The string without `prefix`, if it starts with it.
+    public func replacingPrefix(_ prefix: String) -> String {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : self
+    }
+
+    /// Every `target` character replaced by `replacement`.
+    public func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}
+
+/// `1.2 MiB`-style sizes.
+public func formatBytes(_ n: UInt64) -> String {
+    if n < 1024 { return "\(n) B" }
+    let units = ["KiB", "MiB", "GiB", "TiB"]
+    var value = Double(n) / 1024
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return formatDecimal(value, places: value < 10 ? 1 : 0) + " " + units[unit]
+}
+
+public func formatDecimal(_ v: Double, places: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<places { scale *= 10 }
+    let r = (v * scale).rounded() / scale
+    var s = String(r)
+    if places == 0, s.hasSuffix(".0") { s.removeLast(2) }
+    return s
+}
+
+public func formatSeconds(_ s: Double) -> String {
+    s < 10 ? formatDecimal(s, places: 2) + " s" : formatDecimal(s, places: 1) + " s"
+}

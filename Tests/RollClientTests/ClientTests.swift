@@ -1,0 +1,145 @@
+@testable import RollClient
+import RollSSH
+import RollSystem
+import RollTestSupport
+import RollTree
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct TargetTests {
+    @Test(arguments: [
+        ("/srv/roll", Target.local(root: "/srv/roll")),
+        ("./site", .local(root: "./site")),
+        ("some/dir:with:colons", .local(root: "some/dir:with:colons")),
+        ("host:/srv/roll", .ssh(user: nil, host: "host", port: nil, root: "/srv/roll")),
+        ("app@host:srv", .ssh(user: "app", host: "host", port: nil, root: "srv")),
+        ("app@host:", .ssh(user: "app", host: "host", port: nil, root: ".")),
+        ("ssh://app@host:20001/srv/roll", .ssh(user: "app", host: "host", port: 20001, root: "/srv/roll")),
+        ("ssh://host/srv", .ssh(user: nil, host: "host", port: nil, root: "/srv")),
+    ])
+    func targetsParseLikeScpAndSSHURLs(text: String, expected: Target) throws {
+        #expect(try Target(parsing: text) == expected)
+    }
+
+    @Test(arguments: ["ssh://host", "ssh://host:0/srv", "ssh://host:70000/srv", "ssh://app@/srv"])
+    func badSSHURLsAreUsageErrors(text: String) {
+        #expect { try Target(parsing: text) } throws: { ($0 as? UserError)?.code == Exit.usage }
+    }
+
+    @Test func theDisplayFormRoundTrips() throws {
+        let t = try Target(parsing: "ssh://app@host:2222/srv/roll")
+        #expect(t.display == "app@host:2222:/srv/roll")
+    }
+}
+
+@Suite struct CommandLineTests {
+    @Test func commandsSplitLikeAShellForPlainWordsAndQuotes() throws {
+        #expect(try splitCommand("ssh -p 2222 -i \"my key\" -o 'A=b c'") == ["ssh", "-p", "2222", "-i", "my key", "-o", "A=b c"])
+        #expect(try splitCommand("a\\ b  c") == ["a b", "c"])
+        #expect(throws: UserError.self) { try splitCommand("ssh 'unbalanced") }
+    }
+
+    @Test func wordsAreQuotedForTheRemoteShell() throws {
+        #expect(shellQuote("/srv/roll") == "/srv/roll")
+        #expect(shellQuote("it's") == "'it'\\''s'")
+        #expect(shellQuote("$(rm -rf /)") == "'$(rm -rf /)'")
+        #expect(shellQuote("") == "''")
+    }
+
+    @Test func theStarterRunsOnlyAnAgentOfThisProtocol() {
+        let command = SSHAgentConnection.startCommand(agentPath: "roll", root: "/srv/my root", flags: ["--allow-root-hooks"])
+        #expect(command.hasPrefix("exec sh -c "))
+        #expect(command.contains("exit \(SSHAgentConnection.missingAgent)"))
+        #expect(command.contains("my root"))
+    }
+
+    @Test func theSystemSSHGetsAKeepaliveOnlyWhenNoneIsSet() {
+        let plain = SystemSSHKeepalive(command: ["ssh"], host: "nowhere.invalid")
+        #expect(plain.addedOptions == ["-o", "ServerAliveInterval=\(Keepalive.defaultInterval)"])
+        let set = SystemSSHKeepalive(command: ["ssh", "-o", "ServerAliveInterval=5", "-oServerAliveCountMax=2"], host: "nowhere.invalid")
+        #expect(set.addedOptions.isEmpty)
+        #expect(set.keepalive?.interval == 5 && set.keepalive?.countMax == 2)
+        #expect(SystemSSHKeepalive(command: ["dbclient"], host: "h").keepalive == nil, "other clients are left as they are")
+    }
+}
+
+@Suite struct FleetCoordinatorTests {
+    /// Runs `body` for each of `count` containers on threads of their own; their answers.
+    private func meet(_ count: Int, _ body: @escaping @Sendable (Int, FleetCoordinator) -> String?) -> [String?] {
+        let coordinator = FleetCoordinator(count: count)
+        let answers = Answers(count)
+        let threads = (0..<count).map { i in JoinableThread { answers.set(i, body(i, coordinator)) } }
+        for t in threads { t.join() }
+        return answers.values
+    }
+
+    @Test func allMeetWhenNoneFails() {
+        let answers = meet(3) { _, c in c.ready(waiting: { nil }) ?? c.live(waiting: { nil }) }
+        #expect(answers == [nil, nil, nil])
+    }
+
+    @Test func aFailureBeforeTheMeetingIsEveryonesVerdict() {
+        let answers = meet(3) { i, c in
+            if i == 2 {
+                c.fail("c", "its build failed")
+                return "failed itself"
+            }
+            return c.ready(waiting: { nil })
+        }
+        #expect(answers[0] == "c failed: its build failed" && answers[1] == answers[0])
+    }
+
+    @Test func aFailureAfterEveryoneMetBelongsToTheNextPoint() {
+        // The last to arrive fails at once after the meeting: those still waking up must
+        // still hear "ready", and then the failure at "live".
+        let answers = meet(3) { i, c in
+            if i == 2 {
+                usleep(50_000)
+                guard c.ready(waiting: { nil }) == nil else { return "ready failed" }
+                c.fail("c", "verify failed")
+                return c.live(waiting: { nil }) == nil ? "live passed" : "switched back"
+            }
+            guard c.ready(waiting: { nil }) == nil else { return "not switched" }
+            return c.live(waiting: { nil }) == nil ? "kept" : "switched back"
+        }
+        #expect(answers == ["switched back", "switched back", "switched back"])
+    }
+
+    @Test func aContainerThatHoldsTheTreeAlreadyIsNotWaitedFor() {
+        let answers = meet(2) { i, c in
+            if i == 1 { c.withdraw(); return "withdrew" }
+            return c.ready(waiting: { nil })
+        }
+        #expect(answers == [nil, "withdrew"])
+    }
+}
+
+private final class Answers: Sendable {
+    private let slots: Mutex<[String?]>
+    init(_ count: Int) { slots = Mutex(Array(repeating: nil, count: count)) }
+    func set(_ i: Int, _ v: String?) { slots.withLock { $0[i] = v } }
+    var values: [String?] { slots.withLock { $0 } }
+}
+
+@Suite struct PushPlanningTests {
+    @Test func aTreeWithinTheLimitsIsNotRefused() {
+        let m = Manifest(entries: [Entry(path: RelativePath("a")!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 0, nanoseconds: 0))])
+        #expect(treeTooLarge(m, source: "src") == nil)
+    }
+
+    @Test func theRevisionIsReadFromGitWithoutRunningIt() {
+        let t = TempDir()
+        mkdirs(t.sub("repo/.git/refs/heads"))
+        mkdirs(t.sub("repo/sub"))
+        writeFile(t.sub("repo/.git/HEAD"), "ref: refs/heads/main\n")
+        writeFile(t.sub("repo/.git/refs/heads/main"), "0123456789abcdef0123456789abcdef01234567\n")
+        #expect(gitRevision(source: t.sub("repo/sub")) == "0123456789abcdef0123456789abcdef01234567")
+        writeFile(t.sub("repo/.git/HEAD"), "ref: refs/heads/packed\n")
+        writeFile(t.sub("repo/.git/packed-refs"), "# pack-refs\nfedcba9876543210fedcba9876543210fedcba98 refs/heads/packed\n")
+        #expect(gitRevision(source: t.sub("repo")) == "fedcba9876543210fedcba9876543210fedcba98")
+        #expect(gitRevision(source: "/") == "")
+    }
+}
