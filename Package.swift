@@ -85,8 +85,7 @@ let package = Package(
         .testTarget(name: "RollClientTests", dependencies: ["RollClient", "RollSSH", "RollTree", "RollSystem", "RollTestSupport"]),
         .testTarget(
             name: "RollIntegrationTests",
-            dependencies: ["RollSystem", "RollTree", "RollWire", "RollStore", "RollSession", "RollBundle", "RollConfig", "RollClient",
-                           "RollTestSupport"]
+            dependencies: ["RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore", "RollSession", "RollClient", "RollTestSupport"]
         ),
     ]
 )

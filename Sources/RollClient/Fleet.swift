@@ -97,7 +97,7 @@ public struct FleetOutcome {
 /// hook and health check do they keep the new release. Any failure before the switch
 /// leaves all on the old release; one after it switches all back.
 func pushToFleet(_ connectors: [Connector], _ connections: [Background<AgentConnection>], source: String, manifest: Manifest,
-                 options: PushOptions, allowPartial: Bool, quiet: Bool, observer: PushObserver,
+                 options: PushOptions, allowPartial: Bool, quiet: Bool, announceInstall: Bool, observer: PushObserver,
                  say: (String) -> Void) throws -> FleetOutcome {
     let names = connectors.map { $0.target.display }
     // Which containers take part: all, unless allowPartial drops those not reached.
@@ -129,7 +129,8 @@ func pushToFleet(_ connectors: [Connector], _ connections: [Background<AgentConn
     for i in reachable {
         var options = options
         options.stallTimeout = connectors[i].stallTimeout
-        let task = FleetTask(index: i, name: names[i], source: source, manifest: manifest, options: options, quiet: quiet,
+        let task = FleetTask(index: i, name: names[i], source: source, manifest: manifest, options: options,
+                             announceInstall: announceInstall,
                              connector: connectors[i], connection: connections[i], observer: observer,
                              coordinator: coordinator, results: results)
         threads.append(JoinableThread { task.run() })
@@ -160,21 +161,21 @@ private final class FleetTask: @unchecked Sendable {
     let source: String
     let manifest: Manifest
     let options: PushOptions
-    let quiet: Bool
+    let announceInstall: Bool
     let connector: Connector
     let connection: Background<AgentConnection>
     let observer: PushObserver
     let coordinator: FleetCoordinator
     let results: ResultSlots
 
-    init(index: Int, name: String, source: String, manifest: Manifest, options: PushOptions, quiet: Bool, connector: Connector,
+    init(index: Int, name: String, source: String, manifest: Manifest, options: PushOptions, announceInstall: Bool, connector: Connector,
          connection: Background<AgentConnection>, observer: PushObserver, coordinator: FleetCoordinator, results: ResultSlots) {
         self.index = index
         self.name = name
         self.source = source
         self.manifest = manifest
         self.options = options
-        self.quiet = quiet
+        self.announceInstall = announceInstall
         self.connector = connector
         self.connection = connection
         self.observer = observer
@@ -187,7 +188,7 @@ private final class FleetTask: @unchecked Sendable {
             // Progress of all containers is drawn together: this one's own clears would
             // wipe the others' lines.
             let r = try deliver(source: source, manifest: manifest, options: options, connector: connector, connecting: connection,
-                                quiet: quiet, observer: QuietObserver(),
+                                announceInstall: announceInstall, observer: QuietObserver(),
                                 events: { [observer, index, name] e in observer.event(e, container: (index, name)) })
             if r.upToDate { coordinator.withdraw() }
             results.set(index, .success(r))

@@ -27,8 +27,10 @@ public struct PushRequest {
     /// With several targets: go on without those that cannot be reached.
     public var allowPartial = false
     public var allowRootHooks = false
-    /// Say nothing of installs (`--quiet`, `--json`).
+    /// Print no warnings (`--quiet`).
     public var quiet = false
+    /// Say so when roll is installed on a server (not with `--quiet` or `--json`).
+    public var announceInstall = true
     /// `release` or `import` when a folder given on the target is pushed.
     public var recordKind: String?
     public var sshCommand: String?
@@ -174,13 +176,14 @@ public struct Pusher {
         if case .local = target { options.compress = false } else { options.compress = request.compress }
         if connectors.count > 1 {
             return .fleet(try pushToFleet(connectors, connections, source: source, manifest: manifest, options: options,
-                                          allowPartial: request.allowPartial, quiet: request.quiet, observer: observer,
+                                          allowPartial: request.allowPartial, quiet: request.quiet,
+                                          announceInstall: request.announceInstall, observer: observer,
                                           say: interaction.say))
         }
         options.stallTimeout = connectors[0].stallTimeout
         var connectedAt = 0.0
         let report = try deliver(source: source, manifest: manifest, options: options, connector: connectors[0],
-                                 connecting: connections[0], quiet: request.quiet, observer: observer,
+                                 connecting: connections[0], announceInstall: request.announceInstall, observer: observer,
                                  events: { event in
                                      if case .connected(_, let current) = event {
                                          connectedAt = monotonicClock()
@@ -208,7 +211,7 @@ public func treeTooLarge(_ manifest: Manifest, source: String) -> UserError? {
 /// Runs one push over a started connection; installs roll on the server and goes again
 /// when it has none that speaks this protocol.
 func deliver(source: String, manifest: Manifest, options: PushOptions, connector: Connector,
-             connecting: Background<AgentConnection>, quiet: Bool, observer: PushObserver,
+             connecting: Background<AgentConnection>, announceInstall: Bool, observer: PushObserver,
              events: @escaping (PushEvent) -> Void) throws -> PushReport {
     var agent = try connecting.wait()
     var installed = false
@@ -238,7 +241,7 @@ func deliver(source: String, manifest: Manifest, options: PushOptions, connector
             let ending = agent.finish()
             if ending == .exited(SSHAgentConnection.missingAgent) && !installed && connector.canInstall {
                 // No roll on the server speaks our protocol: install this one, then go again.
-                try connector.install(quiet: quiet)
+                try connector.install(quiet: !announceInstall)
                 installed = true
                 agent = try connector.connect()
                 continue

@@ -169,7 +169,8 @@ func pushAndReport(_ request: PushRequest, release: ReleaseOptions, output: Outp
     request.keep = release.keep
     request.force = release.force
     request.allowRootHooks = release.allowRootHooks
-    request.quiet = output.quiet || output.json
+    request.quiet = output.quiet
+    request.announceInstall = !(output.quiet || output.json)
     request.recordKind = recordKind
     let started = monotonicClock()
     let progress = Progress(mode: output.quiet || output.json ? .off : isTerminal(2) ? .terminal : .lines, quiet: output.quiet)
