@@ -16,7 +16,8 @@ extension Receiver.Build {
         guard e.kind == .file, e.size > 0 else { return }
         if activeByDigest.find(e.digest!, in: base) != nil || olderPlace(e.digest!) != nil || firstNeeded.find(e.digest!, in: entries) != nil {
             plan.reused += 1
-        } else if let old, old.kind == .file, old.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold {
+        } else if e.size >= Receiver.deltaThreshold,
+                  old.map({ $0.kind == .file && $0.size >= Receiver.deltaThreshold }) ?? (similarBasis(for: e) != nil) {
             plan.deltaFiles += 1
             plan.deltaBytes += e.size
         } else {

@@ -49,8 +49,8 @@ extension Receiver.Build {
                 counts.resumedBytes += e.size
                 return
             }
-            if let b = atPath, b.kind == .file, b.size >= Receiver.deltaThreshold, e.size >= Receiver.deltaThreshold,
-               let current, let signature = try signature(of: b, in: current) {
+            if let (b, signature) = try deltaBasis(for: e, atPath: atPath) {
+                if b.path != e.path, let i = base.index(of: b.path.bytes) { deltaBasis[index] = i }
                 expect(.delta, index)
                 try peer.send(SignatureMessage(index: index, signature: signature))
             } else {
@@ -58,6 +58,48 @@ extension Receiver.Build {
                 pendingNeeds.append(index)
             }
         }
+    }
+
+    /// The file of the active release to send `e` as a delta against, with its signature: the
+    /// file at the same path, else one under a similar name (``similarBasis(for:)``); nil
+    /// when there is none worth a delta.
+    mutating func deltaBasis(for e: Entry, atPath: Entry?) throws -> (Entry, [UInt8])? {
+        guard e.size >= Receiver.deltaThreshold, let current else { return nil }
+        let basis: Entry
+        if let b = atPath, b.kind == .file, b.size >= Receiver.deltaThreshold {
+            basis = b
+        } else if atPath == nil, let i = similarBasis(for: e) {
+            basis = base[i]
+        } else {
+            return nil
+        }
+        guard let signature = try signature(of: basis, in: current) else { return nil }
+        return (basis, signature)
+    }
+
+    /// A file of the active release whose name differs from `e`'s only in hashes and
+    /// versions (``SimilarNames``), the nearest in size when there are several.
+    mutating func similarBasis(for e: Entry) -> Int? {
+        if similarNames == nil {
+            var index = [UInt64: [UInt32]]()
+            var count = 0
+            for i in base.indices where base.kind(i) == .file && base.size(i) >= Receiver.deltaThreshold {
+                guard count < Receiver.similarNamesLimit else { break }
+                index[similarityHash(base.path(i)), default: []].append(UInt32(i))
+                count += 1
+            }
+            similarNames = index
+        }
+        guard let candidates = similarNames?[similarityHash(e.path.bytes)] else { return nil }
+        let size = Int64(e.size)
+        return candidates.map(Int.init).min { abs(Int64(base.size($0)) - size) < abs(Int64(base.size($1)) - size) }
+    }
+
+    private func similarityHash(_ path: some Collection<UInt8>) -> UInt64 {
+        // FNV-1a: a collision only picks a worse basis; the patched file is checked anyway.
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in SimilarNames.key(path) { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
     }
 
     /// Reads what releases older than the active one hold that it does not, newest first

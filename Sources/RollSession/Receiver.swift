@@ -25,6 +25,9 @@ public final class Receiver {
     /// the same path; below it a compressed whole file costs about the same as a signature
     /// plus a delta (a 2 KiB file has four 512-byte blocks).
     public static let deltaThreshold: UInt64 = 2 << 10
+    /// Files of the active release indexed by similar name, at most (their first ones in
+    /// tree order): about 100 bytes each while a push runs.
+    static let similarNamesLimit = 200_000
     /// Signatures of basis files from this size on are cached by content digest.
     static let signatureCacheThreshold: UInt64 = 1 << 20
 
@@ -222,6 +225,12 @@ extension Receiver {
 
         /// Content of the active release, by position in its manifest.
         var activeByDigest = DigestIndex()
+        /// Files of the active release by the hash of their ``SimilarNames`` key: delta bases
+        /// for files with none at their own path. Built when the first such file comes.
+        var similarNames: [UInt64: [UInt32]]?
+        /// Files sent as a delta against a file of the active release at another path: the
+        /// entry's index, the basis's index in `base`.
+        var deltaBasis = [Int: Int]()
         /// Content only older releases hold, which is rare: the first 8 bytes of its digest and
         /// where its entry lies (the release's place in `olderReleases` and the entry's offset
         /// in that release's manifest file), sorted; the entry is read again when it is used.
@@ -323,7 +332,8 @@ extension Receiver {
                 case .deltaBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }
                     let index = try peer.decode(DeltaBegin.self, frame).index
-                    guard expecting(index) == .delta, let b = base.index(of: entries.path(index)), let current, let staging else {
+                    guard expecting(index) == .delta, let b = deltaBasis[index] ?? base.index(of: entries.path(index)), let current,
+                          let staging else {
                         throw notAskedFor(index)
                     }
                     let basisFile = try Staging.openFile(try cursor(current), base[b].path)

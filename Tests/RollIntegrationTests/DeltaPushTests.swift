@@ -81,3 +81,48 @@ import Glibc
         #expect((json(r, "wire_out") ?? .max) < 2_000, "\(r.stdout)")
     }
 }
+
+/// Files renamed by a build (a hash or a version in the name) travel as deltas against the
+/// file they replace.
+@Suite struct SimilarNameDeltaTests {
+    func json(_ r: RunResult, _ key: String) -> Int? { jsonField(r, key).flatMap { Int($0) } }
+
+    @Test(arguments: [
+        ("lib/libfoo-8fb3d286.so.1.0", "lib/libfoo-fdde5778.so.1.0"),
+        ("static/main.3f2a9c.js", "static/main.9c1e47.js"),
+        ("pkg-1.2.3/data.bin", "pkg-1.2.4/data.bin"),
+    ])
+    func aRenamedFileTravelsAsADeltaAgainstItsPredecessor(old: String, new: String) throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        var rng = SeededRandom(seed: 11)
+        var content = rng.bytes(800_000)
+        writeFile(src + "/" + old, content)
+        writeFile(src + "/unrelated-1a2b3c4d.bin", rng.bytes(300_000))
+        #expect(roll("push", src, root).status == 0)
+
+        removeTree(src + "/" + old.split(separator: "/").dropLast().joined(separator: "/"))
+        content.replaceSubrange(400_000..<402_000, with: rng.bytes(2000))
+        writeFile(src + "/" + new, content)
+        let dry = roll("push", "--dry-run", "--json", src, root)
+        #expect(json(dry, "delta_files") == 1, "\(dry.stdout)")
+        let r = roll("push", "--json", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "delta_files") == 1 && json(r, "sent_files") == 0, "\(r.stdout)")
+        #expect(readFile(root + "/current/" + new) == content)
+        #expect(try describeTree(root + "/current/") == describeTree(src))
+        let wire = (json(r, "wire_out") ?? .max) + (json(r, "wire_in") ?? .max)
+        #expect(wire < 60_000, "\(r.stdout)")
+    }
+
+    @Test func aNewFileWithNoSimilarNameIsSentWhole() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        var rng = SeededRandom(seed: 12)
+        writeFile(src + "/a.bin", rng.bytes(100_000))
+        #expect(roll("push", src, root).status == 0)
+        writeFile(src + "/b.bin", rng.bytes(100_000))
+        let r = roll("push", "--json", src, root)
+        #expect(json(r, "delta_files") == 0 && json(r, "sent_files") == 1, "\(r.stdout)")
+    }
+}

@@ -1,0 +1,19 @@
+import RollTree
+import Testing
+
+@Suite struct SimilarNamesTests {
+    private func key(_ s: String) -> String { String(decoding: SimilarNames.key(Array(s.utf8)), as: UTF8.self) }
+
+    @Test func hashesAndVersionsAreWildcards() {
+        #expect(key("numpy.libs/libgfortran-040039e1.so.5.0.0") == "numpy.libs/libgfortran-#.so.#.#.#")
+        #expect(key("static/main.3f2a9c.js") == "static/main.#.js")
+        #expect(key("numpy-1.26.3.dist-info/RECORD") == "numpy-#.#.#.dist-info/RECORD")
+        #expect(key("pkg_2024_01/x+y") == "pkg_#_#/x+y")
+    }
+
+    @Test func wordsStayWords() {
+        #expect(key("src/facade/decade.py") == "src/facade/decade.py", "hex letters alone are a word")
+        #expect(key("cpython-311-x86_64") == "cpython-#-x86_#")
+        #expect(key("v2/abc12") == "v2/abc12", "too short to be a hash, not all digits")
+    }
+}
