@@ -23,6 +23,21 @@ extension Receiver.Build {
                 try add(base[i])
                 i += 1
             } while i < base.count && base.isInside(i, path.bytes)
+        case .sameSubtreeTimes(let path, let times):
+            guard let start = base.index(of: path.bytes), base.kind(start) == .directory else {
+                throw WireError(.protocolViolation, "\(path) is not a directory of the active release")
+            }
+            var end = start + 1
+            while end < base.count && base.isInside(end, path.bytes) { end += 1 }
+            guard end - start == times.count else {
+                throw WireError(.protocolViolation, "\(times.count) times for the \(end - start) entries of \(path)")
+            }
+            for (i, t) in zip(start..<end, times) { try add(base[i].with(mtime: t)) }
+        case .sameRangeTimes(let start, let times):
+            guard start <= base.count, times.count <= base.count - start, !times.isEmpty else {
+                throw WireError(.protocolViolation, "range \(start)+\(times.count) is outside the active release's \(base.count) entries")
+            }
+            for (i, t) in zip(start..<(start + times.count), times) { try add(base[i].with(mtime: t)) }
         }
     }
 

@@ -121,7 +121,9 @@ public final class Receiver {
             // The table only helps a client whose tree differs and that does not keep this
             // release's manifest itself.
             if root != hello.treeRoot && !hello.knownRoots.contains(root) {
-                directories = Manifest.directoryDigests(of: currentManifest).map { DirectoryDigest(pathKey: $0.pathKey, digest: $0.digest) }
+                directories = Manifest.directoryDigests(of: currentManifest).map {
+                    DirectoryDigest(pathKey: $0.pathKey, digest: $0.digest, content: $0.content)
+                }
             }
         }
         try peer.send(Welcome(agent: agentName, root: storePath, current: current?.description ?? "",

@@ -117,10 +117,11 @@ public final class Sender {
     private func manifestItems(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest]) -> [ManifestItem] {
         if let root = welcome.currentRoot, let base = options.manifestCache?.load(root) {
             report.manifestMode = "difference"
-            return manifest.items(against: base).map { spec in
+            return manifest.items(against: base, maxTimes: ManifestItem.maxTimes).map { spec in
                 switch spec {
                 case .entry(let e): return .entry(e)
                 case .range(let start, let count): return .sameRange(start: start, count: count)
+                case .rangeTimes(let start, let times): return .sameRangeTimes(start: start, times: times)
                 }
             }
         }
@@ -129,18 +130,28 @@ public final class Sender {
             return manifest.entries.map { .entry($0) }
         }
         report.manifestMode = "subtrees"
-        var theirs = [UInt64: (UInt64, UInt64)]()
-        for d in welcome.directories { theirs[d.pathKey] = d.digest }
+        var theirs = [UInt64: DirectoryDigest]()
+        for d in welcome.directories { theirs[d.pathKey] = d }
+        let contents = manifest.subtreeContentDigests()
         var items = [ManifestItem]()
         var i = 0
         let entries = manifest.entries
         while i < entries.count {
             let e = entries[i]
-            if e.kind == .directory, let mine = directories[e.path.bytes[...]],
-               let other = theirs[Manifest.pathKey(e.path.bytes)], other == (mine.w0, mine.w1) {
-                items.append(.sameSubtree(e.path))
+            guard e.kind == .directory, let other = theirs[Manifest.pathKey(e.path.bytes)] else {
+                items.append(.entry(e))
                 i += 1
-                while i < entries.count && entries[i].path.isInside(e.path) { i += 1 }
+                continue
+            }
+            var end = i + 1
+            while end < entries.count && entries[end].path.isInside(e.path) { end += 1 }
+            if let mine = directories[e.path.bytes[...]], other.digest == (mine.w0, mine.w1) {
+                items.append(.sameSubtree(e.path))
+                i = end
+            } else if let mine = contents[e.path.bytes[...]], other.content == (mine.w0, mine.w1), end - i <= ManifestItem.maxTimes {
+                // Only the times differ below here: a checkout of the same code.
+                items.append(.sameSubtreeTimes(e.path, entries[i..<end].map(\.mtime)))
+                i = end
             } else {
                 items.append(.entry(e))
                 i += 1
@@ -163,6 +174,8 @@ public final class Sender {
             case .entry(let e): chunkBytes += e.path.bytes.count + e.target.count + 48
             case .sameSubtree(let p): chunkBytes += p.bytes.count + 2
             case .sameRange: chunkBytes += 8
+            case .sameSubtreeTimes(let p, let times): chunkBytes += p.bytes.count + 4 + times.count * 6
+            case .sameRangeTimes(_, let times): chunkBytes += 8 + times.count * 6
             }
             if chunkBytes >= 128 << 10 {
                 try sendChunk(&chunk, &chunkBytes)

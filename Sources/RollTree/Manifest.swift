@@ -103,16 +103,33 @@ extension Entry {
 
     /// The entry as it stands in its directory: like ``encode(into:)`` but with the last
     /// path component only, so a subtree's digest does not depend on where it lies.
-    func encodeNode(into w: inout ByteWriter) {
-        encode(into: &w, name: path.lastComponent)
+    /// The entry as a node of the Merkle tree; `withTime` false leaves the mtime out, for a
+    /// digest of the content alone.
+    func encodeNode(into w: inout ByteWriter, withTime: Bool = true) {
+        encode(into: &w, name: path.lastComponent, withTime: withTime)
     }
 
-    private func encode(into w: inout ByteWriter, name: ArraySlice<UInt8>) {
+    /// Whether `other` is this entry but for its mtime.
+    public func sameContent(as other: Entry) -> Bool {
+        path == other.path && kind == other.kind && mode == other.mode && size == other.size && digest == other.digest
+            && target == other.target
+    }
+
+    /// This entry with another mtime.
+    public func with(mtime: Timestamp) -> Entry {
+        var e = self
+        e.mtime = mtime
+        return e
+    }
+
+    private func encode(into w: inout ByteWriter, name: ArraySlice<UInt8>, withTime: Bool = true) {
         w.u8(kind.rawValue)
         w.data(name)
         w.varint(UInt64(mode))
-        w.svarint(mtime.seconds)
-        w.varint(UInt64(UInt32(bitPattern: mtime.nanoseconds)))
+        if withTime {
+            w.svarint(mtime.seconds)
+            w.varint(UInt64(UInt32(bitPattern: mtime.nanoseconds)))
+        }
         switch kind {
         case .file:
             w.varint(size)
@@ -180,15 +197,27 @@ public struct Manifest: Sendable, Equatable {
         Manifest.merkle(entries, wantSubtrees: true)
     }
 
-    /// The digest of every directory's subtree with the directory's ``pathKey(_:)`` (what a
-    /// welcome carries), without holding the paths.
-    public static func directoryDigests(of entries: some Sequence<Entry>) -> [(pathKey: UInt64, digest: ContentDigest)] {
-        var out = [(pathKey: UInt64, digest: ContentDigest)]()
-        _ = merkle(entries, wantSubtrees: false) { path, digest in out.append((pathKey(path), digest)) }
+    /// Like ``subtreeDigests()``, of everything but mtimes: two trees with equal content
+    /// digests at a path differ there at most in times (a fresh checkout of the same code).
+    public func subtreeContentDigests() -> [ArraySlice<UInt8>: ContentDigest] {
+        Manifest.merkle(entries, wantSubtrees: true, withTime: false).directories
+    }
+
+    /// The digest of every directory's subtree, with and without mtimes, with the
+    /// directory's ``pathKey(_:)`` (what a welcome carries), without holding the paths.
+    public static func directoryDigests(of entries: some Collection<Entry>)
+        -> [(pathKey: UInt64, digest: ContentDigest, content: ContentDigest)] {
+        var out = [(pathKey: UInt64, digest: ContentDigest, content: ContentDigest)]()
+        _ = merkle(entries, wantSubtrees: false) { path, digest in out.append((pathKey(path), digest, digest)) }
+        var i = 0
+        _ = merkle(entries, wantSubtrees: false, withTime: false) { _, digest in
+            out[i].content = digest
+            i += 1
+        }
         return out
     }
 
-    private static func merkle(_ entries: some Sequence<Entry>, wantSubtrees: Bool,
+    private static func merkle(_ entries: some Sequence<Entry>, wantSubtrees: Bool, withTime: Bool = true,
                                each: ((ArraySlice<UInt8>, ContentDigest) -> Void)? = nil)
         -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest]) {
         var subtrees = [ArraySlice<UInt8>: ContentDigest]()
@@ -205,7 +234,7 @@ public struct Manifest: Sendable, Equatable {
             let parent = e.path.parentBytes
             while stack.count > 1 && stack[stack.count - 1].path != parent { pop() }
             record.bytes.removeAll(keepingCapacity: true)
-            e.encodeNode(into: &record)
+            e.encodeNode(into: &record, withTime: withTime)
             if e.kind == .directory {
                 var hasher = ContentHasher()
                 hasher.update(record.bytes)

@@ -78,9 +78,10 @@ public struct ManifestCache: Sendable {
 
 extension Manifest {
     /// This tree as a difference from `base`: runs of entries equal to the base's become
-    /// ranges of the base; the rest are sent as they are. Entries of `base` that are not
+    /// ranges of the base, runs equal but for their mtimes ranges with new times (at most
+    /// `maxTimes` a run); the rest are sent as they are. Entries of `base` that are not
     /// covered are deleted by omission.
-    public func items(against base: Manifest) -> [ManifestItemSpec] {
+    public func items(against base: Manifest, maxTimes: Int = .max) -> [ManifestItemSpec] {
         var items = [ManifestItemSpec]()
         var j = 0
         for e in entries {
@@ -90,6 +91,14 @@ extension Manifest {
                     items[items.count - 1] = .range(start, count + 1)
                 } else {
                     items.append(.range(j, 1))
+                }
+                j += 1
+            } else if j < base.entries.count && base.entries[j].sameContent(as: e) {
+                if case .rangeTimes(let start, var times)? = items.last, start + times.count == j, times.count < maxTimes {
+                    times.append(e.mtime)
+                    items[items.count - 1] = .rangeTimes(start, times)
+                } else {
+                    items.append(.rangeTimes(j, [e.mtime]))
                 }
                 j += 1
             } else {
@@ -104,4 +113,6 @@ extension Manifest {
 public enum ManifestItemSpec: Sendable, Equatable {
     case entry(Entry)
     case range(Int, Int)
+    /// Entries of the base from this index on, one a time, with these mtimes.
+    case rangeTimes(Int, [Timestamp])
 }

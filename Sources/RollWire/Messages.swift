@@ -1,7 +1,7 @@
 import RollSystem
 import RollTree
 
-/// Version 6 of the push protocol. Neither side waits for the other per file: the agent
+/// Version 7 of the push protocol. Neither side waits for the other per file: the agent
 /// answers each manifest chunk as it arrives, and the client sends file contents as soon
 /// as they are asked for, while it still sends the manifest.
 ///
@@ -11,7 +11,8 @@ import RollTree
 ///                                      ◄──    welcome(current release, its root, and, when the
 ///                                             roots differ, every directory's subtree digest)
 /// begin(options)                       ──►    (the agent holds the deploy lock from hello on)
-/// manifest(entries | same-subtree)*    ──►
+/// manifest(entries | same-subtree |    ──►
+///   same content, new times)*
 ///                                      ◄──    need(indexes)* signature(index, block sums)*
 /// fileBegin data* fileEnd              ──►    (whole file, for a need)
 /// deltaBegin data* fileEnd             ──►    (delta against the agent's file, for a signature)
@@ -37,7 +38,7 @@ import RollTree
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 6
+    public static let version: UInt16 = 7
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -162,25 +163,29 @@ public struct Hello: Message, Sendable {
     }
 }
 
-/// A directory's subtree digest as the agent sends it: a key for the path and the first
-/// 16 bytes of the digest (a collision only makes a push resend a subtree's entries, or,
-/// found at the end by the root check, fail cleanly).
+/// A directory's subtree digests as the agent sends them: a key for the path and the first
+/// 16 bytes of the digest, with mtimes and without (a collision only makes a push resend a
+/// subtree's entries, or, found at the end by the root check, fail cleanly).
 public struct DirectoryDigest: Sendable, Equatable {
     public var pathKey: UInt64
     public var digest: (UInt64, UInt64)
+    /// The subtree's digest without mtimes (``Manifest/subtreeContentDigests()``).
+    public var content: (UInt64, UInt64)
 
-    public init(pathKey: UInt64, digest: ContentDigest) {
+    public init(pathKey: UInt64, digest: ContentDigest, content: ContentDigest? = nil) {
         self.pathKey = pathKey
         self.digest = (digest.w0, digest.w1)
+        self.content = content.map { ($0.w0, $0.w1) } ?? (0, 0)
     }
 
-    public init(pathKey: UInt64, digest: (UInt64, UInt64)) {
+    public init(pathKey: UInt64, digest: (UInt64, UInt64), content: (UInt64, UInt64) = (0, 0)) {
         self.pathKey = pathKey
         self.digest = digest
+        self.content = content
     }
 
     public static func == (a: DirectoryDigest, b: DirectoryDigest) -> Bool {
-        a.pathKey == b.pathKey && a.digest == b.digest
+        a.pathKey == b.pathKey && a.digest == b.digest && a.content == b.content
     }
 }
 
@@ -216,6 +221,8 @@ public struct Welcome: Message, Sendable {
             w.u64(d.pathKey)
             w.u64(d.digest.0)
             w.u64(d.digest.1)
+            w.u64(d.content.0)
+            w.u64(d.content.1)
         }
     }
 
@@ -225,11 +232,11 @@ public struct Welcome: Message, Sendable {
         root = try r.string("root", limit: 4096)
         current = try r.string("current release", limit: 128)
         currentRoot = try r.u8("flag") == 1 ? ContentDigest(bytes: try r.raw(32, "root digest")) : nil
-        let n = try r.count("directories", limit: r.remaining / 24)
+        let n = try r.count("directories", limit: r.remaining / 40)
         directories = []
         directories.reserveCapacity(n)
         for _ in 0..<n {
-            directories.append(DirectoryDigest(pathKey: try r.u64(), digest: (try r.u64(), try r.u64())))
+            directories.append(DirectoryDigest(pathKey: try r.u64(), digest: (try r.u64(), try r.u64()), content: (try r.u64(), try r.u64())))
         }
     }
 }
@@ -370,9 +377,50 @@ public enum ManifestItem: Sendable, Equatable {
     /// Entries `start ..< start + count` of the active release's manifest, unchanged (for a
     /// client that keeps that manifest).
     case sameRange(start: Int, count: Int)
+    /// This directory and everything below it are as in the active release but for their
+    /// mtimes, which are these, in tree order (the directory's own first): a fresh checkout
+    /// of the same code costs a few bytes an entry.
+    case sameSubtreeTimes(RelativePath, [Timestamp])
+    /// Entries `start ..< start + times.count` of the active release's manifest, with these
+    /// mtimes and otherwise unchanged.
+    case sameRangeTimes(start: Int, times: [Timestamp])
 
     static let sameSubtreeTag: UInt8 = 0x40
     static let sameRangeTag: UInt8 = 0x41
+    static let sameSubtreeTimesTag: UInt8 = 0x42
+    static let sameRangeTimesTag: UInt8 = 0x43
+    /// Most times one item carries, so that an item fits in a frame (at most 15 bytes each).
+    public static let maxTimes = 100_000
+}
+
+extension ByteWriter {
+    /// Times as the difference of each one's seconds from the one before, and nanoseconds.
+    mutating func times(_ times: [Timestamp]) {
+        varint(UInt64(times.count))
+        var previous: Int64 = 0
+        for t in times {
+            svarint(t.seconds &- previous)
+            varint(UInt64(UInt32(bitPattern: t.nanoseconds)))
+            previous = t.seconds
+        }
+    }
+}
+
+extension ByteReader {
+    mutating func times() throws -> [Timestamp] {
+        let n = try count("times", limit: min(ManifestItem.maxTimes, remaining / 2))
+        var out = [Timestamp]()
+        out.reserveCapacity(n)
+        var previous: Int64 = 0
+        for _ in 0..<n {
+            let seconds = previous &+ (try svarint("mtime"))
+            let nanos = try varint("mtime nanoseconds")
+            guard nanos < 1_000_000_000 else { throw DecodeError("mtime nanoseconds \(nanos) out of range") }
+            out.append(Timestamp(seconds: seconds, nanoseconds: Int32(nanos)))
+            previous = seconds
+        }
+        return out
+    }
 }
 
 /// A run of manifest items, in tree order.
@@ -395,6 +443,14 @@ public struct ManifestChunk: Message, Sendable {
                 w.u8(ManifestItem.sameRangeTag)
                 w.varint(UInt64(start))
                 w.varint(UInt64(count))
+            case .sameSubtreeTimes(let p, let times):
+                w.u8(ManifestItem.sameSubtreeTimesTag)
+                w.data(p.bytes)
+                w.times(times)
+            case .sameRangeTimes(let start, let times):
+                w.u8(ManifestItem.sameRangeTimesTag)
+                w.varint(UInt64(start))
+                w.times(times)
             }
         }
     }
@@ -409,6 +465,15 @@ public struct ManifestChunk: Message, Sendable {
                 let start = try r.count("range start", limit: ManifestLimits.maxEntries)
                 let count = try r.count("range count", limit: ManifestLimits.maxEntries)
                 items.append(.sameRange(start: start, count: count))
+            } else if r.peek() == ManifestItem.sameSubtreeTimesTag {
+                _ = try r.u8()
+                let bytes = try r.data("path", limit: RelativePath.maxLength)
+                guard let path = RelativePath(bytes) else { throw DecodeError("unsafe path \"\(displayPath(bytes))\"") }
+                items.append(.sameSubtreeTimes(path, try r.times()))
+            } else if r.peek() == ManifestItem.sameRangeTimesTag {
+                _ = try r.u8()
+                let start = try r.count("range start", limit: ManifestLimits.maxEntries)
+                items.append(.sameRangeTimes(start: start, times: try r.times()))
             } else if r.peek() == ManifestItem.sameSubtreeTag {
                 _ = try r.u8()
                 let bytes = try r.data("path", limit: RelativePath.maxLength)

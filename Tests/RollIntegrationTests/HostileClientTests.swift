@@ -153,6 +153,27 @@ func rawManifestChunk(kind: EntryKind, path: [UInt8], content: [UInt8] = []) -> 
         }
     }
 
+    @Test(arguments: [0, 2, 5])
+    func timesItemsMustCoverExactlyWhatTheyName(count: Int) throws {
+        let t = TempDir()
+        writeFile(t.sub("src/d/a"), "a\n")
+        writeFile(t.sub("src/d/b"), "b\n")
+        try #require(roll("push", t.sub("src"), t.sub("root")).status == 0)
+        let current = readLinkText(t.sub("root/current"))
+        let times = Array(repeating: Timestamp(seconds: 1_800_000_000, nanoseconds: 5), count: count)
+        for item in [ManifestItem.sameSubtreeTimes(RelativePath("d")!, times), .sameRangeTimes(start: 1, times: times + [times.first ?? Timestamp(seconds: 0, nanoseconds: 0)])] {
+            let agent = try AgentDriver(root: t.sub("root"))
+            try agent.open(entries: 3)
+            try agent.send(ManifestChunk(items: [item]))
+            try agent.send(ManifestEnd(rootDigest: ContentDigest.of([])))
+            let error = agent.errorMessage(agent.drain())
+            #expect(error != nil, "\(item)")
+            agent.wait()
+            #expect(readLinkText(t.sub("root/current")) == current)
+            Self.assertNoStaging(t.sub("root"))
+        }
+    }
+
     @Test func moreEntriesThanAnnouncedAreRefused() throws {
         let t = TempDir()
         let (root, current) = Self.rootWithRelease(t)

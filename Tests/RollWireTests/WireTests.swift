@@ -76,3 +76,27 @@ final class MemoryStream: ByteStream {
         #expect(throws: DecodeError.self) { _ = try r2.varint() }
     }
 }
+
+@Suite struct TimesItemTests {
+    @Test func timesItemsRoundTripInAFewBytesEach() throws {
+        let times = (0..<1000).map { Timestamp(seconds: 1_900_000_000 + Int64($0 % 3), nanoseconds: Int32($0 * 997)) }
+        let chunk = ManifestChunk(items: [.sameSubtreeTimes(RelativePath("pkg/lib")!, times), .sameRangeTimes(start: 42, times: times)])
+        var w = ByteWriter()
+        chunk.encode(into: &w)
+        #expect(w.bytes.count < 2 * 1000 * 5 + 64, "\(w.bytes.count) bytes")
+        var r = ByteReader(w.bytes)
+        #expect(try ManifestChunk(from: &r).items == chunk.items)
+    }
+
+    @Test func nanosecondsPastASecondAreRefused() {
+        var w = ByteWriter()
+        w.varint(1)
+        w.u8(0x43)
+        w.varint(0)
+        w.varint(1)
+        w.svarint(0)
+        w.varint(1_000_000_000)
+        var r = ByteReader(w.bytes)
+        #expect(throws: DecodeError.self) { try ManifestChunk(from: &r) }
+    }
+}

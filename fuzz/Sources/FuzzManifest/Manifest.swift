@@ -44,6 +44,12 @@ func decodeManifest(_ bytes: [UInt8]) {
     check(directories.count == manifest.entries.count { $0.kind == .directory }, "a directory has no subtree digest")
 }
 
+/// A times item decodes to at most ``ManifestItem/maxTimes`` valid times.
+func checkTimes(_ times: [Timestamp]) {
+    check(times.count <= ManifestItem.maxTimes, "\(times.count) times in one item")
+    for t in times { check(t.nanoseconds >= 0 && t.nanoseconds < 1_000_000_000, "nanoseconds \(t.nanoseconds)") }
+}
+
 func decodeChunk(_ bytes: [UInt8]) {
     let chunk: ManifestChunk
     do { chunk = try ManifestChunk(payload: bytes) } catch {
@@ -64,6 +70,12 @@ func decodeChunk(_ bytes: [UInt8]) {
         case .sameRange(let start, let count):
             check(start >= 0 && count >= 0 && start <= ManifestLimits.maxEntries && count <= ManifestLimits.maxEntries,
                   "range \(start)+\(count)")
+        case .sameSubtreeTimes(let path, let times):
+            checkSafe(path.bytes)
+            checkTimes(times)
+        case .sameRangeTimes(let start, let times):
+            check(start >= 0 && start <= ManifestLimits.maxEntries, "range start \(start)")
+            checkTimes(times)
         }
     }
     do {

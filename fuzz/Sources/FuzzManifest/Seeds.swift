@@ -15,7 +15,8 @@ func manifestSeeds() throws -> [Seed] {
         Entry(path: path("b\u{e9}"), kind: .file, mode: 0o600, mtime: t, size: 1 << 40, digest: ContentDigest.of([2])),
     ].sorted { $0.path < $1.path }
     let chunk = ManifestChunk(items: entries.map { .entry($0) }
-                              + [.sameSubtree(path("lib/vendor")), .sameRange(start: 3, count: 200)])
+                              + [.sameSubtree(path("lib/vendor")), .sameRange(start: 3, count: 200),
+                                 .sameSubtreeTimes(path("lib/app"), [t, t]), .sameRangeTimes(start: 9, times: [t])])
     return [
         Seed("manifest", [0] + Manifest(entries: entries).encoded()),
         Seed("manifest-empty", [0] + Manifest(entries: []).encoded()),
