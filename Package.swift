@@ -8,7 +8,7 @@ import PackageDescription
 //   RollTree    (walking a source tree, content hashes, manifests)
 //   RollWire    (framed messages, handshake, limits, compression: zstd on the wire, gzip for files)
 //   RollStore   (releases, staging, publish/switch, rollback, retention, lock)
-//   RollBundle  (tar streams in and out, safely unpacked; gzip detection)
+//   RollBundle  (tar streams in and out, safely unpacked; gzip and zstd detected)
 //   RollSSH     (libssh2: session, host keys, auth, exec channels, SFTP)
 //   RollSession (the two sides of a push over any byte stream)
 //   RollConfig  (the TOML reader; roll.toml and agent.toml, validated where they are read)
@@ -44,7 +44,7 @@ let package = Package(
         ),
         .target(name: "RollWire", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem", "RollTree"]),
         .target(name: "RollStore", dependencies: ["CRollSystem", "RollSystem", "RollTree"]),
-        .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "RollSystem"]),
+        .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem"]),
         .target(name: "RollSSH", dependencies: ["CRollSystem", "CLibSSH2", "CLibCrypto", "RollSystem"]),
         .target(name: "RollSession", dependencies: ["CRollSystem", "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),
         .target(name: "RollConfig", dependencies: ["RollSystem", "RollTree"]),

@@ -24,13 +24,13 @@ let package = Package(
         .target(name: "RollDelta"),
         .target(name: "RollTree", dependencies: ["CRollSystem", "CLibCrypto", "RollSystem", "RollDelta"]),
         .target(name: "RollWire", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem", "RollTree"]),
-        .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "RollSystem"]),
+        .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem"]),
 
         .target(name: "FuzzSupport"),
         .executableTarget(name: "FuzzWire", dependencies: ["FuzzSupport", "RollWire", "RollDelta"]),
         .executableTarget(name: "FuzzSignature", dependencies: ["FuzzSupport", "RollDelta"]),
         .executableTarget(name: "FuzzPatch", dependencies: ["FuzzSupport", "RollDelta"]),
         .executableTarget(name: "FuzzManifest", dependencies: ["FuzzSupport", "RollTree", "RollWire"]),
-        .executableTarget(name: "FuzzTar", dependencies: ["FuzzSupport", "RollBundle", "RollSystem"]),
+        .executableTarget(name: "FuzzTar", dependencies: ["CZstd", "FuzzSupport", "RollBundle", "RollSystem"]),
     ]
 )

@@ -7,7 +7,7 @@ import RollWire
 import Glibc
 #endif
 
-/// A release bundle: a gzip-compressed tar stream of
+/// A release bundle: a zstd-compressed tar stream (gzip with `roll export --gzip`) of
 ///
 ///     roll-bundle/bundle.txt   what it is: format, release, source root, counts, whether
 ///                              the shared folder is in it
@@ -15,7 +15,7 @@ import Glibc
 ///     tree/…                   the release's files, folders and symlinks
 ///     shared/…                 ROOT/shared, only with --with-shared
 ///
-/// Readable by `tar xzf` too; `roll import` checks every file against the manifest before
+/// Readable by `tar --zstd -xf` (or `tar xzf`) too; `roll import` checks every file against the manifest before
 /// anything is released.
 public enum BundleFormat {
     public static let version = 1
@@ -33,29 +33,45 @@ public struct BundleWriter {
     public let manifest: Manifest
     /// Whether ROOT/shared goes into the bundle (secrets such as .env live there).
     public let withShared: Bool
-    /// gzip level, 1 to 9.
-    public let level: Int32
+    /// How the tar stream is compressed.
+    public let compression: Compression
 
-    public init(store: Store, root: String, release: ReleaseID, manifest: Manifest, withShared: Bool, level: Int32) {
+    public enum Compression {
+        /// zstd at this level (1 to 19): the default.
+        case zstd(Int32)
+        /// gzip at this level (1 to 9), for tools without zstd.
+        case gzip(Int32)
+    }
+
+    public init(store: Store, root: String, release: ReleaseID, manifest: Manifest, withShared: Bool, compression: Compression) {
         self.store = store
         self.root = root
         self.release = release
         self.manifest = manifest
         self.withShared = withShared
-        self.level = level
+        self.compression = compression
     }
 
     /// Writes the bundle to `out`; returns the bytes written.
     public func write(to out: Descriptor) throws -> UInt64 {
         let id = release
-        let deflater = Deflater(level: level, gzip: true)
+        let compressor: (UnsafeRawBufferPointer) -> UnsafeRawBufferPointer
+        let finish: () -> UnsafeRawBufferPointer
+        switch compression {
+        case .zstd(let level):
+            let zstd = ZstdCompressor(level: level)
+            (compressor, finish) = (zstd.compress, zstd.finish)
+        case .gzip(let level):
+            let deflater = Deflater(level: level, gzip: true)
+            (compressor, finish) = (deflater.compress, deflater.finish)
+        }
         var written: UInt64 = 0
         var pending = [UInt8]()
         pending.reserveCapacity(FrameLimits.dataChunk)
         func drain(_ force: Bool) throws {
             while pending.count >= FrameLimits.dataChunk || (force && !pending.isEmpty) {
                 let n = min(pending.count, FrameLimits.dataChunk)
-                let packed = pending.withUnsafeBytes { deflater.compress(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+                let packed = pending.withUnsafeBytes { compressor(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
                 try out.write(packed)
                 written += UInt64(packed.count)
                 pending.removeFirst(n)
@@ -101,7 +117,7 @@ public struct BundleWriter {
         }
         try tar.finish()
         try drain(true)
-        let tail = deflater.finish()
+        let tail = finish()
         try out.write(tail)
         return written + UInt64(tail.count)
     }
@@ -194,7 +210,7 @@ public struct BundleReader {
 
     /// Unpacks the bundle; returns its description and manifest.
     public func unpack(_ input: Descriptor, into dir: Descriptor) throws -> (String, Manifest) {
-        let reader = TarReader(MaybeGzipSource(DescriptorSource(input)))
+        let reader = TarReader(DecompressingSource(DescriptorSource(input)))
         let extractor = TarExtractor(into: dir)
         var seenInfo = false
         extractor.route = { m in

@@ -54,7 +54,7 @@ public enum Uploads {
         do {
             let dir = try Descriptor.openDirectory(at: base.fd, name, display: path)
             let extractor = TarExtractor(into: dir)
-            let reader = TarReader(MaybeGzipSource(DescriptorSource(input)))
+            let reader = TarReader(DecompressingSource(DescriptorSource(input)))
             let summary = try extractor.extract(reader)
             _ = fchmod(dir.fd, 0o755)
             for s in summary.skipped { warn(s) }

@@ -1,5 +1,6 @@
 import CRollSystem
 import CZlib
+import CZstd
 import RollSystem
 #if canImport(Glibc)
 import Glibc
@@ -21,15 +22,24 @@ public final class DescriptorSource: ByteSource {
     }
 }
 
-/// Reads a source that may be gzip-compressed: the first two bytes decide (gzip's magic
-/// 1f 8b), so `tar c` and `tar cz` streams are both taken. Memory stays bounded: one
-/// input buffer, the caller's output buffer.
-public final class MaybeGzipSource: ByteSource {
+/// Reads a source that may be compressed: its first bytes decide (gzip's magic 1f 8b,
+/// zstd's 28 b5 2f fd), so `tar c`, `tar cz` and `tar --zstd` streams, and bundles of
+/// either kind, are all taken. Memory stays bounded: one input buffer, the caller's output
+/// buffer, and for zstd a window of at most 2^``zstdWindowLogMax`` bytes (a frame that asks
+/// for more is refused, not allocated).
+public final class DecompressingSource: ByteSource {
+    public enum Format { case plain, gzip, zstd }
+    /// 32 MiB: ample for `zstd -19` and `tar --zstd`; `zstd --long` streams are refused.
+    public static let zstdWindowLogMax: Int32 = 25
+
     private let source: ByteSource
     private let input: UnsafeMutableRawBufferPointer
     private var start = 0, end = 0
     private var stream = z_stream()
-    private var gzip: Bool?
+    private var zstd: OpaquePointer?
+    /// What `ZSTD_decompressStream` last said is left of the frame (0: at a frame's end).
+    private var zstdLeft = 0
+    public private(set) var format: Format?
     private var finished = false
 
     public init(_ source: ByteSource) {
@@ -38,7 +48,8 @@ public final class MaybeGzipSource: ByteSource {
     }
 
     deinit {
-        if gzip == true { inflateEnd(&stream) }
+        if format == .gzip { inflateEnd(&stream) }
+        if let zstd { ZSTD_freeDCtx(zstd) }
         input.deallocate()
     }
 
@@ -49,21 +60,32 @@ public final class MaybeGzipSource: ByteSource {
         return end > 0
     }
 
+    private func detect() throws {
+        while end - start < 4 {
+            let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: input[end...]))
+            if n == 0 { break }
+            end += n
+        }
+        let head = Array(input[start..<min(end, start + 4)])
+        if head.starts(with: [0x1F, 0x8B]) {
+            format = .gzip
+            let rc = roll_inflate_init_gzip(&stream)
+            guard rc == Z_OK else { throw BundleError("cannot start gzip decompression (zlib \(rc))") }
+        } else if head == [0x28, 0xB5, 0x2F, 0xFD] {
+            format = .zstd
+            guard let context = ZSTD_createDCtx() else { throw BundleError("cannot start zstd decompression") }
+            zstd = context
+            _ = ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, Self.zstdWindowLogMax)
+        } else {
+            format = .plain
+        }
+    }
+
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard !buffer.isEmpty else { return 0 }
-        if gzip == nil {
-            while end - start < 2 {
-                let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: input[end...]))
-                if n == 0 { break }
-                end += n
-            }
-            gzip = end - start >= 2 && input[start] == 0x1F && input[start + 1] == 0x8B
-            if gzip == true {
-                let rc = roll_inflate_init_gzip(&stream)
-                guard rc == Z_OK else { throw BundleError("cannot start gzip decompression (zlib \(rc))") }
-            }
-        }
-        guard gzip == true else {
+        if format == nil { try detect() }
+        switch format! {
+        case .plain:
             if start < end {
                 let n = min(buffer.count, end - start)
                 buffer.baseAddress!.copyMemory(from: input.baseAddress! + start, byteCount: n)
@@ -71,7 +93,14 @@ public final class MaybeGzipSource: ByteSource {
                 return n
             }
             return try source.read(into: buffer)
+        case .gzip:
+            return try inflateGzip(into: buffer)
+        case .zstd:
+            return try inflateZstd(into: buffer)
         }
+    }
+
+    private func inflateGzip(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         while !finished {
             if start == end, try !refill() {
                 throw BundleError("the compressed stream ends early (gzip data is truncated)")
@@ -91,6 +120,25 @@ public final class MaybeGzipSource: ByteSource {
             if produced > 0 { return produced }
         }
         return 0
+    }
+
+    /// Frames one after another until the input ends, which must be at a frame's end.
+    private func inflateZstd(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            if start == end, try !refill() {
+                guard zstdLeft == 0 else { throw BundleError("the compressed stream ends early (zstd data is truncated)") }
+                return 0
+            }
+            var source = ZSTD_inBuffer(src: input.baseAddress! + start, size: end - start, pos: 0)
+            var sink = ZSTD_outBuffer(dst: buffer.baseAddress, size: buffer.count, pos: 0)
+            let rc = ZSTD_decompressStream(zstd, &sink, &source)
+            start += source.pos
+            if ZSTD_isError(rc) != 0 {
+                throw BundleError("the zstd data is corrupt or needs more memory than allowed (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
+            }
+            zstdLeft = rc
+            if sink.pos > 0 { return sink.pos }
+        }
     }
 }
 

@@ -144,6 +144,16 @@ public final class ZstdCompressor {
         }
         return UnsafeRawBufferPointer(rebasing: output[..<sink.pos])
     }
+
+    /// Ends the frame: the bytes that close the stream for a file (`zstd -d` and
+    /// `tar --zstd` then read it to its end).
+    public func finish() -> UnsafeRawBufferPointer {
+        var source = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        var sink = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+        let left = ZSTD_compressStream2(context, &sink, &source, ZSTD_e_end)
+        precondition(ZSTD_isError(left) == 0 && left == 0, "zstd did not end its frame")
+        return UnsafeRawBufferPointer(rebasing: output[..<sink.pos])
+    }
 }
 
 /// The receiving end of a ``ZstdCompressor``'s stream, bounded twice: what one chunk may

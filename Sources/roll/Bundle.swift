@@ -17,11 +17,13 @@ extension Roll {
             release, here or in another root, and checks every file first. ROOT/shared (where \
             .env files and secrets live) is left out unless --with-shared is given; the bundle \
             says which. Memory stays bounded whatever the release's size. Started as root, \
-            roll works as the owner of ROOT, so -o must name a place that user can write.
+            roll works as the owner of ROOT, so -o must name a place that user can write. The \
+            bundle is a zstd-compressed tar stream (`tar --zstd -xf` reads it); --gzip writes \
+            one `tar xzf` reads. `roll import` takes both.
 
             EXAMPLES
-              roll export /srv/roll -o snapshot.roll.tgz
-              roll export /srv/roll 000041-20261129T120000Z > old.roll.tgz
+              roll export /srv/roll -o snapshot.roll.tzst
+              roll export /srv/roll 000041-20261129T120000Z > old.roll.tzst
               ssh app@old roll export /srv/roll | ssh app@new roll import - /srv/roll
             """
         )
@@ -38,8 +40,11 @@ extension Roll {
         @Flag(help: "Include ROOT/shared (secrets such as .env live there).")
         var withShared = false
 
-        @Option(help: "gzip level, 1 (fast) to 9 (small).")
-        var level: Int32 = 6
+        @Option(help: "Compression level: zstd 1 (fast) to 19 (small), default 3; with --gzip 1 to 9, default 6.")
+        var level: Int32?
+
+        @Flag(help: "Compress with gzip instead of zstd, for tools that cannot read zstd (roll import reads both).")
+        var gzip = false
 
         @Flag(name: .shortAndLong, help: "Print only errors.")
         var quiet = false
@@ -48,7 +53,9 @@ extension Roll {
             if let id, ReleaseID(id) == nil {
                 throw ValidationError("'\(id)' is not a release id (like 000042-20261129T135012Z; see `roll releases`)")
             }
-            guard (1...9).contains(level) else { throw ValidationError("--level takes 1 to 9") }
+            if let level, !(gzip ? 1...9 : 1...19).contains(level) {
+                throw ValidationError(gzip ? "--level takes 1 to 9 with --gzip" : "--level takes 1 to 19 (or 1 to 9 with --gzip)")
+            }
         }
 
         func run() throws {
@@ -65,7 +72,8 @@ extension Roll {
                 if output == nil && isTerminal(1) {
                     throw UserError("refusing to write a compressed bundle to a terminal", hint: "use -o FILE or a pipe", code: Exit.usage)
                 }
-                let writer = BundleWriter(store: store, root: root, release: release, manifest: manifest, withShared: withShared, level: level)
+                let writer = BundleWriter(store: store, root: root, release: release, manifest: manifest, withShared: withShared,
+                                          compression: gzip ? .gzip(level ?? 6) : .zstd(level ?? 3))
                 var written: UInt64 = 0
                 if let output {
                     do {
@@ -99,7 +107,7 @@ extension Roll {
             ones are kept).
 
             EXAMPLES
-              roll import snapshot.roll.tgz /srv/roll
+              roll import snapshot.roll.tzst /srv/roll
               ssh app@old roll export /srv/roll | roll import - /srv/new-app
             """
         )

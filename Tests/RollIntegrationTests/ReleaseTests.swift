@@ -222,6 +222,32 @@ extension ReleaseFromUploadTests {
         #expect(try describeTree(third + "/current/") == describeTree(src))
     }
 
+    @Test func bundlesAreZstdByDefaultAndGzipWhenAskedAndBothImport() throws {
+        let t = TempDir()
+        let src = t.sub("site")
+        sampleSite(src)
+        var rng = SeededRandom(seed: 19)
+        writeFile(src + "/data/blob.bin", rng.bytes(3 << 20))
+        let root = t.sub("root")
+        #expect(roll("push", src, root).status == 0)
+        #expect(roll("export", root, "-o", t.sub("b.tzst")).status == 0)
+        #expect(roll("export", "--gzip", "--level", "9", root, "-o", t.sub("b.tgz")).status == 0)
+        #expect(readFile(t.sub("b.tzst"))?.prefix(4).elementsEqual([0x28, 0xB5, 0x2F, 0xFD]) == true, "zstd's magic")
+        #expect(readFile(t.sub("b.tgz"))?.prefix(2).elementsEqual([0x1F, 0x8B]) == true, "gzip's magic")
+        for (bundle, into) in [("b.tzst", "z"), ("b.tgz", "g")] {
+            let r = roll("import", t.sub(bundle), t.sub(into))
+            #expect(r.status == 0, "\(r)")
+            #expect(try describeTree(t.sub(into) + "/current/") == describeTree(src))
+        }
+        // Cut short, a zstd bundle is refused, and nothing is released.
+        writeFile(t.sub("short.tzst"), Array((readFile(t.sub("b.tzst")) ?? []).dropLast(100)))
+        let r = roll("import", t.sub("short.tzst"), t.sub("cut"))
+        #expect(r.status == 65, "\(r)")
+        #expect(readLinkText(t.sub("cut") + "/current") == nil)
+        #expect(roll("export", root, "--level", "20", "-o", t.sub("x")).status == 64)
+        #expect(roll("export", root, "--gzip", "--level", "10", "-o", t.sub("x")).status == 64)
+    }
+
     @Test func aDamagedBundleIsRefusedWithTheFileNamed() throws {
         let t = TempDir()
         let src = t.sub("site")
@@ -229,7 +255,7 @@ extension ReleaseFromUploadTests {
         let root = t.sub("root")
         #expect(roll("push", src, root).status == 0)
         let bundle = t.sub("b.tgz")
-        #expect(roll("export", root, "-o", bundle).status == 0)
+        #expect(roll("export", "--gzip", root, "-o", bundle).status == 0)
         // Unpack the gzip, change one byte of a file's content (not its header), pack again.
         var r = run("/bin/sh", ["-c", "gzip -dc \(bundle) > \(t.sub("b.tar"))"])
         #expect(r.status == 0)

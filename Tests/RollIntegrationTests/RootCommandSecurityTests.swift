@@ -104,7 +104,7 @@ import Glibc
         let t = TempDir()
         writeFile(t.sub("src/index.html"), "v1\n")
         #expect(roll("push", t.sub("src"), t.sub("old")).status == 0)
-        let exported = roll("export", t.sub("old"), "-o", t.sub("good.roll.tgz"), "-q")
+        let exported = roll("export", "--gzip", t.sub("old"), "-o", t.sub("good.roll.tgz"), "-q")
         #expect(exported.status == 0, "\(exported)")
         writeFile(t.sub("elsewhere/name-from-elsewhere.txt"), "not in any bundle\n")
         // The same bundle with tree/ replaced by a symlink to another folder.

@@ -1,9 +1,10 @@
+import CZstd
 import FuzzSupport
 import RollBundle
 import RollSystem
 
 /// Tar streams written by the project's own writer: files, folders, a symlink, a hard
-/// link, a long name (pax), and a gzip'ed copy.
+/// link, a long name (pax), and a zstd-compressed copy (as `roll export` writes them).
 func tarSeeds() throws -> [Seed] {
     func tar(_ build: (TarWriter) throws -> Void) throws -> [UInt8] {
         var out = [UInt8]()
@@ -28,7 +29,10 @@ func tarSeeds() throws -> [Seed] {
         try file(w, String(repeating: "deep/", count: 30) + "file.txt", "x")
         try w.begin(.file, name: Array("nanos".utf8), mode: 0o600, size: 0, mtime: 1_700_000_000, nanoseconds: 123_456_789)
     }
-    return [Seed("site", site), Seed("long-names", long), Seed("empty", try tar { _ in })]
+    var packed = [UInt8](repeating: 0, count: ZSTD_compressBound(site.count))
+    let n = packed.withUnsafeMutableBytes { out in site.withUnsafeBytes { ZSTD_compress(out.baseAddress, out.count, $0.baseAddress, $0.count, 3) } }
+    packed.removeLast(packed.count - n)
+    return [Seed("site", site), Seed("long-names", long), Seed("empty", try tar { _ in }), Seed("site-zstd", packed)]
 }
 
 @_cdecl("LLVMFuzzerInitialize")

@@ -5,7 +5,7 @@ import RollSystem
 import Glibc
 #endif
 
-// Input: a tar stream (plain, or gzip when it starts with gzip's magic), as `roll release
+// Input: a tar stream (plain, or gzip or zstd by their magic), as `roll release
 // --from -` and `roll import` read it. Every member is read to its end; the stream is
 // also unpacked into an empty folder, and nothing may appear beside that folder (a
 // member that escapes it is a bug even if the unpacking then fails).
@@ -39,7 +39,7 @@ func fuzzTar(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 }
 
 func readAll(_ bytes: [UInt8]) {
-    let reader = TarReader(MaybeGzipSource(MemorySource(bytes)))
+    let reader = TarReader(DecompressingSource(MemorySource(bytes)))
     do {
         while let m = try reader.next() {
             check(m.mode <= 0o7777, "mode \(m.mode)")
@@ -58,7 +58,7 @@ func unpack(_ bytes: [UInt8]) {
     do {
         try base.makeDirectory(Array("into".utf8), mode: 0o700)
         let dir = try Descriptor.openDirectory(at: base.fd, Array("into".utf8))
-        _ = try TarExtractor(into: dir).extract(TarReader(MaybeGzipSource(MemorySource(bytes))))
+        _ = try TarExtractor(into: dir).extract(TarReader(DecompressingSource(MemorySource(bytes))))
     } catch {
         check(error is BundleError || error is SystemError, "extractor threw \(error)")
     }
