@@ -98,7 +98,7 @@ public struct AgentSettings {
         }
         let known: Set<String> = ["root", "api.url", "api.token", "api.token_file", "api.auth", "api.company_id", "api.app_id", "api.timeout"]
         for key in table.keys where !known.contains(key) {
-            throw UserError("\(path): unknown setting \(key)", hint: "known settings: \(known.sorted().joined(separator: ", "))", code: Exit.config)
+            throw UserError("\(path): unknown setting \(key)" + (closestMatch(key, among: known).map { "; did you mean \($0)?" } ?? ""), hint: "known settings: \(known.sorted().joined(separator: ", "))", code: Exit.config)
         }
         func string(_ key: String) throws -> String? {
             guard let v = table[key] else { return nil }

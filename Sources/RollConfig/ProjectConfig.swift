@@ -52,7 +52,7 @@ public struct ProjectConfig: Equatable {
         guard let file = try? Descriptor.open(path, flags: O_RDONLY) else { return nil }
         let bytes = try file.readAll(limit: 1 << 20)
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw UserError("\(path) is not UTF-8 text", code: Exit.dataError)
+            throw UserError("\(path) is not UTF-8 text", code: Exit.config)
         }
         return try parse(text, origin: path)
     }
@@ -61,10 +61,10 @@ public struct ProjectConfig: Equatable {
         let table: [String: TOMLValue]
         do { table = try parseTOML(text) } catch let e as TOMLError {
             throw UserError("\(origin):\(e)", hint: "roll.toml is TOML: key = \"value\", lists as [\"a\", \"b\"]",
-                            code: Exit.dataError)
+                            code: Exit.config)
         }
         func fail(_ key: String, _ what: String) -> UserError {
-            UserError("\(origin): \(key) must be \(what)", code: Exit.dataError)
+            UserError("\(origin): \(key) must be \(what)", code: Exit.config)
         }
         func string(_ key: String) throws -> String? {
             guard let v = table[key] else { return nil }
@@ -88,14 +88,14 @@ public struct ProjectConfig: Equatable {
             return n
         }
         for key in table.keys where !keys.contains(key) {
-            throw UserError("\(origin): unknown setting \(key)",
-                            hint: "known settings: \(keys.sorted().joined(separator: ", "))", code: Exit.dataError)
+            throw UserError("\(origin): unknown setting \(key)" + (closestMatch(key, among: keys).map { "; did you mean \($0)?" } ?? ""),
+                            hint: "known settings: \(keys.sorted().joined(separator: ", "))", code: Exit.config)
         }
         var config = ProjectConfig()
         config.target = try string("target")
         let targets = try strings("targets")
         if !targets.isEmpty {
-            guard config.target == nil else { throw UserError("\(origin): give target or targets, not both", code: Exit.dataError) }
+            guard config.target == nil else { throw UserError("\(origin): give target or targets, not both", code: Exit.config) }
             if targets.count == 1 { config.target = targets[0] } else { config.targets = targets }
         }
         config.keep = try number("keep", Limits.keep, unit: "")
@@ -111,7 +111,7 @@ public struct ProjectConfig: Equatable {
         config.hookTimeout = try number("hooks.timeout", Limits.hookTimeout)
         if let url = try string("health.url") {
             guard var check = HealthCheck(url: url) else {
-                throw UserError("\(origin): health.url must be http://host[:port]/path, not \(url)", code: Exit.dataError)
+                throw UserError("\(origin): health.url must be http://host[:port]/path, not \(url)", code: Exit.config)
             }
             if let v = table["health.status"] {
                 guard let n = v.integer, Limits.healthStatus.contains(n) else { throw fail("health.status", "an HTTP status such as 200") }
@@ -122,7 +122,7 @@ public struct ProjectConfig: Equatable {
             check.interval = try number("health.interval", Limits.healthInterval) ?? check.interval
             config.health = check
         } else if table.keys.contains(where: { $0.hasPrefix("health.") }) {
-            throw UserError("\(origin): [health] needs url = \"http://127.0.0.1:8080/health\"", code: Exit.dataError)
+            throw UserError("\(origin): [health] needs url = \"http://127.0.0.1:8080/health\"", code: Exit.config)
         }
         if let link = try string("link") {
             guard link.hasPrefix("/"), !link.split(separator: "/").contains(".."), link.count > 1 else {
@@ -133,11 +133,11 @@ public struct ProjectConfig: Equatable {
         for p in config.shared + config.sharedCreate {
             guard SharedPath(p) != nil else {
                 throw UserError("\(origin): shared path \"\(p)\" must be relative, without . or .. (like \".env\" or \"media/\")",
-                                code: Exit.dataError)
+                                code: Exit.config)
             }
         }
         for p in config.sharedCreate where !config.shared.contains(p) {
-            throw UserError("\(origin): shared_create lists \"\(p)\", which is not in shared", code: Exit.dataError)
+            throw UserError("\(origin): shared_create lists \"\(p)\", which is not in shared", code: Exit.config)
         }
         return config
     }

@@ -43,3 +43,25 @@ public func formatDecimal(_ v: Double, places: Int) -> String {
 public func formatSeconds(_ s: Double) -> String {
     s < 10 ? formatDecimal(s, places: 2) + " s" : formatDecimal(s, places: 1) + " s"
 }
+
+/// The word of `candidates` nearest to `word` by edit distance, when it is near enough to
+/// be a typo (at most a third of its length, and at least one edit): for "did you mean".
+public func closestMatch(_ word: String, among candidates: some Sequence<String>) -> String? {
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        var row = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var previous = row[0]
+            row[0] = i + 1
+            for (j, y) in b.enumerated() {
+                let next = min(row[j + 1] + 1, row[j] + 1, previous + (x == y ? 0 : 1))
+                previous = row[j + 1]
+                row[j + 1] = next
+            }
+        }
+        return row[b.count]
+    }
+    let letters = Array(word)
+    let limit = max(1, letters.count / 3)
+    let scored = candidates.map { ($0, distance(letters, Array($0))) }.filter { $0.1 <= limit }
+    return scored.min { $0.1 < $1.1 }?.0
+}

@@ -6,7 +6,7 @@ import RollSystem
 extension Roll {
     struct Back: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Switch current back to the previous good release, or to a named one.",
+            abstract: "Switch current back to the previous good release, or to a named one (also: rollback).",
             discussion: """
             Without ID, switches to the newest good release older than the active one (the \
             `previous` in `roll releases`). With ID, switches to that release, older or newer. \
@@ -15,7 +15,8 @@ extension Roll {
 
             After the switch the release's own `restart` hook runs, then its `rollback` hook \
             (see `roll init` for hooks). Started as root, roll works as the owner of ROOT.
-            """
+            """,
+            aliases: ["rollback"]
         )
 
         @Argument(help: "The deploy root.")

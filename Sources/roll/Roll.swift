@@ -1,5 +1,8 @@
 import ArgumentParser
 import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct Roll: ParsableCommand {
@@ -56,11 +59,25 @@ struct Roll: ParsableCommand {
                       Signature.self, Delta.self, Patch.self]
     )
 
+    /// Every name a command answers to, aliases included.
+    static var commandNames: [String] {
+        configuration.subcommands.flatMap { sub in
+            [sub.configuration.commandName ?? sub._commandName] + sub.configuration.aliases
+        } + ["help"]
+    }
+
     /// No descriptor the process was started with, beyond 0-2, reaches anything it runs,
     /// and no secret stays readable in its environment block.
     static func main() {
         closeInheritedDescriptors(from: 3)
         wipeSecretsFromEnvironmentBlock()
-        main(nil)
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if let word = arguments.first, !word.hasPrefix("-"), !commandNames.contains(word) {
+            printError("roll: error: unknown command '\(escapeControls(word))'"
+                       + (closestMatch(word, among: commandNames).map { "; did you mean '\($0)'?" } ?? ""))
+            printError("  hint: roll --help lists the commands")
+            Glibc.exit(Exit.usage)
+        }
+        main(arguments)
     }
 }

@@ -58,17 +58,22 @@ import Testing
             Issue.record("accepted: \(text)")
         } catch let e as UserError {
             #expect(e.message.contains(expected), "\(e.message)")
-            #expect(e.code == Exit.dataError)
+            #expect(e.code == Exit.config)
         } catch {
             Issue.record("\(error)")
         }
     }
 
-    @Test func anUnknownKeyListsTheKnownOnes() {
+    @Test func anUnknownKeyListsTheKnownOnesAndTheNearest() {
         #expect {
             try ProjectConfig.parse("keeep = 5\n", origin: "roll.toml")
         } throws: { error in
-            (error as? UserError)?.hint?.contains("keep") == true
+            (error as? UserError)?.hint?.contains("keep") == true && (error as? UserError)?.message.hasSuffix("did you mean keep?") == true
+        }
+        #expect {
+            try ProjectConfig.parse("hooks.biuld = \"make\"\n", origin: "roll.toml")
+        } throws: { error in
+            (error as? UserError)?.message.contains("did you mean hooks.build?") == true
         }
     }
 

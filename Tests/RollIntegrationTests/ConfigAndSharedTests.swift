@@ -37,7 +37,7 @@ import Glibc
         writeFile(t.sub("src/roll.toml"), line + "\n")
         writeFile(t.sub("src/a"), "a")
         let r = roll("push", t.sub("src"), t.sub("root"))
-        #expect(r.status == 65, "\(r)")
+        #expect(r.status == 78, "a configuration error: \(r)")
         #expect(r.stderr.contains(message), "\(r)")
         #expect(lstatOf(t.sub("root")) == nil)
     }

@@ -226,6 +226,32 @@ import Glibc
         #expect(r.status == 64, "\(r)")
     }
 
+    @Test func unknownCommandsAndSettingsNameTheNearestOne() {
+        var r = roll("pish", "src", "root")
+        #expect(r.status == 64 && r.stderr.contains("unknown command 'pish'; did you mean 'push'?"), "\(r)")
+        r = roll("frobnicate")
+        #expect(r.status == 64 && r.stderr.contains("unknown command") && !r.stderr.contains("did you mean"), "\(r)")
+        let t = TempDir()
+        writeFile(t.sub("src/roll.toml"), "keeep = 3\n")
+        writeFile(t.sub("src/a"), "a")
+        r = roll("push", t.sub("src"), t.sub("root"))
+        #expect(r.status == 78 && r.stderr.contains("unknown setting keeep; did you mean keep?"), "\(r)")
+        #expect(roll("help", "push").status == 0)
+    }
+
+    @Test func rollbackIsAnotherNameForBack() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        writeFile(src + "/a", "one\n")
+        #expect(roll("push", src, root).status == 0)
+        let first = readLinkText(root + "/current")
+        writeFile(src + "/a", "two\n")
+        #expect(roll("push", src, root).status == 0)
+        let r = roll("rollback", root)
+        #expect(r.status == 0, "\(r)")
+        #expect(readLinkText(root + "/current") == first)
+    }
+
     @Test func helpTeachesAndListsExitCodes() {
         let r = roll("--help")
         #expect(r.status == 0)

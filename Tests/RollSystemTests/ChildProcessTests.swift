@@ -103,3 +103,14 @@ import Glibc
         #expect(try Descriptor.openDirectory(Array(t.path.utf8)).entries().count == 1)
     }
 }
+
+@Suite struct ClosestMatchTests {
+    @Test func typosFindTheirWordAndStrangersNothing() {
+        let words = ["push", "releases", "back", "rollback", "history", "status"]
+        #expect(closestMatch("pish", among: words) == "push")
+        #expect(closestMatch("histroy", among: words) == "history")
+        #expect(closestMatch("relases", among: words) == "releases")
+        #expect(closestMatch("frobnicate", among: words) == nil)
+        #expect(closestMatch("x", among: words) == nil)
+    }
+}
