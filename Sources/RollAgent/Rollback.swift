@@ -12,16 +12,17 @@ public struct RollbackResult {
     public var switched: Bool { from != to }
 }
 
-/// Switches `root` back to `target` (default: the previous good release) under the deploy
+/// Switches `root` back to the release `target` names (``Store/release(named:)``; default:
+/// the previous good release) under the deploy
 /// lock, then runs that release's restart and rollback hooks (unless `runHooks` is false)
 /// and records the deploy. Hook output goes to `output`, the journal's warnings to `say`.
-public func rollBack(root: String, to target: ReleaseID?, runHooks: Bool, allowRootHooks: Bool,
+public func rollBack(root: String, to target: String?, runHooks: Bool, allowRootHooks: Bool,
                      output: @escaping (String) -> Void, say: @escaping (String) -> Void) throws -> RollbackResult {
     let store = try Store(path: root, create: false)
     let lock = try store.lock(holder: "roll back by \(whoAmI())")
     defer { withExtendedLifetime(lock) {} }
     try store.recover()
-    let (from, to) = try store.rollback(to: target)
+    let (from, to) = try store.rollback(to: try target.map { try store.release(named: $0) })
     let result = RollbackResult(from: from, to: to)
     guard result.switched else { return result }
     output("roll: \(root)/current -> \(to) (was \(from?.description ?? "none"))")

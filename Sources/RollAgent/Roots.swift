@@ -10,11 +10,12 @@ public func resolveRoot(_ given: String?, command: String = "roll history") thro
     throw UserError("name the deploy root (\(command) /srv/roll), or set root = \"/srv/roll\" in \(APIConfig.file)", code: Exit.usage)
 }
 
-/// ROOT and an optional release id from `[ROOT] [ID]` arguments: a lone argument that is a
-/// release id is the id, with ROOT from agent.toml.
-public func resolveRoot(_ given: String?, release: String?, command: String = "roll history") throws -> (String, ReleaseID?) {
-    if release == nil, let g = given, let id = ReleaseID(g) { return (try resolveRoot(nil, command: command), id) }
-    return (try resolveRoot(given, command: command), release.flatMap(ReleaseID.init))
+/// ROOT and an optional release name from `[ROOT] [RELEASE]` arguments: a lone argument
+/// that is a full release id is the release, with ROOT from agent.toml. The name is
+/// resolved against the store (``Store/release(named:)``).
+public func resolveRoot(_ given: String?, release: String?, command: String = "roll history") throws -> (String, String?) {
+    if release == nil, let g = given, ReleaseID(g) != nil { return (try resolveRoot(nil, command: command), g) }
+    return (try resolveRoot(given, command: command), release)
 }
 
 /// ROOT resolved as above, then, when started as root, the switch to ROOT's owner (see
@@ -27,7 +28,7 @@ public func resolveRootAsOwner(_ given: String?, command: String = "roll history
     return root
 }
 
-public func resolveRootAsOwner(_ given: String?, release: String?, command: String = "roll history") throws -> (String, ReleaseID?) {
+public func resolveRootAsOwner(_ given: String?, release: String?, command: String = "roll history") throws -> (String, String?) {
     let (root, id) = try resolveRoot(given, release: release, command: command)
     try becomeAppUser(root: root, user: nil)
     return (root, id)

@@ -9,7 +9,9 @@ extension Roll {
             abstract: "Switch current back to the previous good release, or to a named one (also: rollback).",
             discussion: """
             Without ID, switches to the newest good release older than the active one (the \
-            `previous` in `roll releases`). With ID, switches to that release, older or newer. \
+            `previous` in `roll releases`). With ID, switches to that release, older or newer: \
+            its full id, its number (`roll back ROOT 7`), a unique prefix of its id, `previous`, \
+            or `-N` for the Nth good release before the active one. \
             The switch is one atomic rename; nothing is deleted, so you can go forward again \
             with `roll back ROOT ID`.
 
@@ -31,17 +33,11 @@ extension Roll {
         @Flag(help: "Let hooks run as root when ROOT belongs to root.")
         var allowRootHooks = false
 
-        func validate() throws {
-            if let id, ReleaseID(id) == nil {
-                throw ValidationError("'\(id)' is not a release id (like 000042-20261129T135012Z; see `roll releases`)")
-            }
-        }
-
         func run() throws {
             try guarded {
                 try becomeAppUser(root: root, user: nil)
                 let root = absolutePath(self.root)
-                let result = try rollBack(root: root, to: id.flatMap(ReleaseID.init), runHooks: !noHooks, allowRootHooks: allowRootHooks,
+                let result = try rollBack(root: root, to: id, runHooks: !noHooks, allowRootHooks: allowRootHooks,
                                           output: { print(escapeControls($0)) }, say: { printError("roll: " + escapeControls($0)) })
                 if !result.switched { print("roll: \(result.to) is already active in \(root)") }
             }

@@ -50,9 +50,6 @@ extension Roll {
         var quiet = false
 
         func validate() throws {
-            if let id, ReleaseID(id) == nil {
-                throw ValidationError("'\(id)' is not a release id (like 000042-20261129T135012Z; see `roll releases`)")
-            }
             if let level, !(gzip ? 1...9 : 1...19).contains(level) {
                 throw ValidationError(gzip ? "--level takes 1 to 9 with --gzip" : "--level takes 1 to 19 (or 1 to 9 with --gzip)")
             }
@@ -63,7 +60,7 @@ extension Roll {
                 let (root, id) = try resolveRoot(self.root, release: self.id, command: "roll export")
                 let owner = try becomeAppUser(root: root, user: nil)
                 let store = try Store(path: root, create: false)
-                guard let release = try id ?? store.currentRelease() else {
+                guard let release = try id.map({ try store.release(named: $0) }) ?? store.currentRelease() else {
                     throw UserError("\(root) has no active release to export", code: Exit.dataError)
                 }
                 guard let manifest = try store.manifest(of: release) else {

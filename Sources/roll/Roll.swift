@@ -59,6 +59,17 @@ struct Roll: ParsableCommand {
                       Signature.self, Delta.self, Patch.self]
     )
 
+    /// `roll back ROOT -1` names a release, not an option: for the commands that take one, a
+    /// `-N` argument goes after a `--`, which ends the options (it is their last argument).
+    static func releaseOffsetsLast(_ arguments: [String]) -> [String] {
+        guard let command = arguments.first, ["back", "rollback", "verify", "export"].contains(command), !arguments.contains("--"),
+              let offset = arguments.firstIndex(where: { $0.count > 1 && $0.hasPrefix("-") && $0.dropFirst().allSatisfy(\.isNumber) })
+        else { return arguments }
+        var out = arguments
+        let word = out.remove(at: offset)
+        return out + ["--", word]
+    }
+
     /// Every name a command answers to, aliases included.
     static var commandNames: [String] {
         configuration.subcommands.flatMap { sub in
@@ -78,6 +89,6 @@ struct Roll: ParsableCommand {
             printError("  hint: roll --help lists the commands")
             Glibc.exit(Exit.usage)
         }
-        main(arguments)
+        main(releaseOffsetsLast(arguments))
     }
 }

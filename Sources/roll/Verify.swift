@@ -29,9 +29,6 @@ extension Roll {
         var all = false
 
         func validate() throws {
-            if let id, ReleaseID(id) == nil {
-                throw ValidationError("'\(id)' is not a release id (like 000042-20261129T135012Z; see `roll releases`)")
-            }
             if all && id != nil { throw ValidationError("give an ID or --all, not both") }
         }
 
@@ -43,7 +40,7 @@ extension Roll {
                 if all {
                     ids = try store.list().filter { $0.onDisk && $0.record.state != .failed }.map(\.record.id)
                 } else if let id {
-                    ids = [id]
+                    ids = [try store.release(named: id)]
                 } else {
                     guard let active = try store.currentRelease() else {
                         throw UserError("\(root) has no active release yet", code: Exit.dataError)

@@ -146,6 +146,30 @@ import Glibc
         #expect(r.stderr.contains("no release 000099"))
     }
 
+    @Test func releasesGoByShortNames() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        for v in 1...3 {
+            writeFile(src + "/version.txt", "v\(v)\n")
+            #expect(roll("push", src, root).status == 0)
+        }
+        let ids = releaseIDs(root)   // newest first
+        var r = roll("back", root, "-2")
+        #expect(r.status == 0 && readText(root + "/current/version.txt") == "v1\n", "\(r)")
+        r = roll("rollback", root, "3")
+        #expect(r.status == 0 && readText(root + "/current/version.txt") == "v3\n", "\(r)")
+        r = roll("back", root, "previous")
+        #expect(r.status == 0 && readText(root + "/current/version.txt") == "v2\n", "\(r)")
+        r = roll("back", root, String(ids[0].prefix(8)))
+        #expect(r.status == 0 && readText(root + "/current/version.txt") == "v3\n", "a unique prefix: \(r)")
+        r = roll("back", root, "0000")
+        #expect(r.status == 64 && r.stderr.contains("names 3 releases"), "\(r)")
+        r = roll("back", root, "-7")
+        #expect(r.status == 64 && r.stderr.contains("no release 7 before the active one"), "\(r)")
+        #expect(roll("verify", root, "-1").stdout.contains("\(ids[1]): intact"))
+        #expect(roll("export", root, "previous", "-o", t.sub("b.tzst")).stderr.contains("exported \(ids[1])"))
+    }
+
     @Test func retentionKeepsActiveAndRollbackTarget() throws {
         let t = TempDir()
         let src = t.sub("src"), root = t.sub("root")
