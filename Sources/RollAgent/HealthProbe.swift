@@ -19,7 +19,7 @@ extension HealthCheck {
             }
             say("\(url) \(last) (attempt \(attempt + 1) of \(retries + 1))")
         }
-        throw HookFailure(stage, "the health check \(url) \(last) after \(retries + 1) attempts")
+        throw HookFailure(stage, "the health check \(url) \(last) after \(retries + 1) attempts", step: "health check")
     }
 
     struct ProbeError: Error { var message: String }

@@ -44,10 +44,14 @@ public struct HookContext: Sendable {
 public struct HookFailure: Error, Sendable, CustomStringConvertible {
     public var stage: HookStage
     public var message: String
+    /// What failed, in the words a summary uses: the stage's hook, or the health check that
+    /// runs in the verify stage.
+    public var step: String
 
-    public init(_ stage: HookStage, _ message: String) {
+    public init(_ stage: HookStage, _ message: String, step: String? = nil) {
         self.stage = stage
         self.message = message
+        self.step = step ?? stage.rawValue
     }
 
     public var description: String { message }

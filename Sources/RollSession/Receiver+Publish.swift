@@ -106,8 +106,8 @@ extension Receiver.Build {
             try hooks.run(.restart, context, output: output)
             try hooks.run(.verify, context, output: output)
         } catch {
-            let stage = (error as? HookFailure)?.stage.rawValue ?? "restart"
-            let reason = "\(stage) failed: \(error)"
+            let step = (error as? HookFailure)?.step ?? "restart"
+            let reason = "\(step) failed: \(error)"
             let what = hooks.switchBack(store, from: context, reason: reason, output: output)
             switchedBack = context.previous != nil
             throw WireError(.hookFailed, "\(context.release) went live but \(reason); \(what)")

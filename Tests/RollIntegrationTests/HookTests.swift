@@ -124,6 +124,7 @@ import Glibc
         r = roll("push", Self.tree(t, settings, files: ["index.html": "broken\n"]), root)
         #expect(r.status == 1, "\(r)")
         #expect(r.stderr.contains("answered 404, expected 200") && r.stderr.contains("switched back"), "\(r)")
+        #expect(r.stderr.contains("went live but health check failed: the health check"), "not \"verify failed\" without a verify hook: \(r)")
         #expect(readLinkText(root + "/current") == good)
     }
 
