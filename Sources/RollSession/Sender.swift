@@ -21,6 +21,8 @@ public final class Sender {
     private var handled = [Bool]()
     private var resent = Set<Int>()
     private var root = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
+    /// Each directory's subtree digest without mtimes (``Manifest/subtreeDigestsWithContent()``).
+    private var contentDigests = [ArraySlice<UInt8>: ContentDigest]()
     /// What the reader thread has seen the agent ask for; reported with the progress.
     private var inbox: Inbox?
     private var reportedPlan = Inbox.Announcement()
@@ -55,8 +57,9 @@ public final class Sender {
         report.files = manifest.fileCount
         report.treeBytes = manifest.totalBytes
         handled = [Bool](repeating: false, count: manifest.entries.count)
-        let digests = manifest.subtreeDigests()
+        let digests = manifest.subtreeDigestsWithContent()
         root = digests.root
+        contentDigests = digests.contents
 
         peer.onLog = { [events] in events(.log($0)) }
         let timed = stream as? DescriptorStream
@@ -132,7 +135,6 @@ public final class Sender {
         report.manifestMode = "subtrees"
         var theirs = [UInt64: DirectoryDigest]()
         for d in welcome.directories { theirs[d.pathKey] = d }
-        let contents = manifest.subtreeContentDigests()
         var items = [ManifestItem]()
         var i = 0
         let entries = manifest.entries
@@ -148,7 +150,7 @@ public final class Sender {
             if let mine = directories[e.path.bytes[...]], other.digest == (mine.w0, mine.w1) {
                 items.append(.sameSubtree(e.path))
                 i = end
-            } else if let mine = contents[e.path.bytes[...]], other.content == (mine.w0, mine.w1), end - i <= ManifestItem.maxTimes {
+            } else if let mine = contentDigests[e.path.bytes[...]], other.content == (mine.w0, mine.w1), end - i <= ManifestItem.maxTimes {
                 // Only the times differ below here: a checkout of the same code.
                 items.append(.sameSubtreeTimes(e.path, entries[i..<end].map(\.mtime)))
                 i = end

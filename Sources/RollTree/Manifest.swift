@@ -197,50 +197,65 @@ public struct Manifest: Sendable, Equatable {
         Manifest.merkle(entries, wantSubtrees: true)
     }
 
-    /// Like ``subtreeDigests()``, of everything but mtimes: two trees with equal content
-    /// digests at a path differ there at most in times (a fresh checkout of the same code).
-    public func subtreeContentDigests() -> [ArraySlice<UInt8>: ContentDigest] {
-        Manifest.merkle(entries, wantSubtrees: true, withTime: false).directories
+    /// ``subtreeDigests()``, and the same digests of everything but mtimes, in one walk: two
+    /// trees with equal content digests at a path differ there at most in times (a fresh
+    /// checkout of the same code).
+    public func subtreeDigestsWithContent()
+        -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest], contents: [ArraySlice<UInt8>: ContentDigest]) {
+        var contents = [ArraySlice<UInt8>: ContentDigest]()
+        let (root, directories) = Manifest.merkle(entries, wantSubtrees: true, withContent: true) { path, _, content in
+            contents[path] = content
+        }
+        return (root, directories, contents)
     }
 
     /// The digest of every directory's subtree, with and without mtimes, with the
     /// directory's ``pathKey(_:)`` (what a welcome carries), without holding the paths.
-    public static func directoryDigests(of entries: some Collection<Entry>)
+    public static func directoryDigests(of entries: some Sequence<Entry>)
         -> [(pathKey: UInt64, digest: ContentDigest, content: ContentDigest)] {
         var out = [(pathKey: UInt64, digest: ContentDigest, content: ContentDigest)]()
-        _ = merkle(entries, wantSubtrees: false) { path, digest in out.append((pathKey(path), digest, digest)) }
-        var i = 0
-        _ = merkle(entries, wantSubtrees: false, withTime: false) { _, digest in
-            out[i].content = digest
-            i += 1
+        _ = merkle(entries, wantSubtrees: false, withContent: true) { path, digest, content in
+            out.append((pathKey(path), digest, content))
         }
         return out
     }
 
-    private static func merkle(_ entries: some Sequence<Entry>, wantSubtrees: Bool, withTime: Bool = true,
-                               each: ((ArraySlice<UInt8>, ContentDigest) -> Void)? = nil)
+    /// The Merkle walk: each directory's digest from its own record and its children's, in
+    /// tree order. `withContent` keeps a second digest beside it that leaves mtimes out
+    /// (``each`` then gets both; without it, the same digest twice).
+    private static func merkle(_ entries: some Sequence<Entry>, wantSubtrees: Bool, withContent: Bool = false,
+                               each: ((ArraySlice<UInt8>, ContentDigest, ContentDigest) -> Void)? = nil)
         -> (root: ContentDigest, directories: [ArraySlice<UInt8>: ContentDigest]) {
         var subtrees = [ArraySlice<UInt8>: ContentDigest]()
-        var stack: [(path: ArraySlice<UInt8>, hasher: ContentHasher)] = [([], ContentHasher())]
+        var stack: [(path: ArraySlice<UInt8>, hasher: ContentHasher, content: ContentHasher)] = [([], ContentHasher(), ContentHasher())]
         var record = ByteWriter(capacity: 128)
+        var timeless = ByteWriter(capacity: 128)
         func pop() {
-            let (path, hasher) = stack.removeLast()
+            let (path, hasher, content) = stack.removeLast()
             let digest = hasher.finalize()
+            let contentDigest = withContent ? content.finalize() : digest
             if wantSubtrees { subtrees[path] = digest }
-            each?(path, digest)
+            each?(path, digest, contentDigest)
             stack[stack.count - 1].hasher.update(digest.bytes)
+            if withContent { stack[stack.count - 1].content.update(contentDigest.bytes) }
         }
         for e in entries {
             let parent = e.path.parentBytes
             while stack.count > 1 && stack[stack.count - 1].path != parent { pop() }
             record.bytes.removeAll(keepingCapacity: true)
-            e.encodeNode(into: &record, withTime: withTime)
+            e.encodeNode(into: &record)
+            if withContent {
+                timeless.bytes.removeAll(keepingCapacity: true)
+                e.encodeNode(into: &timeless, withTime: false)
+            }
             if e.kind == .directory {
-                var hasher = ContentHasher()
+                var hasher = ContentHasher(), content = ContentHasher()
                 hasher.update(record.bytes)
-                stack.append((e.path.bytes[...], hasher))
+                if withContent { content.update(timeless.bytes) }
+                stack.append((e.path.bytes[...], hasher, content))
             } else {
                 stack[stack.count - 1].hasher.update(record.bytes)
+                if withContent { stack[stack.count - 1].content.update(timeless.bytes) }
             }
         }
         while stack.count > 1 { pop() }

@@ -169,7 +169,7 @@ public struct Hello: Message, Sendable {
 public struct DirectoryDigest: Sendable, Equatable {
     public var pathKey: UInt64
     public var digest: (UInt64, UInt64)
-    /// The subtree's digest without mtimes (``Manifest/subtreeContentDigests()``).
+    /// The subtree's digest without mtimes (``Manifest/subtreeDigestsWithContent()``).
     public var content: (UInt64, UInt64)
 
     public init(pathKey: UInt64, digest: ContentDigest, content: ContentDigest? = nil) {

@@ -118,14 +118,19 @@ import Glibc
         #expect(forced.stdout.contains("0 new"), "\(forced)")
     }
 
-    @Test func rollbackAndNamedSwitch() throws {
-        let t = TempDir()
+    /// Three releases of a one-file tree (version.txt says v1, v2, v3); their ids newest first.
+    private func threeReleases(_ t: TempDir) -> (root: String, ids: [String]) {
         let src = t.sub("src"), root = t.sub("root")
         for v in 1...3 {
             writeFile(src + "/version.txt", "v\(v)\n")
             #expect(roll("push", src, root).status == 0)
         }
-        let ids = releaseIDs(root)   // newest first
+        return (root, releaseIDs(root))
+    }
+
+    @Test func rollbackAndNamedSwitch() throws {
+        let t = TempDir()
+        let (root, ids) = threeReleases(t)
         #expect(ids.count == 3)
         var r = roll("back", root)
         #expect(r.status == 0, "\(r)")
@@ -148,12 +153,7 @@ import Glibc
 
     @Test func releasesGoByShortNames() throws {
         let t = TempDir()
-        let src = t.sub("src"), root = t.sub("root")
-        for v in 1...3 {
-            writeFile(src + "/version.txt", "v\(v)\n")
-            #expect(roll("push", src, root).status == 0)
-        }
-        let ids = releaseIDs(root)   // newest first
+        let (root, ids) = threeReleases(t)
         var r = roll("back", root, "-2")
         #expect(r.status == 0 && readText(root + "/current/version.txt") == "v1\n", "\(r)")
         r = roll("rollback", root, "3")
