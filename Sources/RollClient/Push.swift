@@ -174,6 +174,13 @@ public struct Pusher {
         options.revision = gitRevision(source: source)
         // Compression pays on a network; a local pipe is faster than any compressor.
         if case .local = target { options.compress = false } else { options.compress = request.compress }
+        // What this push sends is kept for the next one's patches (only where patches go:
+        // over a network), copied while the push runs and finished before it returns.
+        options.objects = options.compress && !request.dryRun ? try ObjectCache.standard() : nil
+        let keeping = options.objects.map { cache in
+            Background { cache.keep(manifest.entries, root: try Descriptor.openDirectory(Array(source.utf8))) }
+        }
+        defer { _ = try? keeping?.wait() }
         if connectors.count > 1 {
             return .fleet(try pushToFleet(connectors, connections, source: source, manifest: manifest, options: options,
                                           allowPartial: request.allowPartial, quiet: request.quiet,

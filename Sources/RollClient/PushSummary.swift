@@ -9,7 +9,7 @@ public struct PushSummary: Encodable {
     var release, previous: String
     var upToDate: Bool
     var files: Int, treeBytes: UInt64, sentFiles: Int, sentBytes: UInt64, deltaFiles: Int, deltaFileBytes: UInt64
-    var deltaMatchedBytes: UInt64, retried: Int, reused: UInt64, deleted: UInt64, linked: UInt64, copied: UInt64, resumed: UInt64
+    var deltaMatchedBytes: UInt64, patchFiles: Int, patchBytes: UInt64, retried: Int, reused: UInt64, deleted: UInt64, linked: UInt64, copied: UInt64, resumed: UInt64
     var manifestItems: Int, manifestMode: String, hashedFiles: Int
     var wireOut: UInt64, wireIn: UInt64, compressionLevel: Int
     var scanSeconds: Double, seconds: Double
@@ -19,6 +19,7 @@ public struct PushSummary: Encodable {
         let r = p.report
         (release, previous, upToDate, files, treeBytes) = (r.release, r.previous, r.upToDate, r.files, r.treeBytes)
         (sentFiles, sentBytes, deltaFiles, deltaFileBytes, deltaMatchedBytes) = (r.sentFiles, r.sentBytes, r.deltaFiles, r.deltaFileBytes, r.deltaMatchedBytes)
+        (patchFiles, patchBytes) = (r.patchFiles, r.patchBytes)
         (retried, reused, deleted, linked, copied, resumed) = (r.retried, r.reused, r.deleted, r.linked, r.copied, r.resumed)
         (manifestItems, manifestMode, hashedFiles) = (r.manifestItems, r.manifestMode, p.hashedFiles)
         (wireOut, wireIn, compressionLevel, pruned) = (r.wireOut, r.wireIn, r.compressionLevel, r.pruned)
@@ -30,6 +31,7 @@ public struct PushSummary: Encodable {
         case release, previous, files, retried, reused, deleted, linked, copied, resumed, seconds, pruned
         case upToDate = "up_to_date", treeBytes = "tree_bytes", sentFiles = "sent_files", sentBytes = "sent_bytes"
         case deltaFiles = "delta_files", deltaFileBytes = "delta_file_bytes", deltaMatchedBytes = "delta_matched_bytes"
+        case patchFiles = "patch_files", patchBytes = "patch_bytes"
         case manifestItems = "manifest_items", manifestMode = "manifest_mode", hashedFiles = "hashed_files"
         case wireOut = "wire_out", wireIn = "wire_in", compressionLevel = "compression_level", scanSeconds = "scan_seconds"
     }

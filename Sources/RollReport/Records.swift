@@ -93,6 +93,19 @@ public struct StatusFile: Codable, Equatable {
     }
 }
 
+extension DeployRecord {
+    /// The table `roll history` prints, newest first as given: a header and a line a deploy.
+    /// Every field is as a client or agent wrote it into the audit log: controls escaped.
+    public static func table(_ deploys: [DeployRecord]) -> [String] {
+        [pad("STARTED", 21) + pad("KIND", 10) + pad("STATE", 13) + pad("RELEASE", 25) + pad("ACTOR", 18) + "DETAIL"] + deploys.map { d in
+            var detail = d.revision.isEmpty ? "" : "rev \(d.revision.prefix(12))"
+            if let e = d.error { detail += (detail.isEmpty ? "" : "; ") + e }
+            return pad(escapeControls(d.startedAt), 21) + pad(d.kind.rawValue, 10) + pad(d.state.rawValue, 13)
+                + pad(escapeControls(d.release), 25) + pad(escapeControls(d.actor), 18) + escapeControls(detail)
+        }
+    }
+}
+
 /// `roll status --json`.
 public struct StatusSummary: Encodable {
     var root: String
@@ -107,6 +120,19 @@ public struct StatusSummary: Encodable {
         self.lastDeploy = lastDeploy
         self.outboxPending = outboxPending
         self.outboxRejected = outboxRejected
+    }
+
+    /// What `roll status` prints, controls escaped.
+    public func lines(outbox: String, rejected: String) -> [String] {
+        let current = escapeControls(self.current)
+        var lines = ["roll: \(root)/current -> \(current.isEmpty ? "(none)" : current)"]
+        if let last = lastDeploy {
+            lines.append(escapeControls("  last deploy: \(last.kind.rawValue) \(last.release) \(last.state.rawValue) (\(last.startedAt) by \(last.actor))"
+                                        + (last.error.map { ": \($0)" } ?? "")))
+        }
+        if outboxPending > 0 { lines.append("  \(outboxPending) record(s) waiting for the API in \(outbox) (roll outbox flush)") }
+        if outboxRejected > 0 { lines.append("  \(outboxRejected) record(s) refused by the API, kept in \(rejected)") }
+        return lines
     }
 
     public func encode(to encoder: Encoder) throws {

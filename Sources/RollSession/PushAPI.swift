@@ -53,6 +53,8 @@ public struct PushOptions: Sendable {
     public var coordinator: PushCoordinator?
     /// Deltas shared by the pushes of one deploy to several containers.
     public var sharedDeltas: SharedDeltas?
+    /// What earlier pushes sent, for patches against the agent's basis (``ObjectCache``).
+    public var objects: ObjectCache?
     /// Seconds to wait for the agent's answer to hello (it takes the lock and cleans up
     /// after an interrupted push first). An agent that accepts and then says nothing must
     /// not hang the client; later silences are normal (hooks run while the client waits).
@@ -92,6 +94,10 @@ public struct PushReport: Sendable {
     public var deltaFiles = 0
     public var deltaFileBytes: UInt64 = 0
     public var deltaMatchedBytes: UInt64 = 0
+    /// Of the deltas, those sent as patches against a basis the client still held
+    /// (``ZstdPatchEncoder``): their count and the bytes they took on the wire.
+    public var patchFiles = 0
+    public var patchBytes: UInt64 = 0
     /// Deltas encoded by this push (the others came from another container's push).
     public var deltasEncoded = 0
     public var retried = 0

@@ -10,7 +10,7 @@ import Synchronization
 final class Inbox: @unchecked Sendable {
     enum Item {
         case need([Int])
-        case signature(Int, [UInt8])
+        case signature(Int, basis: ContentDigest, [UInt8])
         case needEnd
         case log(String)
         case result(PushResult)
@@ -110,7 +110,7 @@ final class ReaderThread: @unchecked Sendable {
                 case .signature:
                     let m = try peer.decode(SignatureMessage.self, frame)
                     count([m.index])
-                    inbox.put(.signature(m.index, m.signature))
+                    inbox.put(.signature(m.index, basis: m.basis, m.signature))
                 case .needEnd:
                     inbox.announceComplete()
                     inbox.put(.needEnd)

@@ -52,7 +52,7 @@ extension Receiver.Build {
             if let (b, signature) = try deltaBasis(for: e, atPath: atPath) {
                 if b.path != e.path, let i = base.index(of: b.path.bytes) { deltaBasis[index] = i }
                 expect(.delta, index)
-                try peer.send(SignatureMessage(index: index, signature: signature))
+                try peer.send(SignatureMessage(index: index, basis: b.digest!, signature: signature))
             } else {
                 expect(.whole, index)
                 pendingNeeds.append(index)

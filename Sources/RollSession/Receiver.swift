@@ -221,6 +221,7 @@ extension Receiver {
         enum Incoming {
             case whole(Int, IncomingFile)
             case delta(Int, IncomingFile, Patcher, Descriptor)
+            case patch(Int, IncomingFile, ZstdPatchDecoder)
             /// A delta that already failed; its remaining data is skipped until its end.
             case discarding(Int)
         }
@@ -251,7 +252,8 @@ extension Receiver {
         var firstNeeded = DigestIndex()
         var duplicates = [(index: UInt32, of: UInt32)]()
         var retried = Set<Int>()
-        var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0), resumed: UInt64(0), resumedBytes: UInt64(0))
+        var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0), patches: UInt64(0), resumed: UInt64(0),
+                      resumedBytes: UInt64(0))
         var plan = Plan(newFiles: 0, newBytes: 0, deltaFiles: 0, deltaBytes: 0, reused: 0, added: [], changed: [], deleted: [],
                         addedCount: 0, changedCount: 0, deletedCount: 0, sharedToCreate: [])
         var sharedToCreate = [String]()
@@ -344,6 +346,22 @@ extension Receiver {
                         readBasis: { offset, into in try basisFile.pread(into: into, at: Int64(offset)) },
                         write: { try file.write($0) })
                     incoming = .delta(index, file, patcher, basisFile)
+                case .patchBegin:
+                    guard incoming == nil else { throw WireError(.protocolViolation, "patch begun inside a file") }
+                    let index = try peer.decode(PatchBegin.self, frame).index
+                    guard expecting(index) == .delta, let b = deltaBasis[index] ?? base.index(of: entries.path(index)), let current,
+                          let staging else {
+                        throw notAskedFor(index)
+                    }
+                    // The basis the signature was made of: mapped only at the size its digest
+                    // was taken at (a shorter file is not mapped past its end).
+                    let basisFile = try Staging.openFile(try cursor(current), base[b].path)
+                    guard Int64(try basisFile.stat().st_size) == Int64(base.size(b)) else {
+                        throw WireError(.store, "\(base[b].path) of the active release changed size")
+                    }
+                    let decoder = try ZstdPatchDecoder(basis: try MappedFile(fd: basisFile.fd, size: Int(base.size(b))),
+                                                       size: entries[index].size)
+                    incoming = .patch(index, try staging.createFile(entries[index]), decoder)
                 case .data:
                     switch incoming {
                     case .whole(_, let file)?:
@@ -352,6 +370,11 @@ extension Receiver {
                     case .delta(let index, _, let patcher, _)?:
                         do { try frame.payload.withUnsafeBytes { try patcher.update($0) } } catch {
                             guard error is DeltaError else { throw error }
+                            incoming = .discarding(index)
+                        }
+                    case .patch(let index, let file, let decoder)?:
+                        do { try frame.payload.withUnsafeBytes { try decoder.update($0) { try file.write($0) } } } catch {
+                            guard error is PatchError || (error as? StoreError)?.code == .verification else { throw error }
                             incoming = .discarding(index)
                         }
                     case .discarding?:
@@ -375,6 +398,18 @@ extension Receiver {
                             _ = e
                             try retryWhole(index)
                         } catch let e as StoreError where e.code == .verification {
+                            try retryWhole(index)
+                        }
+                    case .patch(let index, let file, let decoder)?:
+                        do {
+                            try decoder.finish()
+                            try file.finish()
+                            settle(index)
+                            counts.deltas += 1
+                            counts.patches += 1
+                        } catch let e as StoreError where e.code == .verification {
+                            try retryWhole(index)
+                        } catch is PatchError {
                             try retryWhole(index)
                         }
                     case .discarding(let index)?:
@@ -420,7 +455,7 @@ extension Receiver {
                                        bytes: manifest.totalBytes, written: staging.bytesWritten,
                                        rootDigest: root?.hex ?? "")
             summary = [("files", UInt64(manifest.fileCount)), ("bytes", manifest.totalBytes),
-                       ("received", counts.received), ("deltas", counts.deltas), ("linked", counts.linked), ("resumed", counts.resumed),
+                       ("received", counts.received), ("deltas", counts.deltas), ("patches", counts.patches), ("linked", counts.linked), ("resumed", counts.resumed),
                        ("copied", counts.copied), ("deleted", UInt64(deleted)), ("bytes_written", staging.bytesWritten)]
             try store.prepare(staging, entries: manifest, record: record, sync: begin.sync)
             let context = HookContext(root: storePath, release: staging.id, previous: current,

@@ -20,6 +20,9 @@ public final class Sender {
     private var report = PushReport()
     private var handled = [Bool]()
     private var resent = Set<Int>()
+    /// Files sent as patches, with the object each was made against: dropped from the
+    /// cache if the agent asks for the file again (the patch did not rebuild it).
+    private var patched = [Int: ContentDigest]()
     private var root = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
     /// Each directory's subtree digest without mtimes (``Manifest/subtreeDigestsWithContent()``).
     private var contentDigests = [ArraySlice<UInt8>: ContentDigest]()
@@ -256,26 +259,37 @@ public final class Sender {
         case .need(let indexes):
             for i in indexes {
                 try checkRequest(i, allowResend: true)
+                if let basis = patched.removeValue(forKey: i) { options.objects?.drop(basis) }
                 try sendWhole(i)
             }
-        case .signature(let i, let bytes):
+        case .signature(let i, let basis, let bytes):
             try checkRequest(i, allowResend: false)
             let signature: Signature
             do { signature = try Signature(decoding: bytes) } catch {
                 throw WireError(.protocolViolation, "the agent sent a malformed signature for \(manifest.entries[i].path): \(error)")
             }
+            let object = patchBasis(i, basis, size: signature.basisLength)
+            let encode: (Bool) throws -> SharedDeltas.Delta? = { keep in
+                if let object, let delta = try self.sendPatch(i, against: object, keep: keep) {
+                    self.patched[i] = basis
+                    return delta.bytes.isEmpty ? nil : delta
+                }
+                return try self.sendDelta(i, signature, keep: keep)
+            }
             if let shared = options.sharedDeltas {
-                let key = SharedDeltas.Key(index: i, signature: ContentDigest.of(bytes))
+                let key = object != nil ? SharedDeltas.Key(index: i, signature: basis, patch: true)
+                                        : SharedDeltas.Key(index: i, signature: ContentDigest.of(bytes))
                 switch shared.claim(key) {
                 case .use(let delta):
+                    if delta.patch { patched[i] = basis }
                     try sendStoredDelta(i, delta)
                 case .compute:
                     var kept: SharedDeltas.Delta?
                     defer { shared.store(key, kept) }
-                    kept = try sendDelta(i, signature, keep: true)
+                    kept = try encode(true)
                 }
             } else {
-                try sendDelta(i, signature, keep: false)
+                _ = try encode(false)
             }
         case .needEnd:
             reportPlan()
@@ -383,7 +397,7 @@ public final class Sender {
     /// Reads the file in chunks and calls `body` with each. The agent checks every file's
     /// SHA-256 against the manifest; here a cheap check catches the common case of a file
     /// edited since the scan (its size or mtime moved) with a clearer message.
-    private func readChecked(_ entry: Entry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    private func readChecked(_ entry: Entry, progress: Bool = true, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let file = try open(entry)
         let before = try file.stat()
         var size: UInt64 = 0
@@ -393,8 +407,10 @@ public final class Sender {
             if n == 0 { break }
             try body(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
             size += UInt64(n)
-            reportPlan()
-            events(.sent(bytes: UInt64(n)))
+            if progress {
+                reportPlan()
+                events(.sent(bytes: UInt64(n)))
+            }
         }
         let after = try file.stat()
         let mtime = Timestamp(seconds: Int64(after.st_mtim.tv_sec), nanoseconds: Int32(after.st_mtim.tv_nsec))
@@ -427,9 +443,15 @@ public final class Sender {
     /// Sends a delta computed by another container's push of the same file and basis.
     private func sendStoredDelta(_ i: Int, _ delta: SharedDeltas.Delta) throws {
         let entry = manifest.entries[i]
-        try peer.send(DeltaBegin(index: i))
+        if delta.patch {
+            try peer.send(PatchBegin(index: i))
+            report.patchFiles += 1
+            report.patchBytes += UInt64(delta.bytes.count)
+        } else {
+            try peer.send(DeltaBegin(index: i))
+        }
         try delta.bytes.withUnsafeBytes { all in
-            let compress = options.compress && Compressibility.worthCompressing(
+            let compress = !delta.patch && options.compress && Compressibility.worthCompressing(
                 path: entry.path.bytes, sample: UnsafeRawBufferPointer(rebasing: all[..<min(all.count, 64 << 10)]))
             var at = 0
             while at < all.count {
@@ -444,6 +466,54 @@ public final class Sender {
         report.deltaMatchedBytes += delta.matched
         reportPlan()
         events(.sent(bytes: entry.size))
+    }
+
+    /// The cached object to patch file `i` against, when the push compresses, the cache
+    /// holds the agent's basis and the two fit in a patch's window.
+    private func patchBasis(_ i: Int, _ basis: ContentDigest, size: Int) -> Descriptor? {
+        guard options.compress, let objects = options.objects,
+              PatchLimits.windowLog(basisSize: size, size: Int(manifest.entries[i].size)) != nil else { return nil }
+        return objects.open(basis, size: size)
+    }
+
+    /// Encodes and sends file `i` as a patch against `object`; with `keep`, also returns its
+    /// bytes for the other containers (empty if it grew past 64 MiB). Nil, having sent
+    /// nothing, when the object cannot be used: the caller sends a block delta.
+    private func sendPatch(_ i: Int, against object: Descriptor, keep: Bool) throws -> SharedDeltas.Delta? {
+        let entry = manifest.entries[i]
+        guard let size = try? object.stat().st_size, let basis = try? MappedFile(fd: object.fd, size: Int(size)),
+              let encoder = try? ZstdPatchEncoder(basis: basis.bytes, size: Int(entry.size), level: peer.patchLevel) else { return nil }
+        // The new file whole in memory (at most 64 MiB, ``PatchLimits``): zstd then reads
+        // it in place.
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(entry.size), 1), alignment: 64)
+        defer { input.deallocate() }
+        var filled = 0
+        try readChecked(entry, progress: false) { chunk in
+            UnsafeMutableRawBufferPointer(rebasing: input[filled..<(filled + chunk.count)]).copyMemory(from: chunk)
+            filled += chunk.count
+        }
+        try peer.send(PatchBegin(index: i))
+        var copy: [UInt8]? = keep ? [] : nil
+        var sent: UInt64 = 0
+        let peer = self.peer
+        try peer.compressing(input: filled) {
+            try encoder.encode(UnsafeRawBufferPointer(rebasing: input[..<filled])) { piece in
+                if copy != nil {
+                    if copy!.count + piece.count > 64 << 20 { copy = nil } else { copy!.append(contentsOf: piece) }
+                }
+                try peer.sendData(piece, compress: false)
+                sent += UInt64(piece.count)
+            }
+        }
+        try peer.send(FileEnd())
+        report.deltaFiles += 1
+        report.deltaFileBytes += entry.size
+        report.patchFiles += 1
+        report.patchBytes += sent
+        report.deltasEncoded += 1
+        reportPlan()
+        events(.sent(bytes: entry.size))
+        return SharedDeltas.Delta(bytes: copy ?? [], matched: 0, patch: true)
     }
 
     /// Encodes and sends a delta of file `i` against `signature`; with `keep`, also returns

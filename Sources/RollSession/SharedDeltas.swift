@@ -9,14 +9,18 @@ import Synchronization
 ///
 /// `@unchecked Sendable`: all state is behind `lock`.
 public final class SharedDeltas: @unchecked Sendable {
+    /// A file and what its delta is against: the digest of the agent's signature, or for a
+    /// patch the basis's content digest.
     struct Key: Hashable {
         var index: Int
         var signature: ContentDigest
+        var patch = false
     }
 
     struct Delta {
         var bytes: [UInt8]
         var matched: UInt64
+        var patch = false
     }
 
     private enum Slot {

@@ -107,3 +107,25 @@ public final class Descriptor: @unchecked Sendable {
         }
     }
 }
+
+extension Descriptor {
+    /// A file to read, or standard input for `-` (for commands that take either).
+    public static func forReading(_ path: String, sequential: Bool = true) throws -> Descriptor {
+        if path == "-" { return Descriptor(dup(0), name: "standard input") }
+        let file = try Descriptor.open(path, flags: O_RDONLY)
+        if sequential { _ = posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
+        return file
+    }
+
+    /// A file to write (created or truncated), or standard output for `-`.
+    public static func forWriting(_ path: String) throws -> Descriptor {
+        if path == "-" { return Descriptor(dup(1), name: "standard output") }
+        return try Descriptor.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+    }
+
+    /// The size of a regular file; nil for a pipe or anything else.
+    public var regularFileSize: Int? {
+        guard let st = try? stat(), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(st.st_size)
+    }
+}

@@ -44,6 +44,20 @@ public func formatSeconds(_ s: Double) -> String {
     s < 10 ? formatDecimal(s, places: 2) + " s" : formatDecimal(s, places: 1) + " s"
 }
 
+/// Pads to `width` characters (left-aligned), for tables.
+public func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+}
+
+/// A span of seconds in the largest unit that keeps it above one: `40 s`, `12 min`, `3 h`, `5 days`.
+public func formatAge(_ seconds: Int64) -> String {
+    let s = max(0, seconds)
+    if s < 120 { return "\(s) s" }
+    if s < 7200 { return "\(s / 60) min" }
+    if s < 172_800 { return "\(s / 3600) h" }
+    return "\(s / 86_400) days"
+}
+
 /// The word of `candidates` nearest to `word` by edit distance, when it is near enough to
 /// be a typo (at most a third of its length, and at least one edit): for "did you mean".
 public func closestMatch(_ word: String, among candidates: some Sequence<String>) -> String? {

@@ -1,7 +1,7 @@
 import RollSystem
 import RollTree
 
-/// Version 7 of the push protocol. Neither side waits for the other per file: the agent
+/// Version 8 of the push protocol. Neither side waits for the other per file: the agent
 /// answers each manifest chunk as it arrives, and the client sends file contents as soon
 /// as they are asked for, while it still sends the manifest.
 ///
@@ -13,9 +13,12 @@ import RollTree
 /// begin(options)                       ──►    (the agent holds the deploy lock from hello on)
 /// manifest(entries | same-subtree |    ──►
 ///   same content, new times)*
-///                                      ◄──    need(indexes)* signature(index, block sums)*
+///                                      ◄──    need(indexes)* signature(index, basis digest,
+///                                             block sums)*
 /// fileBegin data* fileEnd              ──►    (whole file, for a need)
 /// deltaBegin data* fileEnd             ──►    (delta against the agent's file, for a signature)
+/// patchBegin data* fileEnd             ──►    (or, when the client still holds that basis, a
+///                                             zstd frame with the basis as its dictionary)
 /// manifestEnd(root)                    ──►
 ///                                      ◄──    needEnd
 /// commit                               ──►
@@ -38,7 +41,7 @@ import RollTree
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 7
+    public static let version: UInt16 = 8
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -67,6 +70,7 @@ public enum MessageType: UInt8, Sendable {
     case live = 22
     case settle = 23
     case keepalive = 24
+    case patchBegin = 25
 }
 
 public protocol Message {
@@ -543,27 +547,41 @@ public struct FileBegin: Message, Sendable {
     public init(from r: inout ByteReader) throws { index = try r.count("file index", limit: ManifestLimits.maxEntries) }
 }
 
-/// The block signature of the agent's file at the same path: the client answers with a
-/// delta against it.
+/// The block signature of the agent's file at the same path (or a similar name), and that
+/// file's content digest: the client answers with a block delta against the signature, or
+/// with a patch (``PatchBegin``) when it still holds a file of that digest.
 public struct SignatureMessage: Message, Sendable {
     public static let type = MessageType.signature
     public var index: Int
+    public var basis: ContentDigest
     public var signature: [UInt8]
 
-    public init(index: Int, signature: [UInt8]) {
+    public init(index: Int, basis: ContentDigest, signature: [UInt8]) {
         self.index = index
+        self.basis = basis
         self.signature = signature
     }
 
     public func encode(into w: inout ByteWriter) {
         w.varint(UInt64(index))
+        w.raw(basis.bytes)
         w.raw(signature)
     }
 
     public init(from r: inout ByteReader) throws {
         index = try r.count("file index", limit: ManifestLimits.maxEntries)
+        basis = ContentDigest(bytes: try r.raw(32, "basis digest"))
         signature = Array(try r.raw(r.remaining, "signature"))
     }
+}
+
+/// A file sent as a patch against the basis its signature named (``ZstdPatchDecoder``).
+public struct PatchBegin: Message, Sendable {
+    public static let type = MessageType.patchBegin
+    public var index: Int
+    public init(index: Int) { self.index = index }
+    public func encode(into w: inout ByteWriter) { w.varint(UInt64(index)) }
+    public init(from r: inout ByteReader) throws { index = try r.count("file index", limit: ManifestLimits.maxEntries) }
 }
 
 public struct DeltaBegin: Message, Sendable {

@@ -45,14 +45,14 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let input = try openForReading(basis)
-                let size = regularFileSize(input)
+                let input = try Descriptor.forReading(basis)
+                let size = input.regularFileSize
                 let length = blockSize ?? (size.map { DeltaLimits.recommendedBlockLength(forFileSize: $0) } ?? 8192)
                 var builder = try SignatureBuilder(
                     blockLength: length, strongLength: strongSize,
                     seed: seed ?? UInt64.random(in: .min ... .max), expectedLength: size)
                 try input.forEachChunk(size: chunkSize) { try builder.update($0) }
-                try openForWriting(signature).write(builder.finish().encode())
+                try Descriptor.forWriting(signature).write(builder.finish().encode())
             }
         }
     }
@@ -95,10 +95,10 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let source = try openForReading(signature)
+                let source = try Descriptor.forReading(signature)
                 let sig = try RollDelta.Signature.read { try source.readFully(into: $0) }
-                let input = try openForReading(new)
-                let writer = BufferedWriter(try openForWriting(delta))
+                let input = try Descriptor.forReading(new)
+                let writer = BufferedWriter(try Descriptor.forWriting(delta))
                 let encoder = DeltaEncoder(signature: sig) { try writer.append($0) }
                 try input.forEachChunk(size: chunkSize) { try encoder.update($0) }
                 try encoder.finish()
@@ -147,9 +147,9 @@ extension Roll {
 
         func run() throws {
             try guarded {
-                let source = try openForReading(basis, sequential: false)
-                let input = try openForReading(delta)
-                let writer = BufferedWriter(try openForWriting(out))
+                let source = try Descriptor.forReading(basis, sequential: false)
+                let input = try Descriptor.forReading(delta)
+                let writer = BufferedWriter(try Descriptor.forWriting(out))
                 do {
                     let patcher = Patcher(
                         readBasis: { offset, into in try source.pread(into: into, at: Int64(offset)) },
@@ -166,26 +166,4 @@ extension Roll {
     }
 }
 
-// MARK: - Files
-
 private let chunkSize = 1 << 20
-
-/// A file to read, or standard input for `-`.
-private func openForReading(_ path: String, sequential: Bool = true) throws -> Descriptor {
-    if path == "-" { return Descriptor(dup(0), name: "standard input") }
-    let file = try Descriptor.open(path, flags: O_RDONLY)
-    if sequential { _ = posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
-    return file
-}
-
-/// A file to write (created or truncated), or standard output for `-`.
-private func openForWriting(_ path: String) throws -> Descriptor {
-    if path == "-" { return Descriptor(dup(1), name: "standard output") }
-    return try Descriptor.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-}
-
-/// The size of a regular file (so the block length can follow it); nil for a pipe.
-private func regularFileSize(_ file: Descriptor) -> Int? {
-    guard let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-    return Int(st.st_size)
-}

@@ -36,15 +36,7 @@ extension Roll {
                     print("roll: no deploys recorded in \(log.root)")
                     return
                 }
-                print(pad("STARTED", 21) + pad("KIND", 10) + pad("STATE", 13) + pad("RELEASE", 25) + pad("ACTOR", 18) + "DETAIL")
-                for d in deploys {
-                    var detail = d.revision.isEmpty ? "" : "rev \(d.revision.prefix(12))"
-                    if let e = d.error { detail += (detail.isEmpty ? "" : "; ") + e }
-                    // Every field is as a client or agent wrote it into the audit log.
-                    let safe: (String) -> String = { escapeControls($0) }
-                    print(pad(safe(d.startedAt), 21) + pad(d.kind.rawValue, 10) + pad(d.state.rawValue, 13) + pad(safe(d.release), 25)
-                          + pad(safe(d.actor), 18) + safe(detail))
-                }
+                for line in DeployRecord.table(deploys) { print(line) }
             }
         }
     }
@@ -67,19 +59,10 @@ extension Roll {
                 let last = try log.deploys().last
                 let pending = try log.pending().count
                 let rejected = try log.pending(in: .rejected).count
-                if json {
-                    printJSON(StatusSummary(root: log.root, current: log.currentRelease(), lastDeploy: last, outboxPending: pending,
-                                            outboxRejected: rejected))
-                    return
-                }
-                let current = escapeControls(log.currentRelease())
-                print("roll: \(log.root)/current -> \(current.isEmpty ? "(none)" : current)")
-                if let last {
-                    print(escapeControls("  last deploy: \(last.kind.rawValue) \(last.release) \(last.state.rawValue) (\(last.startedAt) by \(last.actor))"
-                                         + (last.error.map { ": \($0)" } ?? "")))
-                }
-                if pending > 0 { print("  \(pending) record(s) waiting for the API in \(log.outbox) (roll outbox flush)") }
-                if rejected > 0 { print("  \(rejected) record(s) refused by the API, kept in \(log.rejected)") }
+                let summary = StatusSummary(root: log.root, current: log.currentRelease(), lastDeploy: last, outboxPending: pending,
+                                            outboxRejected: rejected)
+                if json { return printJSON(summary) }
+                for line in summary.lines(outbox: log.outbox, rejected: log.rejected) { print(line) }
             }
         }
     }

@@ -4,11 +4,6 @@ import RollSystem
 import Glibc
 #endif
 
-/// Pads to `width` characters (left-aligned).
-func pad(_ s: String, _ width: Int) -> String {
-    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
-}
-
 func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
 /// Prints `value` as one line of JSON (keys sorted; controls escaped, see ``encodeJSON(_:)``).

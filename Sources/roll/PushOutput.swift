@@ -33,7 +33,9 @@ func printSummary(_ push: SinglePush, seconds: Double) {
     var parts = ["\(r.files) files, \(formatBytes(r.treeBytes))"]
     parts.append("\(r.sentFiles) new (\(formatBytes(r.sentBytes)))")
     if r.deltaFiles > 0 {
-        parts.append("\(r.deltaFiles) changed as deltas (\(formatBytes(r.deltaFileBytes)), \(formatBytes(r.deltaMatchedBytes)) of it matched)")
+        parts.append("\(r.deltaFiles) changed as deltas (\(formatBytes(r.deltaFileBytes))"
+                     + (r.patchFiles > 0 ? "; \(r.patchFiles) as patches against what the last push sent, \(formatBytes(r.patchBytes))" : "")
+                     + (r.deltaMatchedBytes > 0 ? "; \(formatBytes(r.deltaMatchedBytes)) matched block by block)" : ")"))
     }
     parts.append("\(r.reused) reused" + (r.resumed > 0 ? " (\(r.resumed) delivered by an interrupted push)" : ""))
     parts.append("\(r.deleted) deleted")

@@ -31,6 +31,7 @@ struct Roll: ParsableCommand {
           SSH_AUTH_SOCK        the ssh-agent whose keys are tried first
           ROLL_SSH_PASSWORD    password, when there is no terminal to ask on
           ROLL_SSH_PASSPHRASE  key passphrase, likewise
+          ROLL_CACHE_SIZE      bound of ~/.cache/roll/objects (default 2G; 0: off)
           ROLL_API_URL, ROLL_API_TOKEN, ROLL_COMPANY_ID, ROLL_APP_ID
                                where the agent reports deploys (over agent.toml)
 
@@ -55,7 +56,7 @@ struct Roll: ParsableCommand {
           130 interrupted (Ctrl-C or SIGTERM); current is as it was
         """,
         version: rollVersion,
-        subcommands: [Push.self, Release.self, Releases.self, Back.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Agent.self,
+        subcommands: [Push.self, Release.self, Releases.self, Back.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Cache.self, Agent.self,
                       Signature.self, Delta.self, Patch.self]
     )
 

@@ -146,7 +146,7 @@ final class FakeAgent {
             for _ in 0..<3 { try agent.send(Need(indexes: [file])) }
         default:
             var builder = try SignatureBuilder(blockLength: 512, strongLength: 8, expectedLength: 0)
-            try agent.send(SignatureMessage(index: link, signature: builder.finish().encode()))
+            try agent.send(SignatureMessage(index: link, basis: ContentDigest.of([]), signature: builder.finish().encode()))
         }
         Self.expectRefused(agent, kind)
         // Nothing was sent for the refused entry.
@@ -201,7 +201,7 @@ final class FakeAgent {
         case "truncated": bytes.removeLast(5)
         default: bytes = (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 37) }
         }
-        try agent.send(SignatureMessage(index: file, signature: bytes))
+        try agent.send(SignatureMessage(index: file, basis: ContentDigest.of([]), signature: bytes))
         Self.expectRefused(agent, kind)
     }
 
@@ -219,7 +219,7 @@ final class FakeAgent {
         let zeros = [UInt8](repeating: 0, count: 1 << 20)
         for _ in 0..<32 { try zeros.withUnsafeBytes { try builder.update($0) } }
         let started = monotonicClock()
-        try agent.send(SignatureMessage(index: 0, signature: builder.finish().encode()))
+        try agent.send(SignatureMessage(index: 0, basis: ContentDigest.of([]), signature: builder.finish().encode()))
         try agent.send(NeedEnd(reused: 0))
         let frames = try agent.read(until: .commit)
         #expect(frames.contains { $0.type == MessageType.deltaBegin.rawValue })

@@ -117,6 +117,7 @@ struct Session {
                 check(error is DeltaError, "signature decoder threw \(error)")
             }
         case .deltaBegin: try roundTrip(DeltaBegin.self, payload)
+        case .patchBegin: try roundTrip(PatchBegin.self, payload)
         case .plan: try roundTrip(Plan.self, payload)
         case .ready: try roundTrip(Ready.self, payload)
         case .go: try roundTrip(Go.self, payload)

@@ -1,0 +1,111 @@
+import RollTestSupport
+import RollWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Patches: a file encoded against its earlier version decodes to exactly the new bytes;
+/// the agent's decoder refuses a frame that asks for a window past the limit, decodes past
+/// the file's size, ends early or goes on after its end.
+@Suite struct PatchTests {
+    /// A "rebuilt binary": the basis with a byte inserted every `every` bytes, so no block
+    /// of the old file survives in place but long runs match at shifting offsets.
+    static func rebuilt(_ basis: [UInt8], every: Int, rng: inout SeededRandom) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(basis.count + basis.count / every + 1)
+        for (i, b) in basis.enumerated() {
+            if i % every == 0 { out.append(UInt8(truncatingIfNeeded: rng.next())) }
+            out.append(b)
+        }
+        return out
+    }
+
+    static func mapped(_ bytes: [UInt8], in t: TempDir) throws -> MappedFile {
+        let path = t.sub("basis-\(bytes.count)")
+        writeFile(path, bytes)
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        return try MappedFile(fd: fd, size: bytes.count)
+    }
+
+    static func encode(_ new: [UInt8], against basis: MappedFile, level: Int32 = 3) throws -> [[UInt8]] {
+        let encoder = try ZstdPatchEncoder(basis: basis.bytes, size: new.count, level: level)
+        var pieces = [[UInt8]]()
+        try new.withUnsafeBytes { input in try encoder.encode(input) { pieces.append(Array($0)) } }
+        return pieces
+    }
+
+    static func decode(_ pieces: [[UInt8]], against basis: MappedFile, size: Int) throws -> [UInt8] {
+        let decoder = try ZstdPatchDecoder(basis: basis, size: UInt64(size))
+        var out = [UInt8]()
+        for p in pieces { try p.withUnsafeBytes { try decoder.update($0) { out += $0 } } }
+        try decoder.finish()
+        return out
+    }
+
+    @Test(arguments: [(UInt64(1), 300_000, Int32(3)), (2, 3_000_000, 12), (3, 5000, 1)])
+    func aRebuiltFileRoundTripsInAFractionOfItsSize(seed: UInt64, size: Int, level: Int32) throws {
+        let t = TempDir()
+        var rng = SeededRandom(seed: seed)
+        let old = rng.bytes(size)
+        let new = Self.rebuilt(old, every: 1000, rng: &rng)
+        let basis = try Self.mapped(old, in: t)
+        let pieces = try Self.encode(new, against: basis, level: level)
+        #expect(pieces.allSatisfy { $0.count <= FrameLimits.dataChunk })
+        let total = pieces.reduce(0) { $0 + $1.count }
+        // Random bytes: no compressor gets below the size without the basis.
+        #expect(total < new.count / 20, "\(total) bytes for \(new.count)")
+        #expect(try Self.decode(pieces, against: basis, size: new.count) == new)
+    }
+
+    @Test func anEmptyBasisOrFileStillRoundTrips() throws {
+        let t = TempDir()
+        var rng = SeededRandom(seed: 9)
+        let some = rng.bytes(10_000)
+        let empty = try Self.mapped([], in: t), full = try Self.mapped(some, in: t)
+        #expect(try Self.decode(try Self.encode(some, against: empty), against: empty, size: some.count) == some)
+        #expect(try Self.decode(try Self.encode([], against: full), against: full, size: 0) == [])
+    }
+
+    @Test func theWindowIsBoundedOnBothSides() throws {
+        #expect(PatchLimits.windowLog(basisSize: 1000, size: 10) == 10)
+        #expect(PatchLimits.windowLog(basisSize: 64 << 20, size: 64 << 20) == 27)
+        #expect(PatchLimits.windowLog(basisSize: 64 << 20, size: (64 << 20) + 1) == nil)
+        #expect(throws: PatchError.self) { try ZstdPatchEncoder(basis: UnsafeRawBufferPointer(start: nil, count: 0), size: 200 << 20, level: 3) }
+
+        // A frame that declares a 256 MiB window, as a hostile client could send: magic, a
+        // header with no content size, window exponent 18 (2^28), one raw block of one byte.
+        let t = TempDir()
+        let basis = try Self.mapped([1, 2, 3], in: t)
+        let frame: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 18 << 3, 0x09, 0x00, 0x00, 0x41]
+        #expect { try Self.decode([frame], against: basis, size: 1) } throws: { "\($0)".contains("zstd") }
+        // The same frame at a window within the limit decodes.
+        var fits = frame
+        fits[5] = 17 << 3
+        #expect(try Self.decode([fits], against: basis, size: 1) == [0x41])
+    }
+
+    @Test func aFrameThatLiesAboutItsSizeOrEndIsRefused() throws {
+        let t = TempDir()
+        var rng = SeededRandom(seed: 4)
+        let old = rng.bytes(50_000)
+        let new = Self.rebuilt(old, every: 500, rng: &rng)
+        let basis = try Self.mapped(old, in: t)
+        let pieces = try Self.encode(new, against: basis)
+        let whole = pieces.flatMap { $0 }
+        // Decodes past the size the manifest gave the file.
+        #expect { try Self.decode(pieces, against: basis, size: new.count - 1) } throws: { "\($0)".contains("past the file's") }
+        // Cut short, and with bytes after its end.
+        #expect { try Self.decode([Array(whole.dropLast(10))], against: basis, size: new.count) } throws: { $0 is PatchError }
+        #expect { try Self.decode([whole, [0x28, 0xb5, 0x2f, 0xfd]], against: basis, size: new.count) } throws: {
+            "\($0)".contains("after the patch's end")
+        }
+        // Garbage, and a patch against another basis (that one decodes: the agent's digest
+        // check is what catches it).
+        #expect(throws: PatchError.self) { try Self.decode([rng.bytes(1000)], against: basis, size: new.count) }
+        let other = try Self.mapped(rng.bytes(50_000), in: t)
+        let wrong = try? Self.decode(pieces, against: other, size: new.count)
+        #expect(wrong != new)
+    }
+}
