@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "FuzzSupport"),
         .executableTarget(name: "FuzzWire", dependencies: ["FuzzSupport", "RollWire", "RollDelta"]),
         .executableTarget(name: "FuzzSignature", dependencies: ["FuzzSupport", "RollDelta"]),
-        .executableTarget(name: "FuzzPatch", dependencies: ["FuzzSupport", "RollDelta"]),
+        .executableTarget(name: "FuzzPatch", dependencies: ["FuzzSupport", "RollDelta", "RollWire"]),
         .executableTarget(name: "FuzzManifest", dependencies: ["FuzzSupport", "RollTree", "RollWire"]),
         .executableTarget(name: "FuzzTar", dependencies: ["CZstd", "FuzzSupport", "RollBundle", "RollSystem"]),
     ]

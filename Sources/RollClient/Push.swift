@@ -175,17 +175,21 @@ public struct Pusher {
         // Compression pays on a network; a local pipe is faster than any compressor.
         if case .local = target { options.compress = false } else { options.compress = request.compress }
         // What this push sends is kept for the next one's patches (only where patches go:
-        // over a network), copied while the push runs and finished before it returns.
+        // over a network), copied while the push runs and finished before it returns. A
+        // push that fails does not wait for it (a copy cut short is cleaned up later).
         options.objects = options.compress && !request.dryRun ? try ObjectCache.standard() : nil
         let keeping = options.objects.map { cache in
             Background { cache.keep(manifest.entries, root: try Descriptor.openDirectory(Array(source.utf8))) }
         }
-        defer { _ = try? keeping?.wait() }
+        var pushed = false
+        defer { if pushed { _ = try? keeping?.wait() } }
         if connectors.count > 1 {
-            return .fleet(try pushToFleet(connectors, connections, source: source, manifest: manifest, options: options,
-                                          allowPartial: request.allowPartial, quiet: request.quiet,
-                                          announceInstall: request.announceInstall, observer: observer,
-                                          say: interaction.say))
+            let fleet = try pushToFleet(connectors, connections, source: source, manifest: manifest, options: options,
+                                        allowPartial: request.allowPartial, quiet: request.quiet,
+                                        announceInstall: request.announceInstall, observer: observer,
+                                        say: interaction.say)
+            pushed = true
+            return .fleet(fleet)
         }
         options.stallTimeout = connectors[0].stallTimeout
         var connectedAt = 0.0
@@ -199,6 +203,7 @@ public struct Pusher {
                                      }
                                      observer.event(event, container: nil)
                                  })
+        pushed = true
         return .single(SinglePush(target: target, report: report, scanSeconds: scanned - started,
                                   transferSeconds: connectedAt > 0 ? monotonicClock() - max(connectedAt, scanned) : 0,
                                   hashedFiles: scan.hashedFiles))

@@ -159,7 +159,8 @@ final class Peer: @unchecked Sendable {
     private func weigh() {
         guard tuning.input >= CompressionChoice.window else { return }
         if compressor == nil { compressor = ZstdCompressor(level: CompressionChoice.startLevel) }
-        let level = compressor!.level
+        // The level asked for last: patches move it while no chunk of the stream goes out.
+        let level = compressor!.nextLevel
         compressor!.setLevel(CompressionChoice.next(after: level, compress: tuning.compress, wait: tuning.write))
         tuning = (0, 0, 0)
     }
@@ -168,7 +169,7 @@ final class Peer: @unchecked Sendable {
     var compressionLevel: Int32? { compressor?.level }
 
     /// The level for the next patch.
-    var patchLevel: Int32 { CompressionChoice.patchLevel(forSession: compressor?.level ?? CompressionChoice.startLevel) }
+    var patchLevel: Int32 { CompressionChoice.patchLevel(forSession: compressor?.nextLevel ?? CompressionChoice.startLevel) }
 
     func flush() throws { try timed { try writer.flush() } }
 }

@@ -331,7 +331,9 @@ extension Receiver {
                 case .fileBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "file begun inside another") }
                     let index = try peer.decode(FileBegin.self, frame).index
-                    guard expecting(index) == .whole, let staging else { throw notAskedFor(index) }
+                    // A file offered as a delta may come whole (a client that could not
+                    // patch against a basis it said it held).
+                    guard expecting(index) != .nothing, let staging else { throw notAskedFor(index) }
                     incoming = .whole(index, try staging.createFile(entries[index]))
                 case .deltaBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }

@@ -23,6 +23,7 @@ public final class Sender {
     /// Files sent as patches, with the object each was made against: dropped from the
     /// cache if the agent asks for the file again (the patch did not rebuild it).
     private var patched = [Int: ContentDigest]()
+    private var baseManifest: Manifest??
     private var root = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
     /// Each directory's subtree digest without mtimes (``Manifest/subtreeDigestsWithContent()``).
     private var contentDigests = [ArraySlice<UInt8>: ContentDigest]()
@@ -121,7 +122,7 @@ public final class Sender {
     /// kept its manifest; else the tree with every subtree the agent reported unchanged
     /// collapsed; else (a first push) every entry.
     private func manifestItems(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest]) -> [ManifestItem] {
-        if let root = welcome.currentRoot, let base = options.manifestCache?.load(root) {
+        if let root = welcome.currentRoot, let base = loadedBase(root) {
             report.manifestMode = "difference"
             return manifest.items(against: base, maxTimes: ManifestItem.maxTimes).map { spec in
                 switch spec {
@@ -165,11 +166,35 @@ public final class Sender {
         return items
     }
 
+    /// Files of the active release from ``heldBasisSize`` on whose content the cache
+    /// holds (known when this client kept that release's manifest): their signatures
+    /// would go unused.
+    private func heldBases(_ welcome: Welcome) -> [UInt64] {
+        guard options.compress, !options.dryRun, let objects = options.objects, let root = welcome.currentRoot,
+              let base = loadedBase(root) else { return [] }
+        var held = [UInt64]()
+        for e in base.entries where e.kind == .file && e.size >= Sender.heldBasisSize && e.size <= UInt64(PatchLimits.largestFile) {
+            guard held.count < Begin.maxHeldBases else { break }
+            if objects.contains(e.digest!, size: Int(e.size)) { held.append(e.digest!.w0) }
+        }
+        return held
+    }
+
+    /// Below this size a signature costs little, and is kept as the fallback.
+    static let heldBasisSize: UInt64 = 64 << 10
+
+    /// The kept manifest of the active release, read once.
+    private func loadedBase(_ root: ContentDigest) -> Manifest? {
+        if baseManifest == nil { baseManifest = .some(options.manifestCache?.load(root)) }
+        return baseManifest!
+    }
+
     private func push(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest], inbox: Inbox) throws {
         try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
                             entryCount: UInt64(manifest.entries.count), shared: options.shared,
                             sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync,
-                            revision: options.revision, group: options.group, twoPhase: options.coordinator != nil && !options.dryRun))
+                            revision: options.revision, group: options.group, twoPhase: options.coordinator != nil && !options.dryRun,
+                            heldBases: heldBases(welcome)))
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0
@@ -264,15 +289,27 @@ public final class Sender {
             }
         case .signature(let i, let basis, let bytes):
             try checkRequest(i, allowResend: false)
-            let signature: Signature
-            do { signature = try Signature(decoding: bytes) } catch {
-                throw WireError(.protocolViolation, "the agent sent a malformed signature for \(manifest.entries[i].path): \(error)")
+            // No block sums: a basis this client said it holds (``Begin/heldBases``), for a
+            // patch, or else the whole file.
+            var signature: Signature?
+            if !bytes.isEmpty {
+                do { signature = try Signature(decoding: bytes) } catch {
+                    throw WireError(.protocolViolation, "the agent sent a malformed signature for \(manifest.entries[i].path): \(error)")
+                }
             }
-            let object = patchBasis(i, basis, size: signature.basisLength)
+            let object = patchBasis(i, basis, size: signature?.basisLength)
+            if object == nil && signature == nil {
+                try sendWhole(i)
+                break
+            }
             let encode: (Bool) throws -> SharedDeltas.Delta? = { keep in
                 if let object, let delta = try self.sendPatch(i, against: object, keep: keep) {
                     self.patched[i] = basis
                     return delta.bytes.isEmpty ? nil : delta
+                }
+                guard let signature else {
+                    try self.sendWhole(i)
+                    return nil
                 }
                 return try self.sendDelta(i, signature, keep: keep)
             }
@@ -469,11 +506,14 @@ public final class Sender {
     }
 
     /// The cached object to patch file `i` against, when the push compresses, the cache
-    /// holds the agent's basis and the two fit in a patch's window.
-    private func patchBasis(_ i: Int, _ basis: ContentDigest, size: Int) -> Descriptor? {
-        guard options.compress, let objects = options.objects,
-              PatchLimits.windowLog(basisSize: size, size: Int(manifest.entries[i].size)) != nil else { return nil }
-        return objects.open(basis, size: size)
+    /// holds the agent's basis (of `size` bytes, when its signature said) and the two fit
+    /// in a patch's window.
+    private func patchBasis(_ i: Int, _ basis: ContentDigest, size: Int?) -> Descriptor? {
+        guard options.compress, let objects = options.objects, manifest.entries[i].size <= UInt64(PatchLimits.largestFile),
+              let object = size.map({ objects.open(basis, size: $0) }) ?? objects.open(basis),
+              let basisSize = try? object.stat().st_size,
+              PatchLimits.windowLog(basisSize: Int(basisSize), size: Int(manifest.entries[i].size)) != nil else { return nil }
+        return object
     }
 
     /// Encodes and sends file `i` as a patch against `object`; with `keep`, also returns its
@@ -483,8 +523,8 @@ public final class Sender {
         let entry = manifest.entries[i]
         guard let size = try? object.stat().st_size, let basis = try? MappedFile(fd: object.fd, size: Int(size)),
               let encoder = try? ZstdPatchEncoder(basis: basis.bytes, size: Int(entry.size), level: peer.patchLevel) else { return nil }
-        // The new file whole in memory (at most 64 MiB, ``PatchLimits``): zstd then reads
-        // it in place.
+        // The new file whole in memory (at most ``PatchLimits/largestFile``): zstd then
+        // reads it in place.
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(entry.size), 1), alignment: 64)
         defer { input.deallocate() }
         var filled = 0

@@ -56,6 +56,20 @@ public final class ObjectCache: @unchecked Sendable {
         return file
     }
 
+    /// The object of `digest`, whatever its size; it becomes the most recently used.
+    public func open(_ digest: ContentDigest) -> Descriptor? {
+        guard let file = try? Descriptor.open(path(digest), flags: O_RDONLY),
+              let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        futimens(file.fd, nil)
+        return file
+    }
+
+    /// Whether an object of `digest` and `size` is here.
+    public func contains(_ digest: ContentDigest, size: Int) -> Bool {
+        var st = stat()
+        return lstat(path(digest), &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && Int(st.st_size) == size
+    }
+
     /// Forgets an object that did not rebuild its file.
     public func drop(_ digest: ContentDigest) {
         unlink(path(digest))

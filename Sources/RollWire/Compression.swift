@@ -104,7 +104,8 @@ public final class ZstdCompressor {
     private let context: OpaquePointer
     private let output: UnsafeMutableRawBufferPointer
     public private(set) var level: Int32
-    private var nextLevel: Int32
+    /// The level asked for, which the stream takes at its next chunk.
+    public private(set) var nextLevel: Int32
 
     public init(level: Int32) {
         context = ZSTD_createCCtx()!

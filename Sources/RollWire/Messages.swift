@@ -268,9 +268,19 @@ public struct Begin: Message, Sendable {
     public var group: String
     /// Stop before the switch and after the verify hook for the client's word (see above).
     public var twoPhase: Bool
+    /// Large files of the active release whose content the client still holds (the first
+    /// 8 bytes of their digests, ascending): a changed file with such a basis will travel
+    /// as a patch, so the agent sends that basis's digest with an empty signature instead
+    /// of computing and sending its block sums. A claim that turns out wrong costs only
+    /// bytes: the client then sends the file whole.
+    public var heldBases: [UInt64]
+
+    public static let maxHeldBases = 65_536
 
     public init(keep: UInt32, actor: String, entryCount: UInt64, shared: [String] = [], sharedCreate: [String] = [],
-                dryRun: Bool = false, sync: Bool = true, revision: String = "", group: String = "", twoPhase: Bool = false) {
+                dryRun: Bool = false, sync: Bool = true, revision: String = "", group: String = "", twoPhase: Bool = false,
+                heldBases: [UInt64] = []) {
+        self.heldBases = Array(Set(heldBases).sorted().prefix(Begin.maxHeldBases))
         self.revision = revision
         self.group = group
         self.twoPhase = twoPhase
@@ -296,6 +306,8 @@ public struct Begin: Message, Sendable {
         w.string(revision)
         w.string(group)
         w.u8(twoPhase ? 1 : 0)
+        w.varint(UInt64(heldBases.count))
+        for h in heldBases { w.u64(h) }
     }
 
     public init(from r: inout ByteReader) throws {
@@ -311,6 +323,18 @@ public struct Begin: Message, Sendable {
         revision = try r.string("revision", limit: 256)
         group = try r.string("group", limit: 64)
         twoPhase = try r.u8("two-phase") != 0
+        heldBases = try (0..<r.count("held bases", limit: Begin.maxHeldBases)).map { _ in try r.u64() }
+        guard zip(heldBases, heldBases.dropFirst()).allSatisfy({ $0 < $1 }) else { throw DecodeError("held bases out of order") }
+    }
+
+    /// Whether the client said it holds a basis of `digest`.
+    public func holds(_ digest: ContentDigest) -> Bool {
+        var low = 0, high = heldBases.count
+        while low < high {
+            let mid = (low + high) / 2
+            if heldBases[mid] < digest.w0 { low = mid + 1 } else { high = mid }
+        }
+        return low < heldBases.count && heldBases[low] == digest.w0
     }
 }
 

@@ -19,6 +19,8 @@ import Glibc
 public enum PatchLimits {
     /// 2^27 = 128 MiB: a basis and a new file of 64 MiB each.
     public static let windowLogMax: Int32 = 27
+    /// The largest file sent as a patch: the client holds it whole while it encodes it.
+    public static let largestFile = 64 << 20
 
     /// The window a patch of a `size`-byte file against a `basisSize`-byte basis needs, or
     /// nil when it passes ``windowLogMax``.

@@ -205,6 +205,23 @@ final class FakeAgent {
         Self.expectRefused(agent, kind)
     }
 
+    /// An empty signature says the client holds the basis; a client that does not (here:
+    /// no object cache at all) sends the file whole instead of failing.
+    @Test func anEmptySignatureForABasisTheClientLacksGetsTheWholeFile() throws {
+        let t = TempDir()
+        let src = t.sub("src")
+        var rng = SeededRandom(seed: 12)
+        writeFile(src + "/big.bin", rng.bytes(100_000))
+        let agent = try FakeAgent(source: src)
+        _ = try agent.handshake()
+        try agent.send(SignatureMessage(index: 0, basis: ContentDigest.of([1]), signature: []))
+        try agent.send(NeedEnd(reused: 0))
+        let frames = try agent.read(until: .commit)
+        #expect(frames.contains { $0.type == MessageType.fileBegin.rawValue })
+        #expect(!frames.contains { $0.type == MessageType.deltaBegin.rawValue || $0.type == MessageType.patchBegin.rawValue })
+        _ = agent.outcomeOfPush()
+    }
+
     /// A signature whose every block has the same weak sum (long chains in the match
     /// table): the client finishes in bounded time and sends a correct delta.
     @Test func equalWeakSumsDoNotStallTheClient() throws {

@@ -1,9 +1,15 @@
 import FuzzSupport
 import RollDelta
+import RollWire
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Input: a delta stream, applied to a fixed basis twice: in one piece with whole basis
 // reads, and in pieces of random size (chosen from the input, so a crash repeats) with
 // short basis reads. Both must end the same way: the same output or the same error.
+// The same input is also decoded as a zstd patch against that basis (as a hostile client
+// could send one), whole and in pieces, with the same rule.
 
 /// The basis: random bytes, a run of zeros, text.
 let basis: [UInt8] = {
@@ -54,11 +60,52 @@ func apply(_ delta: [UInt8], split: SplitMix64?) -> Outcome {
     }
 }
 
+/// The basis as the agent holds one: mapped from a file.
+let mappedBasis: MappedFile = {
+    var template = Array("/tmp/fuzz-patch-basis-XXXXXX".utf8CString)
+    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    precondition(fd >= 0, "mkstemp failed")
+    _ = basis.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+    defer { close(fd) }
+    return try! MappedFile(fd: fd, size: basis.count)
+}()
+
+enum PatchOutcome: Equatable {
+    /// What it decoded, and whether the frame ended at exactly the file's size.
+    case decoded([UInt8], complete: Bool)
+    case failed
+}
+
+/// Decodes `patch` as a file of at most 64 KiB (the size a manifest would give it).
+func decodeZstd(_ patch: [UInt8], split: SplitMix64?) -> PatchOutcome {
+    var rng = split
+    var out: [UInt8] = []
+    do {
+        let decoder = try ZstdPatchDecoder(basis: mappedBasis, size: 64 << 10)
+        var at = 0
+        while at < patch.count {
+            let n = rng == nil ? patch.count : min(patch.count - at, 1 + rng!.below(700))
+            try patch[at..<(at + n)].withUnsafeBytes { try decoder.update($0) { out.append(contentsOf: $0) } }
+            at += n
+        }
+        check(decoder.produced == UInt64(out.count) && out.count <= 64 << 10, "decoder counts \(decoder.produced), wrote \(out.count)")
+        return .decoded(out, complete: (try? decoder.finish()) != nil)
+    } catch is PatchError {
+        return .failed
+    } catch {
+        fail("patch decoder threw \(error)")
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzPatch(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let delta = input(data, size)
     let a = apply(delta, split: nil)
     let b = apply(delta, split: SplitMix64(hashing: delta))
     check(a == b, "delta applied whole gives \(a), in pieces \(b)")
+    let c = decodeZstd(delta, split: nil)
+    let d = decodeZstd(delta, split: SplitMix64(hashing: delta))
+    check(c == d, "zstd patch decoded whole gives \(c), in pieces \(d)")
     return 0
 }

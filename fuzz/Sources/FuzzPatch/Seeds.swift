@@ -1,5 +1,6 @@
 import FuzzSupport
 import RollDelta
+import RollWire
 
 func patchSeeds() throws -> [Seed] {
     var rng = SplitMix64(seed: 8)
@@ -18,7 +19,17 @@ func patchSeeds() throws -> [Seed] {
         Seed("short-tail", try delta(Array(basis[..<1700]) + Array(basis[1900...]), block: 512)),
         Seed("literal-only", try delta(rng.bytes(300), block: 64)),
         Seed("empty-new", try delta([], block: 64)),
+        Seed("zstd-edited", try zstdPatch(edited)),
+        Seed("zstd-reordered", try zstdPatch(Array(basis[1000...] + basis[..<1000]))),
     ]
+}
+
+/// A zstd patch of `new` against the basis, as a client sends one.
+func zstdPatch(_ new: [UInt8]) throws -> [UInt8] {
+    let encoder = try ZstdPatchEncoder(basis: mappedBasis.bytes, size: new.count, level: 3)
+    var out = [UInt8]()
+    try new.withUnsafeBytes { try encoder.encode($0) { out += $0 } }
+    return out
 }
 
 /// libFuzzer calls this once before fuzzing.

@@ -62,7 +62,7 @@ func sampleMessages() throws -> [any Message] {
                 directories: [DirectoryDigest(pathKey: 7, digest: digest(5), content: digest(8))]),
         Welcome(agent: "agent", root: "/srv/app", current: "", currentRoot: nil),
         Begin(keep: 5, actor: "me@host", entryCount: 3, shared: ["log/", "config.env"], sharedCreate: ["log/"],
-              dryRun: true, sync: false, revision: "abc123", group: "push-1", twoPhase: true),
+              dryRun: true, sync: false, revision: "abc123", group: "push-1", twoPhase: true, heldBases: [9, 3, 1 << 63]),
         ManifestChunk(items: sampleEntries().map { .entry($0) }
                       + [.sameSubtree(RelativePath("lib/vendor")!), .sameRange(start: 4, count: 10),
                          .sameSubtreeTimes(RelativePath("lib/app")!, (0..<3).map { Timestamp(seconds: 1_900_000_000 + Int64($0), nanoseconds: Int32($0) * 7919) }),

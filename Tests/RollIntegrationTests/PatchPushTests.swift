@@ -1,0 +1,111 @@
+import RollTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A changed file whose earlier version this client sent travels as a zstd patch against its
+/// copy in the object cache (over a real sshd); without the cache it is a block delta, and a
+/// damaged object costs one resend, never a wrong release.
+@Suite(.serialized) struct PatchPushTests {
+    func json(_ r: RunResult, _ key: String) -> Int? { jsonField(r, key).flatMap { Int($0) } }
+
+    /// A "rebuilt library": every 700 bytes shifted by one inserted byte, so no block of the
+    /// old file is where a block delta looks for it, while a patch finds it all.
+    static func rebuilt(_ basis: [UInt8], rng: inout SeededRandom) -> [UInt8] {
+        var out = [UInt8]()
+        for (i, b) in basis.enumerated() {
+            if i % 700 == 0 { out.append(UInt8(truncatingIfNeeded: rng.next())) }
+            out.append(b)
+        }
+        return out
+    }
+
+    struct Setup {
+        let t = TempDir()
+        let server: SSHServer
+        let src: String, root: String, env: [String: String]
+        let ssh: [String]
+        var rng = SeededRandom(seed: 41)
+        var lib: [UInt8]
+
+        init() throws {
+            server = try #require(SSHServer(.openssh), "could not start sshd")
+            src = t.sub("src")
+            root = SSHPushTests.userFolder(t) + "/app"
+            env = ["XDG_CACHE_HOME": t.sub("cache")]
+            ssh = ["--ssh-command", server.sshCommand, "--agent-path", server.agentPath]
+            lib = rng.bytes(600_000)
+            writeFile(src + "/lib/libfoo-8fb3d286.so", lib)
+            writeFile(src + "/index.html", "v1\n")
+        }
+
+        func push(_ extra: [String: String] = [:]) -> RunResult {
+            run(rollBinary(), ["push", "--json", src, server.target(root)] + ssh, environment: env.merging(extra) { $1 })
+        }
+
+        func cache(_ args: String...) -> RunResult { run(rollBinary(), ["cache"] + args, environment: env) }
+
+        var objects: String { t.sub("cache") + "/roll/objects" }
+    }
+
+    @Test(arguments: [false, true])
+    func aRebuiltFileTravelsAsAPatch(renamed: Bool) throws {
+        try #require(SSHServer.isAvailable(.openssh))
+        var s = try Setup()
+        #expect(s.push().status == 0)
+        #expect(s.cache().stdout.contains(": 1 objects, 586 KiB"), "\(s.cache())")
+        let v2 = Self.rebuilt(s.lib, rng: &s.rng)
+        if renamed { unlink(s.src + "/lib/libfoo-8fb3d286.so") }
+        writeFile(s.src + (renamed ? "/lib/libfoo-fdde5778.so" : "/lib/libfoo-8fb3d286.so"), v2)
+        let r = s.push()
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "patch_files") == 1 && json(r, "delta_files") == 1 && json(r, "retried") == 0, "\(r.stdout)")
+        // Random bytes: 600 KB whole or as a block delta, a few KB as a patch; and no
+        // block signature came back (the client said it holds the basis).
+        #expect((json(r, "wire_out") ?? .max) < 20_000, "\(r.stdout)")
+        #expect((json(r, "wire_in") ?? .max) < 2_000, "\(r.stdout)")
+        #expect(try describeTree(s.root + "/current/") == describeTree(s.src))
+        #expect(s.cache().stdout.contains(": 2 objects"), "\(s.cache())")
+    }
+
+    @Test func withoutTheCacheABlockDeltaStays() throws {
+        try #require(SSHServer.isAvailable(.openssh))
+        var s = try Setup()
+        #expect(s.push().status == 0)
+        #expect(s.cache("clear").stdout.contains("removed 1 objects"), "\(s.cache("clear"))")
+        var v2 = s.lib
+        v2.replaceSubrange(1000..<1100, with: s.rng.bytes(100))
+        writeFile(s.src + "/lib/libfoo-8fb3d286.so", v2)
+        let r = s.push()
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "patch_files") == 0 && json(r, "delta_files") == 1, "\(r.stdout)")
+        #expect(try describeTree(s.root + "/current/") == describeTree(s.src))
+        // ROLL_CACHE_SIZE=0 turns it off: nothing is kept.
+        writeFile(s.src + "/index.html", "v3\n")
+        #expect(s.push(["ROLL_CACHE_SIZE": "0"]).status == 0)
+        #expect(s.cache().stdout.contains(": 1 objects"), "\(s.cache())")
+        let bad = s.push(["ROLL_CACHE_SIZE": "lots"])
+        #expect(bad.status == 78 && bad.stderr.contains("ROLL_CACHE_SIZE=lots is not a size"), "\(bad)")
+    }
+
+    @Test func aDamagedObjectCostsOneResend() throws {
+        try #require(SSHServer.isAvailable(.openssh))
+        var s = try Setup()
+        #expect(s.push().status == 0)
+        // The object keeps its name and size but not its bytes: it holds most of the new
+        // version, so the patch leans on bytes the agent's basis does not have.
+        let found = run("/usr/bin/find", [s.objects, "-type", "f", "-size", "+100k"]).stdout.split(separator: "\n")
+        let object = try #require(found.first.map(String.init), "\(found)")
+        let v2 = Self.rebuilt(s.lib, rng: &s.rng)
+        writeFile(object, Array(v2.prefix(s.lib.count)))
+        writeFile(s.src + "/lib/libfoo-8fb3d286.so", v2)
+        let r = s.push()
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "patch_files") == 1 && json(r, "retried") == 1, "\(r.stdout)")
+        #expect(try describeTree(s.root + "/current/") == describeTree(s.src))
+        // The bad object is gone; the file's new content is kept in its place.
+        #expect(access(object, F_OK) != 0)
+        #expect(s.cache().stdout.contains(": 1 objects"), "\(s.cache())")
+    }
+}
