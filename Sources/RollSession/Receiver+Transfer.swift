@@ -106,6 +106,16 @@ extension Receiver.Build {
         return bytes
     }
 
+    /// The file of the active release that file `index` was offered a delta against, opened,
+    /// and its place in `base`; a delta or patch for a file not offered one is refused.
+    mutating func openDeltaBasis(_ index: Int) throws -> (Descriptor, Int) {
+        guard expecting(index) == .delta, let b = deltaBasis[index] ?? base.index(of: entries.path(index)), let current,
+              staging != nil else {
+            throw notAskedFor(index)
+        }
+        return (try Staging.openFile(try cursor(current), base[b].path), b)
+    }
+
     func expecting(_ index: Int) -> Expect { index < outstanding.count ? outstanding[index] : .nothing }
 
     mutating func expect(_ what: Expect, _ index: Int) {

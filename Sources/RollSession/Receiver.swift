@@ -338,12 +338,8 @@ extension Receiver {
                 case .deltaBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }
                     let index = try peer.decode(DeltaBegin.self, frame).index
-                    guard expecting(index) == .delta, let b = deltaBasis[index] ?? base.index(of: entries.path(index)), let current,
-                          let staging else {
-                        throw notAskedFor(index)
-                    }
-                    let basisFile = try Staging.openFile(try cursor(current), base[b].path)
-                    let file = try staging.createFile(entries[index])
+                    let (basisFile, _) = try openDeltaBasis(index)
+                    let file = try staging!.createFile(entries[index])
                     let patcher = Patcher(
                         readBasis: { offset, into in try basisFile.pread(into: into, at: Int64(offset)) },
                         write: { try file.write($0) })
@@ -351,19 +347,15 @@ extension Receiver {
                 case .patchBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "patch begun inside a file") }
                     let index = try peer.decode(PatchBegin.self, frame).index
-                    guard expecting(index) == .delta, let b = deltaBasis[index] ?? base.index(of: entries.path(index)), let current,
-                          let staging else {
-                        throw notAskedFor(index)
-                    }
                     // The basis the signature was made of: mapped only at the size its digest
                     // was taken at (a shorter file is not mapped past its end).
-                    let basisFile = try Staging.openFile(try cursor(current), base[b].path)
+                    let (basisFile, b) = try openDeltaBasis(index)
                     guard Int64(try basisFile.stat().st_size) == Int64(base.size(b)) else {
                         throw WireError(.store, "\(base[b].path) of the active release changed size")
                     }
                     let decoder = try ZstdPatchDecoder(basis: try MappedFile(fd: basisFile.fd, size: Int(base.size(b))),
                                                        size: entries[index].size)
-                    incoming = .patch(index, try staging.createFile(entries[index]), decoder)
+                    incoming = .patch(index, try staging!.createFile(entries[index]), decoder)
                 case .data:
                     switch incoming {
                     case .whole(_, let file)?:

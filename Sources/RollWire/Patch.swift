@@ -39,7 +39,9 @@ public struct PatchError: Error, CustomStringConvertible, Sendable {
 
 /// A file's bytes, read-only, mapped from a descriptor: a basis for a patch. Mapped, not
 /// read, so that a large basis costs page cache rather than the process's own memory.
-public final class MappedFile {
+///
+/// `@unchecked Sendable`: immutable, and the mapping is read-only.
+public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     private let base: UnsafeMutableRawPointer?
 

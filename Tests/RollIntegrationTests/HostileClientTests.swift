@@ -514,6 +514,60 @@ extension HostileClientTests {
         }
     }
 
+    /// A patch the agent cannot apply (one that decodes past the file's size, one that asks
+    /// for a 256 MiB window, garbage) is answered by asking for the whole file; a patch for a
+    /// file nobody offered a basis for is refused.
+    @Test(arguments: ["bomb", "window", "garbage", "not offered"])
+    func badPatchesFallBackToTheWholeFile(kind: String) throws {
+        let t = TempDir()
+        let src = t.sub("src")
+        var rng = SeededRandom(seed: 15)
+        let big = rng.bytes(64 << 10)
+        writeFile(src + "/big.bin", big)
+        let root = t.sub("root")
+        #expect(roll("push", src, root).status == 0)
+        let current = try #require(readLinkText(root + "/current"))
+        var edited = big
+        edited[100] ^= 0xFF
+        let name = kind == "not offered" ? "other.bin" : "big.bin"
+        let m = [Entry(path: RelativePath(name)!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 0),
+                       size: UInt64(edited.count), digest: ContentDigest.of(edited))]
+        let agent = try AgentDriver(root: root)
+        try agent.open(entries: 1)
+        try agent.send(ManifestChunk(entries: m))
+        try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
+        while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue {}
+        let patch: [UInt8]
+        switch kind {
+        case "bomb":
+            // A frame of 4 MiB of zeros, without the basis: 64 times the file's size.
+            let c = ZstdCompressor(level: 1)
+            let zeros = [UInt8](repeating: 0, count: FrameLimits.dataChunk)
+            patch = (0..<4).flatMap { _ in zeros.withUnsafeBytes { Array(c.compress($0)) } } + Array(c.finish())
+        case "window": patch = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 18 << 3, 0x09, 0x00, 0x00, 0x41]
+        default: patch = rng.bytes(500)
+        }
+        try agent.send(PatchBegin(index: 0))
+        try agent.writer.send(MessageType.data.rawValue, patch)
+        try agent.send(FileEnd())
+        try agent.writer.flush()
+        if kind == "not offered" {
+            #expect(agent.errorMessage(agent.drain())?.contains("was not asked for") == true)
+            agent.wait()
+            #expect(readLinkText(root + "/current") == current)
+            return
+        }
+        let need = try #require(try agent.reader.next())
+        #expect(need.type == MessageType.need.rawValue, "\(kind): a bad patch did not lead to a request for the whole file")
+        try agent.send(FileBegin(index: 0))
+        try agent.writer.send(MessageType.data.rawValue, edited)
+        try agent.send(FileEnd())
+        try agent.send(Commit())
+        #expect(agent.drain().last?.type == MessageType.result.rawValue)
+        agent.wait()
+        #expect(readFile(root + "/current/big.bin") == edited)
+    }
+
     /// A client that connects and then says nothing, or stops half way, does not hold the
     /// deploy lock for good: the agent gives up after its idle timeout and cleans up.
     @Test(arguments: ["before hello", "after begin", "mid manifest"])
