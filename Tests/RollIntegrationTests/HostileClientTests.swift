@@ -455,18 +455,22 @@ extension HostileClientTests {
         Self.assertUntouched(root, current: current)
     }
 
+    /// A root whose release holds `big.bin` (64 KiB of random bytes): its root, the bytes,
+    /// the release.
+    static func rootWithBigFile(_ t: TempDir, _ rng: inout SeededRandom) throws -> (String, [UInt8], String) {
+        let big = rng.bytes(64 << 10)
+        writeFile(t.sub("src") + "/big.bin", big)
+        #expect(roll("push", t.sub("src"), t.sub("root")).status == 0)
+        return (t.sub("root"), big, try #require(readLinkText(t.sub("root") + "/current")))
+    }
+
     /// A delta the patcher rejects (block length 0 with blocks, copies past the basis,
     /// oversized strong sums, garbage) is answered by asking for the whole file once; a
     /// second bad copy fails the push with the file named.
     @Test func badDeltasFallBackToTheWholeFileOnce() throws {
         let t = TempDir()
-        let src = t.sub("src")
         var rng = SeededRandom(seed: 5)
-        let big = rng.bytes(64 << 10)
-        writeFile(src + "/big.bin", big)
-        let root = t.sub("root")
-        #expect(roll("push", src, root).status == 0)
-        let current = try #require(readLinkText(root + "/current"))
+        let (root, big, current) = try Self.rootWithBigFile(t, &rng)
         // A delta header with block length 0 and a non-zero basis length, then garbage.
         var zeroBlock = [UInt8](repeating: 0, count: 28)
         zeroBlock.replaceSubrange(0..<4, with: Array("rldt".utf8))
@@ -520,13 +524,8 @@ extension HostileClientTests {
     @Test(arguments: ["bomb", "window", "garbage", "not offered"])
     func badPatchesFallBackToTheWholeFile(kind: String) throws {
         let t = TempDir()
-        let src = t.sub("src")
         var rng = SeededRandom(seed: 15)
-        let big = rng.bytes(64 << 10)
-        writeFile(src + "/big.bin", big)
-        let root = t.sub("root")
-        #expect(roll("push", src, root).status == 0)
-        let current = try #require(readLinkText(root + "/current"))
+        let (root, big, current) = try Self.rootWithBigFile(t, &rng)
         var edited = big
         edited[100] ^= 0xFF
         let name = kind == "not offered" ? "other.bin" : "big.bin"
