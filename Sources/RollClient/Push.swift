@@ -225,6 +225,10 @@ public func treeTooLarge(_ manifest: Manifest, source: String) -> UserError? {
 func deliver(source: String, manifest: Manifest, options: PushOptions, connector: Connector,
              connecting: Background<AgentConnection>, announceInstall: Bool, observer: PushObserver,
              events: @escaping (PushEvent) -> Void) throws -> PushReport {
+    // The level starts where the last push over this link settled (``LinkMemory``).
+    let links = options.compress ? LinkMemory.standard() : nil
+    var options = options
+    options.startLevel = links?.level(for: connector.target)
     var agent = try connecting.wait()
     var installed = false
     var greeted = false
@@ -241,6 +245,7 @@ func deliver(source: String, manifest: Manifest, options: PushOptions, connector
             observer.clear()
             let ending = agent.finish()
             guard ending == .exited(0) else { throw UserError("the agent ended badly (\(ending)) after the push", code: Exit.unavailable) }
+            if let level = result.settledLevel { links?.remember(level, for: connector.target) }
             return result
         } catch let e as UserError {
             throw e

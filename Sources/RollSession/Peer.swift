@@ -2,18 +2,21 @@ import RollSystem
 import RollWire
 
 /// The zstd level for file data and manifests, and how it follows the link. A push starts
-/// at ``startLevel``; every ``window`` bytes of compressed input the sender compares the
-/// time it spent compressing with the time it spent waiting to write (any frame, compressed
-/// or not): a link that makes it wait more than twice as long as compressing takes is the
-/// bottleneck, and a higher level costs nothing there (fewer bytes to wait for; two levels
-/// at once when it waits four times as long); a compressor that takes longer than the
-/// waiting is the bottleneck, and a lower level goes faster. On a 40 Mbit/s uplink that
-/// settles at the top of ``levels``; on a fast local network near the bottom. On the
-/// benchmark's web application (as one tar stream) level 3 keeps 49.0 % of the bytes, 6
-/// 48.3 %, 9 47.1 % at about 100 MB/s, 12 46.6 % at a third of that: 9 is where more CPU
-/// stops paying on any uplink. Level 9 keeps the window at 4 MiB
-/// (``ZstdDecompressor/windowLogMax`` allows 8), so an agent's memory for the stream stays
-/// small; the client's compressor then holds about 20 MiB of tables.
+/// at ``startLevel``, or where the last push over the same link settled (the client keeps
+/// that in `~/.cache/roll/links`). Every ``window`` bytes of compressed input the sender
+/// compares the time it spent compressing with the time it spent blocked writing (any
+/// frame, compressed or not). The link drains while the sender compresses (the SSH client
+/// and the system ssh each take the bytes on a thread or process of their own, behind a
+/// 1 MiB pipe), so a sender that still waits as long as it compresses has a link that is
+/// the bottleneck, and a higher level costs no time there (fewer bytes to wait for; two
+/// levels at once when it waits three times as long); one that hardly waits (under an
+/// eighth of its compressing time) is the bottleneck itself, and a lower level goes
+/// faster. On a 40 Mbit/s uplink that settles at or next to the top of ``levels``; on a
+/// fast local network at the bottom. On the benchmark's web application (as one tar
+/// stream) level 3 keeps 49.0 % of the bytes, 6 48.3 %, 9 47.1 % at about 100 MB/s, 12
+/// 46.6 % at a third of that: 9 is where more CPU stops paying on any uplink. Level 9 keeps
+/// the window at 4 MiB (``ZstdDecompressor/windowLogMax`` allows 8), so an agent's memory
+/// for the stream stays small; the client's compressor then holds about 20 MiB of tables.
 public enum CompressionChoice {
     public static let startLevel: Int32 = 3
     public static let levels: ClosedRange<Int32> = 1...9
@@ -22,18 +25,18 @@ public enum CompressionChoice {
     /// The level for a patch (``ZstdPatchEncoder``) in a session at `level`: a patch pays
     /// for a higher level more than the stream does (long matches against the basis leave
     /// less for the entropy stage, and level 12's parser finds patches of rebuilt binaries
-    /// 2–3× shorter than level 3's at about 35 MB/s), so it starts three levels up and is
-    /// 12 where the link is what waits.
-    static func patchLevel(forSession level: Int32) -> Int32 {
-        level >= levels.upperBound ? 12 : min(level + 3, 11)
+    /// 2–3× shorter than level 3's at about 20 MB/s), so it starts three levels up and is
+    /// 12 from session level 7 on, where the link is slow enough that 12 is also the fastest.
+    public static func patchLevel(forSession level: Int32) -> Int32 {
+        level >= 7 ? 12 : level + 3
     }
 
     /// The level after a window in which compressing took `compress` seconds and waiting
     /// for the link `wait` seconds.
-    static func next(after level: Int32, compress: Double, wait: Double) -> Int32 {
-        if wait > 4 * compress { return min(level + 2, levels.upperBound) }
-        if wait > 2 * compress { return min(level + 1, levels.upperBound) }
-        if compress > wait { return max(level - 1, levels.lowerBound) }
+    public static func next(after level: Int32, compress: Double, wait: Double) -> Int32 {
+        if wait > 3 * compress { return min(level + 2, levels.upperBound) }
+        if wait > compress { return min(level + 1, levels.upperBound) }
+        if wait < compress / 8 { return max(level - 1, levels.lowerBound) }
         return level
     }
 }
@@ -52,6 +55,11 @@ final class Peer: @unchecked Sendable {
     private var decompressor: ZstdDecompressor?
     /// Seconds spent compressing and writing since the level was last weighed, and the input.
     private var tuning = (compress: 0.0, write: 0.0, input: 0)
+    /// The level the stream starts at: ``CompressionChoice/startLevel``, or where the last
+    /// push over the same link settled.
+    var startLevel = CompressionChoice.startLevel
+    /// Whether the level was weighed against the link at least once.
+    private var weighed = false
     /// Uncompressed payload bytes sent in compressed frames, and what they cost.
     private(set) var compressedIn: UInt64 = 0
     private(set) var compressedOut: UInt64 = 0
@@ -134,7 +142,7 @@ final class Peer: @unchecked Sendable {
     }
 
     private func sendCompressed(_ type: MessageType, _ bytes: UnsafeRawBufferPointer) throws {
-        if compressor == nil { compressor = ZstdCompressor(level: CompressionChoice.startLevel) }
+        if compressor == nil { compressor = ZstdCompressor(level: startLevel) }
         let started = monotonicClock()
         let packed = compressor!.compress(bytes)
         let compressed = monotonicClock()
@@ -146,30 +154,24 @@ final class Peer: @unchecked Sendable {
         weigh()
     }
 
-    /// Runs `body`, which compresses `input` bytes by other means (a patch) and sends the
-    /// result as plain frames: its time apart from the writes counts as compressing.
-    func compressing(input: Int, _ body: () throws -> Void) throws {
-        let started = monotonicClock(), writes = tuning.write
-        try body()
-        tuning.compress += max(0, monotonicClock() - started - (tuning.write - writes))
-        tuning.input += input
-        weigh()
-    }
-
     private func weigh() {
         guard tuning.input >= CompressionChoice.window else { return }
-        if compressor == nil { compressor = ZstdCompressor(level: CompressionChoice.startLevel) }
+        if compressor == nil { compressor = ZstdCompressor(level: startLevel) }
         // The level asked for last: patches move it while no chunk of the stream goes out.
         let level = compressor!.nextLevel
         compressor!.setLevel(CompressionChoice.next(after: level, compress: tuning.compress, wait: tuning.write))
         tuning = (0, 0, 0)
+        weighed = true
     }
 
     /// The compression level in use (for the summary).
     var compressionLevel: Int32? { compressor?.level }
 
+    /// The level the link settled at: nil until it was weighed once.
+    var settledLevel: Int32? { weighed ? compressor?.nextLevel : nil }
+
     /// The level for the next patch.
-    var patchLevel: Int32 { CompressionChoice.patchLevel(forSession: compressor?.nextLevel ?? CompressionChoice.startLevel) }
+    var patchLevel: Int32 { CompressionChoice.patchLevel(forSession: compressor?.nextLevel ?? startLevel) }
 
     func flush() throws { try timed { try writer.flush() } }
 }

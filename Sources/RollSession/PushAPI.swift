@@ -55,6 +55,9 @@ public struct PushOptions: Sendable {
     public var sharedDeltas: SharedDeltas?
     /// What earlier pushes sent, for patches against the agent's basis (``ObjectCache``).
     public var objects: ObjectCache?
+    /// The zstd level to start at (``CompressionChoice``): where the last push over this
+    /// link settled; nil starts at ``CompressionChoice/startLevel``.
+    public var startLevel: Int32?
     /// Seconds to wait for the agent's answer to hello (it takes the lock and cleans up
     /// after an interrupted push first). An agent that accepts and then says nothing must
     /// not hang the client; later silences are normal (hooks run while the client waits).
@@ -108,6 +111,8 @@ public struct PushReport: Sendable {
     /// The zstd level file data went at in the end (it follows the link); 0 when nothing
     /// was compressed.
     public var compressionLevel = 0
+    /// The level the link settled at, once enough went compressed to weigh it (8 MiB).
+    public var settledLevel: Int32?
     public var pruned: [String] = []
     /// How the manifest travelled: "difference" (from a kept manifest), "subtrees" (Merkle
     /// walk) or "full".

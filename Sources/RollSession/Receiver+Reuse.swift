@@ -80,27 +80,36 @@ extension Receiver.Build {
     }
 
     /// A file of the active release whose name differs from `e`'s only in hashes and
-    /// versions (``SimilarNames``), the nearest in size when there are several.
+    /// versions (``SimilarNames/key(_:)``), the nearest in size when there are several; else
+    /// one in the same folder with the same first word and extension
+    /// (``SimilarNames/looseKey(_:)``) and within half to twice its size.
     mutating func similarBasis(for e: Entry) -> Int? {
         if similarNames == nil {
             var index = [UInt64: [UInt32]]()
             var count = 0
             for i in base.indices where base.kind(i) == .file && base.size(i) >= Receiver.deltaThreshold {
                 guard count < Receiver.similarNamesLimit else { break }
-                index[similarityHash(base.path(i)), default: []].append(UInt32(i))
+                let path = base.path(i)
+                index[similarityHash(SimilarNames.key(path), loose: false), default: []].append(UInt32(i))
+                if let loose = SimilarNames.looseKey(path) { index[similarityHash(loose, loose: true), default: []].append(UInt32(i)) }
                 count += 1
             }
             similarNames = index
         }
-        guard let candidates = similarNames?[similarityHash(e.path.bytes)] else { return nil }
         let size = Int64(e.size)
-        return candidates.map(Int.init).min { abs(Int64(base.size($0)) - size) < abs(Int64(base.size($1)) - size) }
+        func nearest(_ candidates: [UInt32]) -> Int? {
+            candidates.map(Int.init).min { abs(Int64(base.size($0)) - size) < abs(Int64(base.size($1)) - size) }
+        }
+        if let candidates = similarNames?[similarityHash(SimilarNames.key(e.path.bytes), loose: false)] { return nearest(candidates) }
+        guard let loose = SimilarNames.looseKey(e.path.bytes),
+              let candidates = similarNames?[similarityHash(loose, loose: true)] else { return nil }
+        return nearest(candidates.filter { size <= 2 * Int64(base.size(Int($0))) && Int64(base.size(Int($0))) <= 2 * size })
     }
 
-    private func similarityHash(_ path: some Collection<UInt8>) -> UInt64 {
+    private func similarityHash(_ key: [UInt8], loose: Bool) -> UInt64 {
         // FNV-1a: a collision only picks a worse basis; the patched file is checked anyway.
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in SimilarNames.key(path) { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        var h: UInt64 = loose ? 0x6c62_272e_07bb_0142 : 0xcbf2_9ce4_8422_2325
+        for b in key { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
     }
 

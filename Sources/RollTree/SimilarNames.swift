@@ -29,6 +29,23 @@ public enum SimilarNames {
         return out
     }
 
+    /// A looser key, for names whose hash ``key`` does not see (base64 or base32 hashes
+    /// such as Vite's `index-BZ2LoXbv.js` or esbuild's `chunk-7KQW3ZXN.mjs`): the folder as
+    /// ``key`` gives it, the first word of the file name and its last extension,
+    /// `assets/index*.js`. Nil when that first word is shorter than three bytes.
+    public static func looseKey(_ path: some Collection<UInt8>) -> [UInt8]? {
+        let bytes = Array(path)
+        let nameStart = (bytes.lastIndex(of: UInt8(ascii: "/")).map { $0 + 1 }) ?? 0
+        let name = bytes[nameStart...]
+        let wordEnd = name.firstIndex(where: isSeparator) ?? name.endIndex
+        guard wordEnd - nameStart >= 3 else { return nil }
+        var out = nameStart > 0 ? key(bytes[..<nameStart]) : []
+        out += name[..<wordEnd]
+        out.append(UInt8(ascii: "*"))
+        if let dot = name.lastIndex(of: UInt8(ascii: ".")), dot >= wordEnd { out += name[dot...] }
+        return out
+    }
+
     private static func isSeparator(_ b: UInt8) -> Bool {
         b == UInt8(ascii: "/") || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".") || b == UInt8(ascii: "+")
     }

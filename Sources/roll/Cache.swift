@@ -1,4 +1,5 @@
 import ArgumentParser
+import RollClient
 import RollSystem
 import RollTree
 
@@ -11,9 +12,10 @@ extension Roll {
             ~/.cache/roll/objects, by content. When a later push changes such a file, it \
             travels as a zstd patch against the kept copy, a fraction of a block delta for \
             rebuilt binaries and bundles. The cache holds at most ROLL_CACHE_SIZE (default \
-            2G; 0 turns it off), dropping what was used least recently; clearing it only \
-            costs bytes on the next push. A CI job keeps it between runs by caching \
-            ~/.cache/roll (or $XDG_CACHE_HOME/roll) like any dependency cache.
+            2G; 0 turns it off), dropping what was used least recently; clearing it (and the \
+            zstd level each server's link settled at, ~/.cache/roll/links) only costs bytes \
+            on the next push. A CI job keeps it between runs by caching ~/.cache/roll (or \
+            $XDG_CACHE_HOME/roll) like any dependency cache.
             """
         )
 
@@ -26,6 +28,7 @@ extension Roll {
             try guarded {
                 guard let cache = try ObjectCache.standard() else { return print("roll: the object cache is off (ROLL_CACHE_SIZE=0)") }
                 if action == .clear {
+                    LinkMemory.standard()?.forget()
                     let gone = cache.trim(to: 0)
                     return print("roll: removed \(gone.objects) objects (\(formatBytes(gone.bytes))) from \(cache.directory)")
                 }

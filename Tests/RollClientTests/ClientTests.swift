@@ -1,4 +1,5 @@
 @testable import RollClient
+@testable import RollSession
 import RollSSH
 import RollSystem
 import RollTestSupport
@@ -122,6 +123,104 @@ private final class Answers: Sendable {
     init(_ count: Int) { slots = Mutex(Array(repeating: nil, count: count)) }
     func set(_ i: Int, _ v: String?) { slots.withLock { $0[i] = v } }
     var values: [String?] { slots.withLock { $0 } }
+}
+
+/// Where a link's level settled is kept per server, so the next push over it starts there.
+@Suite struct LinkMemoryTests {
+    let t = TempDir()
+    var memory: LinkMemory { LinkMemory(path: t.sub("links")) }
+    let host = Target.ssh(user: "app", host: "example.net", port: 20001, root: "/srv/roll")
+
+    @Test func aLevelIsRememberedPerServerNotPerRoot() throws {
+        #expect(memory.level(for: host) == nil)
+        memory.remember(8, for: host)
+        #expect(memory.level(for: .ssh(user: "app", host: "example.net", port: 20001, root: "/srv/other")) == 8)
+        #expect(memory.level(for: .ssh(user: "app", host: "example.net", port: 20002, root: "/srv/roll")) == nil)
+        #expect(memory.level(for: .ssh(user: "ci", host: "example.net", port: 20001, root: "/srv/roll")) == nil)
+        memory.remember(2, for: host)
+        #expect(memory.level(for: host) == 2)
+        let text = try #require(readText(t.sub("links")))
+        #expect(text.split(separator: "\n").count == 1 && !text.contains("example"), "the file names no server: \(text)")
+        var st = stat()
+        #expect(stat(t.sub("links"), &st) == 0 && st.st_mode & 0o777 == 0o600)
+        memory.forget()
+        #expect(memory.level(for: host) == nil)
+    }
+
+    @Test func aLocalTargetIsNotALink() {
+        memory.remember(9, for: .local(root: t.path))
+        #expect(memory.level(for: .local(root: t.path)) == nil && readFile(t.sub("links")) == nil)
+    }
+
+    @Test func damagedOldOrOutOfRangeLinesAreIgnored() throws {
+        let key = try #require(LinkMemory.key(host))
+        let now = Int(wallClock())
+        for (line, expected) in [("\(key) 42 \(now)", nil), ("\(key) 7 \(now - 31 * 86_400)", nil), ("\(key) x \(now)", nil),
+                                 ("\(key) 7", nil), ("garbage", nil), ("\(key) 7 \(now)", Int32(7))] as [(String, Int32?)] {
+            writeFile(t.sub("links"), "\u{0}\n" + line + "\n")
+            #expect(memory.level(for: host) == expected, "\(line)")
+        }
+        // A link in the cache's place is not followed.
+        unlink(t.sub("links"))
+        writeFile(t.sub("real"), "\(key) 7 \(now)\n")
+        symlink(t.sub("real"), t.sub("links"))
+        #expect(memory.level(for: host) == nil)
+    }
+
+    @Test func onlyTheMostRecentLinksAreKept() {
+        for port in 1...(LinkMemory.capacity + 10) {
+            memory.remember(5, for: .ssh(user: nil, host: "h", port: port, root: "/r"))
+        }
+        #expect(readText(t.sub("links"))?.split(separator: "\n").count == LinkMemory.capacity)
+        #expect(memory.level(for: .ssh(user: nil, host: "h", port: 1, root: "/r")) == nil)
+        #expect(memory.level(for: .ssh(user: nil, host: "h", port: LinkMemory.capacity + 10, root: "/r")) == 5)
+    }
+}
+
+/// The level follows the link: up while the sender still waits for it, down while it hardly does.
+@Suite struct CompressionLevelTests {
+    @Test func aLinkThatKeepsTheSenderWaitingRaisesTheLevel() {
+        #expect(CompressionChoice.next(after: 3, compress: 1, wait: 1.5) == 4)
+        #expect(CompressionChoice.next(after: 3, compress: 1, wait: 3.5) == 5)
+        #expect(CompressionChoice.next(after: 9, compress: 1, wait: 10) == 9)
+    }
+
+    @Test func aCompressorThatTheLinkOutrunsLowersIt() {
+        #expect(CompressionChoice.next(after: 6, compress: 1, wait: 0.05) == 5)
+        #expect(CompressionChoice.next(after: 1, compress: 1, wait: 0) == 1)
+        // Waiting a little, as much as compressing at most: the level is right.
+        #expect(CompressionChoice.next(after: 6, compress: 1, wait: 0.5) == 6)
+    }
+
+    /// Each chunk of a file is judged on its own: a library whose first pages look random
+    /// still has tables and strings worth compressing further on.
+    @Test func chunksAreJudgedBySamplesSpreadOverThem() {
+        var rng = SeededRandom(seed: 5)
+        let random = rng.bytes(1 << 20)
+        let text = Array(String(repeating: "let value = request.cache[index] ?? defaults\n", count: 23_000).utf8.prefix(1 << 20))
+        // A binary: random pages, then every third 16 KiB run a table of 16 byte values.
+        var binary = rng.bytes(1 << 20)
+        for run in stride(from: 0, to: binary.count, by: 3 * 16_384) {
+            for i in run..<min(run + 16_384, binary.count) { binary[i] = (binary[i] & 15) &* 17 }
+        }
+        // Random but for one text block: not worth it.
+        var mostlyRandom = random
+        mostlyRandom.replaceSubrange(0..<4096, with: text[0..<4096])
+        for (bytes, expected) in [(random, false), (text, true), (binary, true), (mostlyRandom, false),
+                                  (Array(random.prefix(300)), true), (Array(text.prefix(6000)), true),
+                                  (Array(random.prefix(6000)), false)] {
+            #expect(bytes.withUnsafeBytes { Compressibility.looksCompressible($0) } == expected, "\(bytes.count) bytes")
+        }
+        #expect(Compressibility.compressedFormat(path: Array("static/img/logo.PNG".utf8)))
+        #expect(!Compressibility.compressedFormat(path: Array("lib/libfoo.so.1".utf8)))
+    }
+
+    @Test func patchesGoThreeLevelsUpAndToTwelveOnASlowLink() {
+        #expect(CompressionChoice.patchLevel(forSession: 1) == 4)
+        #expect(CompressionChoice.patchLevel(forSession: 6) == 9)
+        #expect(CompressionChoice.patchLevel(forSession: 7) == 12)
+        #expect(CompressionChoice.patchLevel(forSession: 9) == 12)
+    }
 }
 
 @Suite struct PushPlanningTests {

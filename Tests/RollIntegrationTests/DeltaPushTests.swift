@@ -91,6 +91,8 @@ import Glibc
         ("lib/libfoo-8fb3d286.so.1.0", "lib/libfoo-fdde5778.so.1.0"),
         ("static/main.3f2a9c.js", "static/main.9c1e47.js"),
         ("pkg-1.2.3/data.bin", "pkg-1.2.4/data.bin"),
+        ("assets/index-BZ2LoXbv.js", "assets/index-CwMnDZ3r.js"),
+        ("dist/chunk-7KQW3ZXN.mjs", "dist/chunk-PL2NAB4Q.mjs"),
     ])
     func aRenamedFileTravelsAsADeltaAgainstItsPredecessor(old: String, new: String) throws {
         let t = TempDir()

@@ -82,7 +82,7 @@ func exitStatus(_ pid: pid_t, within seconds: Double) -> Int32? {
     @Test func aClientKilledDuringTheBuildPublishesNothing() throws {
         let t = TempDir()
         let root = SSHPushTests.userFolder(t) + "/app"
-        var r = roll("push", HookTests.tree(t, ""), root)
+        let r = roll("push", HookTests.tree(t, ""), root)
         #expect(r.status == 0, "\(r)")
         let before = readLinkText(root + "/current")
         let marker = "32.\(Int.random(in: 100...999))"

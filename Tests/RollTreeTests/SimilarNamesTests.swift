@@ -16,4 +16,13 @@ import Testing
         #expect(key("cpython-311-x86_64") == "cpython-#-x86_#")
         #expect(key("v2/abc12") == "v2/abc12", "too short to be a hash, not all digits")
     }
+
+    @Test func theLooseKeyIsFolderFirstWordAndExtension() {
+        func loose(_ s: String) -> String? { SimilarNames.looseKey(Array(s.utf8)).map { String(decoding: $0, as: UTF8.self) } }
+        #expect(loose("assets/index-BZ2LoXbv.js") == "assets/index*.js")
+        #expect(loose("dist/chunk-7KQW3ZXN.mjs") == "dist/chunk*.mjs")
+        #expect(loose("app-1.2.3/static/logo-a_B3-x9Yz.svg") == "app-#.#.#/static/logo*.svg")
+        #expect(loose("README") == "README*")
+        #expect(loose("x/ab-CwMnDZ3r.js") == nil, "a first word of two letters says too little")
+    }
 }
