@@ -27,8 +27,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
-        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         .target(name: "CRollSystem"),
@@ -36,6 +34,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
         .target(name: "RollDelta"),
         .target(
@@ -51,9 +50,7 @@ let package = Package(
         .target(
             name: "RollReport",
             dependencies: [
-                "RollSystem", "RollConfig", "RollStore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                "CRollSystem", "CLibSSL", "RollSystem", "RollConfig", "RollStore",
             ]
         ),
         .target(

@@ -1,6 +1,3 @@
-import AsyncHTTPClient
-import FoundationEssentials
-import NIOCore
 import RollConfig
 import RollSystem
 #if canImport(Glibc)
@@ -37,12 +34,8 @@ public struct Outbox {
         guard let box = try log.folder(.outbox) else { return report }
         let names = try log.entries(of: box)
         guard !names.isEmpty else { return report }
-        // No redirect is followed: the token (or X-API-Key) would go along to wherever the
-        // answer points, another host included.
-        let client = HTTPClient(eventLoopGroupProvider: .singleton,
-                                configuration: .init(redirectConfiguration: .disallow,
-                                                     timeout: .init(connect: .seconds(Int64(max(1, min(api.timeout, 10)))))))
-        defer { try? client.syncShutdown() }
+        // A server that closes early must not end the process (TLS writes through write(2)).
+        signal(SIGPIPE, SIG_IGN)
         var backoff = 0.25
         var index = 0
         sending: while index < names.count {
@@ -53,7 +46,7 @@ public struct Outbox {
                   let body = try? file.readAll(limit: 1 << 20) else { index += 1; continue }
             let left = deadline - monotonicClock()
             if left <= 0 { break }
-            switch post(client, body: body, timeout: min(api.timeout, left)) {
+            switch post(body: body, timeout: min(api.timeout, left)) {
             case .delivered:
                 try? box.unlink(bytes)
                 report.sent += 1
@@ -93,42 +86,33 @@ public struct Outbox {
         case failed(String)
     }
 
-    private func post(_ client: HTTPClient, body: [UInt8], timeout: Double) -> Delivery {
-        do {
-            var request = try HTTPClient.Request(url: api.endpoint, method: .POST)
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "User-Agent", value: "roll/\(rollVersion)")
-            switch api.auth {
-            case .token: request.headers.add(name: "Authorization", value: "Token \(api.token)")
-            case .apiKey: request.headers.add(name: "X-API-Key", value: api.token)
-            }
-            request.body = .bytes(body)
-            let response = try client.execute(request: request, deadline: .now() + .milliseconds(Int64(max(0.05, timeout) * 1000))).wait()
-            let code = Int(response.status.code)
-            switch code {
-            case 200..<300: return .delivered
-            case 300..<400:
-                let location = response.headers.first(name: "Location").map { " to \($0)" } ?? ""
-                return .redirected("HTTP \(code) from \(api.endpoint) redirects\(location); roll follows no redirect, "
-                                   + "so the token never goes to another address")
-            case 408, 429, 500...: return .failed("HTTP \(code) from \(api.endpoint)")
-            case 401, 403: return .rejected("HTTP \(code) from \(api.endpoint): the token was not accepted; check ROLL_API_TOKEN or token_file")
-            case 404: return .rejected("HTTP 404 from \(api.endpoint): check the API URL, company id and app id")
-            default: return .rejected("HTTP \(code) from \(api.endpoint)")
-            }
-        } catch {
-            return .failed("\(describe(error)) at \(api.endpoint)")
+    /// One record to the API. No redirect is followed: the token (or X-API-Key) would go
+    /// along to wherever the answer points, another host included.
+    private func post(body: [UInt8], timeout: Double) -> Delivery {
+        guard let url = HTTPPost.URL(api.endpoint) else { return .failed("\(api.endpoint) is not an http:// or https:// URL") }
+        var headers = [("Content-Type", "application/json"), ("User-Agent", "roll/\(rollVersion)")]
+        switch api.auth {
+        case .token: headers.append(("Authorization", "Token \(api.token)"))
+        case .apiKey: headers.append(("X-API-Key", api.token))
         }
-    }
-
-    private func describe(_ error: Error) -> String {
-        switch error {
-        case let e as HTTPClientError where e == .deadlineExceeded || e == .readTimeout: return "no answer in time"
-        case let e as HTTPClientError where e == .connectTimeout: return "connection timed out"
-        case is HTTPClientError: return "request failed (\(error))"
-        default:
-            let text = "\(error)"
-            return text.contains("refused") ? "connection refused" : text
+        let answer: HTTPPost.Answer
+        do {
+            answer = try HTTPPost.send(url, headers: headers, body: body, connectTimeout: max(1, min(api.timeout, 10)),
+                                       deadline: monotonicClock() + max(0.05, timeout))
+        } catch {
+            return .failed("\(error) at \(api.endpoint)")
+        }
+        let code = answer.status
+        switch code {
+        case 200..<300: return .delivered
+        case 300..<400:
+            let location = answer.location.map { " to \($0)" } ?? ""
+            return .redirected("HTTP \(code) from \(api.endpoint) redirects\(location); roll follows no redirect, "
+                               + "so the token never goes to another address")
+        case 408, 429, 500...: return .failed("HTTP \(code) from \(api.endpoint)")
+        case 401, 403: return .rejected("HTTP \(code) from \(api.endpoint): the token was not accepted; check ROLL_API_TOKEN or token_file")
+        case 404: return .rejected("HTTP 404 from \(api.endpoint): check the API URL, company id and app id")
+        default: return .rejected("HTTP \(code) from \(api.endpoint)")
         }
     }
 }

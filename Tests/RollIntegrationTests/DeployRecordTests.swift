@@ -5,42 +5,78 @@ import Glibc
 #endif
 
 /// A real HTTP server on loopback playing the platform's API: it records every request it
-/// receives, and answers as its mode file says (ok, 500, 401, slow).
+/// receives, and answers as its mode file says (ok, 500, 401, 302, slow). With `tls`, it
+/// speaks HTTPS with a certificate for 127.0.0.1 signed by an authority of its own
+/// (`authority`, a PEM file).
 final class FakeAPI {
     let dir = TempDir("roll-api")
     let port = freePort()
+    let tls: Bool
     private(set) var pid: pid_t = 0
+    var authority: String { dir.sub("ca.pem") }
     var log: String { dir.sub("requests.jsonl") }
 
     static let script = """
-        import http.server, json, os, sys, time
+        import http.server, json, os, ssl, sys, time
         port, log, mode_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        cert = sys.argv[4] if len(sys.argv) > 4 else None
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "ok"
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if mode == "slow":
                     time.sleep(20)
-                code = {"500": 500, "401": 401}.get(mode, 201)
+                code = {"500": 500, "401": 401, "302": 302}.get(mode, 201)
                 with open(log, "a") as f:
                     f.write(json.dumps({"path": self.path, "auth": self.headers.get("Authorization"), "code": code,
                                         "body": json.loads(body)}) + "\\n")
                 self.send_response(code)
+                if code == 302:
+                    self.send_header("Location", "https://elsewhere.example/api")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             def log_message(self, *args):
                 pass
-        http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        if cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.serve_forever()
         """
 
-    init(mode: String = "ok") { setMode(mode) }
+    init(mode: String = "ok", tls: Bool = false) {
+        self.tls = tls
+        setMode(mode)
+    }
 
     func setMode(_ mode: String) { writeFile(dir.sub("mode"), mode) }
 
     func start() {
         writeFile(dir.sub("api.py"), Self.script)
-        pid = spawnBackground(["/usr/bin/python3", dir.sub("api.py"), String(port), log, dir.sub("mode")], logTo: dir.sub("server.log")) ?? 0
+        var arguments = ["/usr/bin/python3", dir.sub("api.py"), String(port), log, dir.sub("mode")]
+        if tls {
+            makeCertificate()
+            arguments.append(dir.sub("server.pem"))
+        }
+        pid = spawnBackground(arguments, logTo: dir.sub("server.log")) ?? 0
         waitForPort(port)
+    }
+
+    /// An authority and a server certificate (key included) for 127.0.0.1 only.
+    private func makeCertificate() {
+        let d = dir.path
+        let steps = [
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=roll-test-ca -keyout \(d)/ca.key -out \(d)/ca.pem",
+            "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout \(d)/server.key -out \(d)/server.csr",
+            "printf 'subjectAltName=IP:127.0.0.1\\n' > \(d)/ext.cnf",
+            "openssl x509 -req -in \(d)/server.csr -CA \(d)/ca.pem -CAkey \(d)/ca.key -CAcreateserial -days 2 -extfile \(d)/ext.cnf -out \(d)/server.crt",
+            "cat \(d)/server.crt \(d)/server.key > \(d)/server.pem",
+        ]
+        for step in steps {
+            let r = run("/bin/sh", ["-c", step])
+            precondition(r.status == 0, "\(step): \(r)")
+        }
     }
 
     func stop() {
@@ -61,7 +97,7 @@ final class FakeAPI {
     }
 
     var environment: [String: String] {
-        ["ROLL_API_URL": "http://127.0.0.1:\(port)/api", "ROLL_API_TOKEN": "tok-s3cr3t-93", "ROLL_COMPANY_ID": "7", "ROLL_APP_ID": "42"]
+        ["ROLL_API_URL": "\(tls ? "https" : "http")://127.0.0.1:\(port)/api", "ROLL_API_TOKEN": "tok-s3cr3t-93", "ROLL_COMPANY_ID": "7", "ROLL_APP_ID": "42"]
     }
 }
 
@@ -168,6 +204,51 @@ private func field(_ line: String, _ key: String) -> String {
         everything += readText(root + "/.roll/status.json") ?? ""
         for name in rejected { everything += readText(root + "/.roll/outbox/rejected/" + name) ?? "" }
         #expect(!everything.contains("tok-s3cr3t-93"))
+    }
+
+    /// Over HTTPS the server's certificate is checked: against the system's authorities
+    /// (`SSL_CERT_FILE` names another) and against the URL's host.
+    @Test func httpsDeliversOnlyToAServerWhoseCertificateIsTrustedAndNamesTheHost() throws {
+        let api = FakeAPI(tls: true)
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        // An authority of its own, unknown to the system: nothing goes, the records wait.
+        let untrusted = Self.push(t, root, "v1", env: api.environment)
+        #expect(untrusted.status == 0, "\(untrusted)")
+        #expect(untrusted.stderr.contains("certificate was not accepted"), "\(untrusted)")
+        #expect(api.received().isEmpty)
+        #expect(listFolder(root + "/.roll/outbox").filter { $0.hasSuffix(".json") }.count == 2)
+
+        // Trusted, but the URL names a host the certificate does not.
+        var env = api.environment
+        env["SSL_CERT_FILE"] = api.authority
+        env["ROLL_API_URL"] = "https://localhost:\(api.port)/api"
+        let wrongName = run(rollBinary(), ["outbox", "flush", root], environment: env)
+        #expect(wrongName.stderr.contains("certificate was not accepted"), "\(wrongName)")
+        #expect(api.received().isEmpty)
+
+        env["ROLL_API_URL"] = api.environment["ROLL_API_URL"]
+        let flush = run(rollBinary(), ["outbox", "flush", root], environment: env)
+        #expect(flush.status == 0, "\(flush)")
+        #expect(api.received().map(\.state) == ["running", "succeeded"])
+        #expect(api.received().allSatisfy { $0.auth == "Token tok-s3cr3t-93" })
+        #expect(Self.push(t, root, "v2", env: env).status == 0)
+        #expect(api.received().count == 4)
+    }
+
+    /// A redirect is not followed (the token would go along) and says where it points.
+    @Test func aRedirectIsReportedNotFollowed() throws {
+        let api = FakeAPI(mode: "302")
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        let r = Self.push(t, root, "v1", env: api.environment)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stderr.contains("redirects to https://elsewhere.example/api"), "\(r)")
+        // Asked at each step of the deploy, and kept each time.
+        #expect(api.received().map(\.state) == ["running", "running"], "\(api.received())")
+        #expect(listFolder(root + "/.roll/outbox").filter { $0.hasSuffix(".json") }.count == 2)
     }
 
     @Test func agentKilledAfterTheOutboxWriteLosesNothing() throws {

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import RollReport
+@testable import RollReport
 import RollSystem
 import RollTestSupport
 import Testing
@@ -66,4 +66,32 @@ private struct StatusFileProbe: Decodable {
     var current: String
     var deploy: DeployRecord
     var updated_at: String
+}
+
+/// The API's address and answers are read strictly: what the agent cannot use is an error.
+@Suite struct HTTPPostTests {
+    @Test func urlsSplitIntoSchemeHostPortAndTarget() throws {
+        let a = try #require(HTTPPost.URL("https://api.example.com/v1/deploys?x=1"))
+        #expect(a.secure && a.host == "api.example.com" && a.port == 443 && a.target == "/v1/deploys?x=1" && a.hostHeader == "api.example.com")
+        let b = try #require(HTTPPost.URL("http://[::1]:8080"))
+        #expect(!b.secure && b.host == "::1" && b.port == 8080 && b.target == "/" && b.hostHeader == "[::1]:8080")
+        let c = try #require(HTTPPost.URL("http://127.0.0.1:80/api"))
+        #expect(c.hostHeader == "127.0.0.1" && c.port == 80)
+        for bad in ["ftp://host/", "https://user:pw@host/", "https://host:0/", "https://host:99999/", "https://:443/",
+                    "http://[::1/", "https://host/a b", "https://host/a\r\nX-Evil: 1", "host/api"] {
+            #expect(HTTPPost.URL(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func theStatusAndLocationAreReadFromTheHead() throws {
+        let created = try HTTPPost.parse(Array("HTTP/1.1 201 Created\r\nContent-Length: 0".utf8))
+        #expect(created.status == 201 && created.location == nil)
+        let moved = try HTTPPost.parse(Array("HTTP/1.0 302 Found\r\nlocation: https://new.example/api\r\nX: y".utf8))
+        #expect(moved.status == 302 && moved.location == "https://new.example/api")
+        let sneaky = try HTTPPost.parse(Array("HTTP/1.1 301 Moved\r\nLocation: \u{1b}[2Jhttps://x".utf8))
+        #expect(sneaky.location?.contains("\u{1b}") == false, "control characters are escaped before they reach a terminal")
+        for bad in ["SSH-2.0-OpenSSH_9.2", "HTTP/1.1 99 Odd", "HTTP/1.1 2000 Big", "HTTP/2 200", "HTTP/1.1", ""] {
+            #expect(throws: HTTPPost.Failure.self, "\(bad)") { try HTTPPost.parse(Array(bad.utf8)) }
+        }
+    }
 }
