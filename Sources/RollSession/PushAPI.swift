@@ -55,8 +55,8 @@ public struct PushOptions: Sendable {
     public var sharedDeltas: SharedDeltas?
     /// What earlier pushes sent, for patches against the agent's basis (``ObjectCache``).
     public var objects: ObjectCache?
-    /// The zstd level to start at (``CompressionChoice``): where the last push over this
-    /// link settled; nil starts at ``CompressionChoice/startLevel``.
+    /// Where the last push over this link settled (``CompressionChoice``): the push starts
+    /// there when that is above ``CompressionChoice/startLevel``.
     public var startLevel: Int32?
     /// Seconds to wait for the agent's answer to hello (it takes the lock and cleans up
     /// after an interrupted push first). An agent that accepts and then says nothing must

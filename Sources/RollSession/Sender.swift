@@ -52,7 +52,9 @@ public final class Sender {
         self.manifest = manifest
         self.options = options
         self.events = events
-        if let level = options.startLevel { peer.startLevel = min(max(level, CompressionChoice.levels.lowerBound), CompressionChoice.levels.upperBound) }
+        // A remembered level only raises the start: a short push is over before a low level
+        // saves time, and a fast link brings the level down within 8 MiB anyway.
+        if let level = options.startLevel { peer.startLevel = min(max(level, CompressionChoice.startLevel), CompressionChoice.levels.upperBound) }
     }
 
     deinit { buffer.deallocate() }
