@@ -114,9 +114,6 @@ final class AgentProcess: AgentConnection {
         self.description = description
         child = try ChildProcess(arguments, stdin: .pipe, stdout: .pipe, stderr: keepStderr ? .pipe : .inherit)
         if let errors = child.standardError { stderrTail = StderrTail(reading: errors) }
-        // 1 MiB in flight to the child, as roll's own SSH client has: the compressor goes on
-        // while ssh sends (``CompressionChoice`` weighs the level on that overlap).
-        _ = fcntl(child.standardInput!.fd, 1031 /* F_SETPIPE_SZ */, Int32(1 << 20))
         stream = DescriptorStream(input: child.standardOutput!, output: child.standardInput!)
         child.standardInput = nil
         child.standardOutput = nil

@@ -5,9 +5,9 @@ import RollWire
 /// at ``startLevel``, or where the last push over the same link settled (the client keeps
 /// that in `~/.cache/roll/links`). Every ``window`` bytes of compressed input the sender
 /// compares the time it spent compressing with the time it spent blocked writing (any
-/// frame, compressed or not). The link drains while the sender compresses (the SSH client
-/// and the system ssh each take the bytes on a thread or process of their own, behind a
-/// 1 MiB pipe), so a sender that still waits as long as it compresses has a link that is
+/// frame, compressed or not). The link drains while the sender compresses (roll's SSH
+/// client takes the bytes on a thread of its own behind a 1 MiB pipe, the system ssh in a
+/// process of its own into the socket's buffer), so a sender that still waits as long as it compresses has a link that is
 /// the bottleneck, and a higher level costs no time there (fewer bytes to wait for; two
 /// levels at once when it waits three times as long); one that hardly waits (under an
 /// eighth of its compressing time) is the bottleneck itself, and a lower level goes

@@ -172,14 +172,18 @@ public final class Sender {
 
     /// Files of the active release from ``heldBasisSize`` on whose content the cache
     /// holds (known when this client kept that release's manifest): their signatures
-    /// would go unused.
+    /// would go unused. Only those this push changes or removes, the bases the agent may
+    /// offer: a file the tree keeps as it was needs no basis (a fresh checkout, every
+    /// mtime new, names none).
     private func heldBases(_ welcome: Welcome) -> [UInt64] {
         guard options.compress, !options.dryRun, let objects = options.objects, let root = welcome.currentRoot,
               let base = loadedBase(root) else { return [] }
+        var kept = [RelativePath: UInt64](minimumCapacity: manifest.fileCount)
+        for e in manifest.entries where e.kind == .file { kept[e.path] = e.digest!.w0 }
         var held = [UInt64]()
         for e in base.entries where e.kind == .file && e.size >= Sender.heldBasisSize && e.size <= UInt64(PatchLimits.largestFile) {
             guard held.count < Begin.maxHeldBases else { break }
-            if objects.contains(e.digest!, size: Int(e.size)) { held.append(e.digest!.w0) }
+            if kept[e.path] != e.digest!.w0 && objects.contains(e.digest!, size: Int(e.size)) { held.append(e.digest!.w0) }
         }
         return held
     }

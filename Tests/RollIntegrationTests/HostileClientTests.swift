@@ -464,6 +464,18 @@ extension HostileClientTests {
         return (t.sub("root"), big, try #require(readLinkText(t.sub("root") + "/current")))
     }
 
+    /// Answers the agent's request for the whole file with `bytes`, commits, and checks
+    /// that the release holds them.
+    static func sendWholeAndCommit(_ agent: AgentDriver, _ bytes: [UInt8], root: String) throws {
+        try agent.send(FileBegin(index: 0))
+        try agent.writer.send(MessageType.data.rawValue, bytes)
+        try agent.send(FileEnd())
+        try agent.send(Commit())
+        #expect(agent.drain().last?.type == MessageType.result.rawValue)
+        agent.wait()
+        #expect(readFile(root + "/current/big.bin") == bytes)
+    }
+
     /// A delta the patcher rejects (block length 0 with blocks, copies past the basis,
     /// oversized strong sums, garbage) is answered by asking for the whole file once; a
     /// second bad copy fails the push with the file named.
@@ -498,13 +510,7 @@ extension HostileClientTests {
             let need = try #require(try agent.reader.next())
             #expect(need.type == MessageType.need.rawValue, "round \(round): a bad delta did not lead to a request for the whole file")
             if round == 0 {
-                try agent.send(FileBegin(index: 0))
-                try agent.writer.send(MessageType.data.rawValue, edited)
-                try agent.send(FileEnd())
-                try agent.send(Commit())
-                #expect(agent.drain().last?.type == MessageType.result.rawValue)
-                agent.wait()
-                #expect(readFile(root + "/current/big.bin") == edited)
+                try Self.sendWholeAndCommit(agent, edited, root: root)
                 // Back to the original for the next round.
                 #expect(roll("back", root).status == 0)
             } else {
@@ -558,13 +564,7 @@ extension HostileClientTests {
         }
         let need = try #require(try agent.reader.next())
         #expect(need.type == MessageType.need.rawValue, "\(kind): a bad patch did not lead to a request for the whole file")
-        try agent.send(FileBegin(index: 0))
-        try agent.writer.send(MessageType.data.rawValue, edited)
-        try agent.send(FileEnd())
-        try agent.send(Commit())
-        #expect(agent.drain().last?.type == MessageType.result.rawValue)
-        agent.wait()
-        #expect(readFile(root + "/current/big.bin") == edited)
+        try Self.sendWholeAndCommit(agent, edited, root: root)
     }
 
     /// A client that connects and then says nothing, or stops half way, does not hold the
