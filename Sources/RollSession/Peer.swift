@@ -7,11 +7,11 @@ import RollWire
 /// compares the time it spent compressing with the time it spent blocked writing (any
 /// frame, compressed or not). The link drains while the sender compresses (roll's SSH
 /// client takes the bytes on a thread of its own behind a 1 MiB pipe, the system ssh in a
-/// process of its own into the socket's buffer), so a sender that still waits as long as it compresses has a link that is
-/// the bottleneck, and a higher level costs no time there (fewer bytes to wait for; two
-/// levels at once when it waits three times as long); one that hardly waits (under an
-/// eighth of its compressing time) is the bottleneck itself, and a lower level goes
-/// faster. On a 40 Mbit/s uplink that settles at or next to the top of ``levels``; on a
+/// process of its own into the socket's buffer), so a sender that still waits as long as
+/// it compresses has a link that is the bottleneck, and a higher level costs no time there
+/// (fewer bytes to wait for; two levels at once when it waits three times as long); one
+/// that hardly waits (under an eighth of its compressing time) is the bottleneck itself,
+/// and a lower level goes faster. On a 40 Mbit/s uplink that settles at or next to the top of ``levels``; on a
 /// fast local network at the bottom. On the benchmark's web application (as one tar
 /// stream) level 3 keeps 49.0 % of the bytes, 6 48.3 %, 9 47.1 % at about 100 MB/s, 12
 /// 46.6 % at a third of that: 9 is where more CPU stops paying on any uplink. Level 9 keeps
@@ -157,7 +157,7 @@ final class Peer: @unchecked Sendable {
     private func weigh() {
         guard tuning.input >= CompressionChoice.window else { return }
         if compressor == nil { compressor = ZstdCompressor(level: startLevel) }
-        // The level asked for last: patches move it while no chunk of the stream goes out.
+        // The level asked for last: the stream takes it at its next chunk.
         let level = compressor!.nextLevel
         compressor!.setLevel(CompressionChoice.next(after: level, compress: tuning.compress, wait: tuning.write))
         tuning = (0, 0, 0)
