@@ -119,12 +119,18 @@ private func field(_ line: String, _ key: String) -> String {
         return run(rollBinary(), ["push", src, root], environment: env)
     }
 
-    @Test func everyDeployReachesTheAPIAndTheLocalLog() throws {
-        let api = FakeAPI()
+    /// A started API, a fresh root (`ROOT/app` of a temporary folder) and the first push to it.
+    static func firstPush(_ api: FakeAPI) -> (t: TempDir, root: String, result: RunResult) {
         api.start()
         let t = TempDir()
         let root = t.sub("app")
-        #expect(Self.push(t, root, "v1", env: api.environment).status == 0)
+        return (t, root, push(t, root, "v1", env: api.environment))
+    }
+
+    @Test func everyDeployReachesTheAPIAndTheLocalLog() throws {
+        let api = FakeAPI()
+        let (t, root, first) = Self.firstPush(api)
+        #expect(first.status == 0)
         #expect(Self.push(t, root, "v2", env: api.environment).status == 0)
         let got = api.received()
         #expect(got.map(\.state) == ["running", "succeeded", "running", "succeeded"], "\(got)")
@@ -165,10 +171,8 @@ private func field(_ line: String, _ key: String) -> String {
 
     @Test func serverErrorsAndTimeoutsAreRetriedLater() throws {
         let api = FakeAPI(mode: "500")
-        api.start()
-        let t = TempDir()
-        let root = t.sub("app")
-        #expect(Self.push(t, root, "v1", env: api.environment).status == 0)
+        let (t, root, first) = Self.firstPush(api)
+        #expect(first.status == 0)
         api.setMode("slow")
         let started = monotonicSeconds()
         #expect(Self.push(t, root, "v2", env: api.environment).status == 0)
@@ -186,10 +190,8 @@ private func field(_ line: String, _ key: String) -> String {
 
     @Test func unauthorizedIsReportedKeptAndNotRetried() throws {
         let api = FakeAPI(mode: "401")
-        api.start()
-        let t = TempDir()
-        let root = t.sub("app")
-        let r = Self.push(t, root, "v1", env: api.environment)
+        let first = Self.firstPush(api)
+        let (root, r) = (first.root, first.result)
         #expect(r.status == 0, "\(r)")
         #expect(r.stderr.contains("token was not accepted"), "\(r)")
         let rejected = listFolder(root + "/.roll/outbox/rejected")
@@ -210,11 +212,8 @@ private func field(_ line: String, _ key: String) -> String {
     /// (`SSL_CERT_FILE` names another) and against the URL's host.
     @Test func httpsDeliversOnlyToAServerWhoseCertificateIsTrustedAndNamesTheHost() throws {
         let api = FakeAPI(tls: true)
-        api.start()
-        let t = TempDir()
-        let root = t.sub("app")
         // An authority of its own, unknown to the system: nothing goes, the records wait.
-        let untrusted = Self.push(t, root, "v1", env: api.environment)
+        let (t, root, untrusted) = Self.firstPush(api)
         #expect(untrusted.status == 0, "\(untrusted)")
         #expect(untrusted.stderr.contains("certificate was not accepted"), "\(untrusted)")
         #expect(api.received().isEmpty)
@@ -240,10 +239,8 @@ private func field(_ line: String, _ key: String) -> String {
     /// A redirect is not followed (the token would go along) and says where it points.
     @Test func aRedirectIsReportedNotFollowed() throws {
         let api = FakeAPI(mode: "302")
-        api.start()
-        let t = TempDir()
-        let root = t.sub("app")
-        let r = Self.push(t, root, "v1", env: api.environment)
+        let first = Self.firstPush(api)
+        let (root, r) = (first.root, first.result)
         #expect(r.status == 0, "\(r)")
         #expect(r.stderr.contains("redirects to https://elsewhere.example/api"), "\(r)")
         // Asked at each step of the deploy, and kept each time.
