@@ -16,6 +16,8 @@ public struct AgentOptions {
     public var idleTimeout: Double?
     /// The kind recorded for the deploy (`push`, or `release`/`import` for a folder given here).
     public var recordKind = "push"
+    /// Serve a dry run only: the root is read, never created or cleaned up.
+    public var dryRun = false
 
     public init(root: String) {
         self.root = root
@@ -42,6 +44,7 @@ public func serveAgent(_ options: AgentOptions, say: @escaping (String) -> Void)
     let hooks = HookRunner(allowRoot: options.allowRootHooks)
     receiver.hooks = hooks
     receiver.recordKind = options.recordKind
+    receiver.plansOnly = options.dryRun
     let api = try APIConfig.load()
     receiver.journal = AgentJournal(root: options.root, api: api, hooks: hooks, say: { say("roll agent: " + escapeControls($0)) })
     return receiver.run() == nil

@@ -122,6 +122,8 @@ public struct Pusher {
                                   interaction: interaction)
             if request.allowRootHooks { c.agentFlags.append("--allow-root-hooks") }
             if let kind = request.recordKind { c.agentFlags += ["--record-kind", kind] }
+            // A dry run reads the root and creates nothing, not even a root that is missing.
+            if request.dryRun { c.agentFlags.append("--dry-run") }
             return c
         }
         observer.pushing(to: connectors.count)

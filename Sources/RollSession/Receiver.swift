@@ -3,6 +3,9 @@ import RollStore
 import RollSystem
 import RollTree
 import RollWire
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The agent's side of a push: takes the lock, builds the new release in staging from
 /// what it already has plus what the client sends, verifies every file, publishes and
@@ -20,6 +23,10 @@ public final class Receiver {
     /// The kind of deploy the record names: `push`, or `release` and `import` when a local
     /// command feeds the agent a folder it unpacked or was given.
     public var recordKind = "push"
+    /// Started for a dry run (`roll agent --dry-run`): the root is only read. Nothing is
+    /// cleaned up, and a root that does not exist yet is not created: the plan is made
+    /// against an empty store in a private temporary folder, removed afterwards.
+    public var plansOnly = false
 
     /// Files at least this large travel as deltas when the active release has a file at
     /// the same path; below it a compressed whole file costs about the same as a signature
@@ -35,6 +42,22 @@ public final class Receiver {
         peer = Peer(stream: stream)
         self.storePath = storePath
         self.agentName = agentName
+    }
+
+    /// A new private folder (mode 0700) under `$TMPDIR` or `/tmp`, for a dry run's empty store.
+    static func scratchFolder() throws -> String {
+        let base = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
+        var template = Array("\(base)/roll-dry-run.XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw SystemError(call: "mkdtemp", path: base, errno: errno)
+        }
+        return String(cString: made)
+    }
+
+    static func removeScratchFolder(_ path: String) {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex,
+              let parent = try? Descriptor.openDirectory(Array(path[..<slash].utf8)) else { return }
+        try? parent.removeTree(Array(path[path.index(after: slash)...].utf8))
     }
 
     /// Serves one session. Every failure is reported to the client as an `error` frame
@@ -104,11 +127,15 @@ public final class Receiver {
         }
         // How long a client may be silent while it waits (its keepalives extend a wait).
         let stall = timed?.idleTimeout ?? Double(Hello.defaultStallTimeout)
-        let store = try Store(path: storePath)
+        var scratch: String?
+        defer { if let scratch { Receiver.removeScratchFolder(scratch) } }
+        var st = stat()
+        if plansOnly && lstat(storePath, &st) != 0 && errno == ENOENT { scratch = try Receiver.scratchFolder() }
+        let store = try Store(path: scratch ?? storePath)
         let lock = try store.lock(holder: "roll push from \(hello.client)")
         defer { withExtendedLifetime(lock) {} }
         Fault.point("agent-after-lock")
-        let stale = try store.recover()
+        let stale = plansOnly ? [] : try store.recover()
         if !stale.isEmpty { try peer.send(LogLine("cleaned up \(stale.count) unfinished release(s) left by an interrupted push")) }
 
         let current = try store.currentRelease()
@@ -136,6 +163,9 @@ public final class Receiver {
             throw WireError(.protocolViolation, "expected begin, got message type \(frame.type)")
         }
         let begin = try peer.decode(Begin.self, frame)
+        if plansOnly && !begin.dryRun {
+            throw WireError(.protocolViolation, "this agent was started for a dry run; the client asked it to push")
+        }
         if let excess = ManifestLimits.excess(entries: Int(clamping: begin.entryCount), textBytes: 0) {
             throw WireError(.refused, "\(excess); nothing was changed")
         }

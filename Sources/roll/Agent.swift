@@ -33,8 +33,8 @@ extension Roll {
         @Option(help: ArgumentHelp("Give up when the client sends nothing for this many seconds, so a stalled client cannot hold the deploy lock (0: wait forever).", valueName: "seconds"))
         var idleTimeout: Double = 600
 
-        @Option(help: .hidden)
-        var recordKind = "push"
+        @Option(help: .hidden) var recordKind = "push"
+        @Flag(help: .hidden) var dryRun = false
 
         @Argument(help: "The deploy root (created if missing).")
         var root: String?
@@ -56,11 +56,12 @@ extension Roll {
                 return
             }
             guard let given = root else { return }
-            try guarded { try becomeAppUser(root: given, user: user) }
+            _ = try guarded { try becomeAppUser(root: given, user: user) }
             var options = AgentOptions(root: absolutePath(given))
             options.allowRootHooks = allowRootHooks
             options.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
             options.recordKind = recordKind
+            options.dryRun = dryRun
             guard try guarded({ try serveAgent(options, say: printError) }) else { throw ExitCode.failure }
         }
     }

@@ -96,6 +96,32 @@ import Glibc
         #expect(roll("releases", root, "--json").stdout.split(separator: "\"id\"").count == 2)
     }
 
+    /// A dry run against a root that does not exist plans the whole tree and creates
+    /// nothing, on this machine or over SSH.
+    @Test(arguments: [false, true])
+    func aDryRunCreatesNoRoot(ssh: Bool) throws {
+        let t = TempDir()
+        let src = t.sub("src")
+        writeFile(src + "/index.html", "v1\n")
+        writeFile(src + "/lib/app.js", "let a = 1\n")
+        var target = t.sub("new/root"), extra = [String](), parent = t.sub("new")
+        var server: SSHServer?
+        if ssh {
+            try #require(SSHServer.isAvailable(.openssh))
+            server = SSHServer(.openssh)
+            parent = SSHPushTests.userFolder(t) + "/new"
+            target = server!.target(parent + "/root")
+            extra = ["--ssh-command", server!.sshCommand, "--agent-path", server!.agentPath]
+        }
+        let r = run(rollBinary(), ["push", "--dry-run", src, target] + extra)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.contains("+ index.html") && r.stdout.contains("+ lib/app.js"), "\(r)")
+        #expect(lstatOf(parent) == nil, "the dry run made \(parent)")
+        // The push itself makes it.
+        #expect(run(rollBinary(), ["push", src, target] + extra).status == 0)
+        #expect(readText(parent + "/root/current/index.html") == "v1\n")
+    }
+
     @Test func keptManifestMakesTheManifestADifference() throws {
         let t = TempDir()
         let src = t.sub("src"), root = t.sub("root")
