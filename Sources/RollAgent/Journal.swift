@@ -21,16 +21,19 @@ final class AgentJournal: DeployJournal {
         self.say = say
     }
 
-    func started(kind: DeployRecord.Kind, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String) {
-        started(kind: kind.rawValue, release: release, previous: previous, actor: actor, revision: revision, group: group)
+    func started(kind: DeployRecord.Kind, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String,
+                 message: String = "") {
+        started(kind: kind.rawValue, release: release, previous: previous, actor: actor, revision: revision, group: group,
+                message: message)
     }
 
-    func started(kind: String, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String) {
+    func started(kind: String, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String, message: String) {
         recoverInterrupted()
         started = monotonicClock()
         let r = DeployRecord(id: randomHexID(), group: group.isEmpty ? nil : group, kind: DeployRecord.Kind(rawValue: kind) ?? .push,
                              state: .running, root: log.root, release: release.description, previous: previous?.description ?? "",
-                             startedAt: isoTime(currentTime()), actor: actor, revision: revision, agent: "roll \(rollVersion)")
+                             startedAt: isoTime(currentTime()), actor: actor, revision: revision,
+                             message: message.isEmpty ? nil : message, agent: "roll \(rollVersion)")
         record = r
         save(r)
         deliver(budget: 2)

@@ -38,9 +38,25 @@ public struct PushRequest {
     public var agentPath: String?
     public var identities: [String] = []
     public var acceptNew = false
+    /// What the deploy is for (`-m`), kept in its record (at most ``Begin/maxMessage`` bytes).
+    public var message = ""
 
     public init(source: String) {
         self.source = source
+    }
+
+    /// --exclude and --include patterns in the order they appeared on the command line
+    /// (later ones win, as in a .rollignore); argument-parser keeps each list apart.
+    public static func orderedPatterns(excludes: [String], includes: [String], arguments: [String]) -> [(pattern: String, include: Bool)] {
+        var ex = excludes.makeIterator(), inc = includes.makeIterator()
+        var out = [(pattern: String, include: Bool)]()
+        for arg in arguments {
+            if arg == "--exclude" || arg.hasPrefix("--exclude=") { if let p = ex.next() { out.append((p, false)) } }
+            if arg == "--include" || arg.hasPrefix("--include=") { if let p = inc.next() { out.append((p, true)) } }
+        }
+        while let p = ex.next() { out.append((p, false)) }
+        while let p = inc.next() { out.append((p, true)) }
+        return out
     }
 }
 
@@ -91,6 +107,9 @@ public struct Pusher {
         Interrupts.install()
         let started = monotonicClock()
         let source = request.source
+        guard request.message.utf8.count <= Begin.maxMessage else {
+            throw UserError("the message has \(request.message.utf8.count) bytes; at most \(Begin.maxMessage) are kept", code: Exit.usage)
+        }
         var st = stat()
         guard stat(source, &st) == 0 else {
             throw UserError("source \(source): \(String(cString: strerror(errno)))", code: Exit.dataError)
@@ -174,6 +193,7 @@ public struct Pusher {
         options.sync = request.sync
         options.manifestCache = ManifestCache.standard()
         options.revision = gitRevision(source: source)
+        options.message = request.message
         // Compression pays on a network; a local pipe is faster than any compressor.
         if case .local = target { options.compress = false } else { options.compress = request.compress }
         // What this push sends is kept for the next one's patches (only where patches go:

@@ -44,6 +44,8 @@ public struct DeployRecord: Codable, Equatable {
     public var finishedAt: String?
     public var actor: String
     public var revision: String
+    /// The pusher's note (`roll push -m`), when there was one.
+    public var message: String?
     public var counts: [String: UInt64]
     public var hooks: [Hook]
     public var error: String?
@@ -51,13 +53,13 @@ public struct DeployRecord: Codable, Equatable {
     public var agent: String
 
     public enum CodingKeys: String, CodingKey {
-        case id, group, kind, state, root, release, previous, actor, revision, counts, hooks, error, update, agent
+        case id, group, kind, state, root, release, previous, actor, revision, message, counts, hooks, error, update, agent
         case startedAt = "started_at"
         case finishedAt = "finished_at"
     }
 
     public init(id: String, group: String?, kind: Kind, state: State, root: String, release: String, previous: String,
-         startedAt: String, finishedAt: String? = nil, actor: String, revision: String, counts: [String: UInt64] = [:],
+         startedAt: String, finishedAt: String? = nil, actor: String, revision: String, message: String? = nil, counts: [String: UInt64] = [:],
          hooks: [Hook] = [], error: String? = nil, update: Int = 1, agent: String) {
         self.id = id
         self.group = group
@@ -70,6 +72,7 @@ public struct DeployRecord: Codable, Equatable {
         self.finishedAt = finishedAt
         self.actor = actor
         self.revision = revision
+        self.message = message
         self.counts = counts
         self.hooks = hooks
         self.error = error
@@ -98,7 +101,8 @@ extension DeployRecord {
     /// Every field is as a client or agent wrote it into the audit log: controls escaped.
     public static func table(_ deploys: [DeployRecord]) -> [String] {
         [pad("STARTED", 21) + pad("KIND", 10) + pad("STATE", 13) + pad("RELEASE", 25) + pad("ACTOR", 18) + "DETAIL"] + deploys.map { d in
-            var detail = d.revision.isEmpty ? "" : "rev \(d.revision.prefix(12))"
+            var detail = d.message.map { "\"\($0)\"" } ?? ""
+            if !d.revision.isEmpty { detail += (detail.isEmpty ? "" : " ") + "rev \(d.revision.prefix(12))" }
             if let e = d.error { detail += (detail.isEmpty ? "" : "; ") + e }
             return pad(escapeControls(d.startedAt), 21) + pad(d.kind.rawValue, 10) + pad(d.state.rawValue, 13)
                 + pad(escapeControls(d.release), 25) + pad(escapeControls(d.actor), 18) + escapeControls(detail)
@@ -128,7 +132,7 @@ public struct StatusSummary: Encodable {
         var lines = ["roll: \(root)/current -> \(current.isEmpty ? "(none)" : current)"]
         if let last = lastDeploy {
             lines.append(escapeControls("  last deploy: \(last.kind.rawValue) \(last.release) \(last.state.rawValue) (\(last.startedAt) by \(last.actor))"
-                                        + (last.error.map { ": \($0)" } ?? "")))
+                                        + (last.message.map { " \"\($0)\"" } ?? "") + (last.error.map { ": \($0)" } ?? "")))
         }
         if outboxPending > 0 { lines.append("  \(outboxPending) record(s) waiting for the API in \(outbox) (roll outbox flush)") }
         if outboxRejected > 0 { lines.append("  \(outboxRejected) record(s) refused by the API, kept in \(rejected)") }

@@ -11,8 +11,9 @@ public enum DeployOutcome: String, Sendable {
 /// Where the agent reports each deploy: registered when it starts, final when it ends.
 public protocol DeployJournal: AnyObject {
     /// A push began on a locked store; `release` is the id it will get; `group` is shared by
-    /// the records of one push to several containers (empty for one).
-    func started(kind: String, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String)
+    /// the records of one push to several containers (empty for one); `message` is the
+    /// pusher's note (`roll push -m`, empty without one).
+    func started(kind: String, release: ReleaseID, previous: ReleaseID?, actor: String, revision: String, group: String, message: String)
     /// The deploy ended; `counts` are the push summary's figures.
     func finished(_ outcome: DeployOutcome, counts: [(String, UInt64)], error: String?)
 }

@@ -45,6 +45,8 @@ public struct PushOptions: Sendable {
     public var sync = true
     /// The source's revision (git commit), when known.
     public var revision = ""
+    /// What the deploy is for (`roll push -m`), kept in its record.
+    public var message = ""
     /// Manifests of earlier pushes, to send only the difference from the active release.
     public var manifestCache: ManifestCache?
     /// For a push to several containers: the id their deploy records share, and what lines

@@ -194,7 +194,7 @@ public final class Receiver {
         staging.startsWriteback = begin.sync
         Fault.point("agent-after-staging")
         journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision,
-                         group: begin.group)
+                         group: begin.group, message: begin.message)
         var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
                           base: currentManifest ?? EntryTable(), hooks: hooks, storePath: storePath)
         build.stall = stall

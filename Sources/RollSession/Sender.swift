@@ -202,7 +202,7 @@ public final class Sender {
                             entryCount: UInt64(manifest.entries.count), shared: options.shared,
                             sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync,
                             revision: options.revision, group: options.group, twoPhase: options.coordinator != nil && !options.dryRun,
-                            heldBases: heldBases(welcome)))
+                            heldBases: heldBases(welcome), message: options.message))
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0

@@ -274,13 +274,17 @@ public struct Begin: Message, Sendable {
     /// of computing and sending its block sums. A claim that turns out wrong costs only
     /// bytes: the client then sends the file whole.
     public var heldBases: [UInt64]
+    /// What the deploy is for, in the pusher's words (`roll push -m`), for the records.
+    public var message: String
 
     public static let maxHeldBases = 65_536
+    public static let maxMessage = 1000
 
     public init(keep: UInt32, actor: String, entryCount: UInt64, shared: [String] = [], sharedCreate: [String] = [],
                 dryRun: Bool = false, sync: Bool = true, revision: String = "", group: String = "", twoPhase: Bool = false,
-                heldBases: [UInt64] = []) {
+                heldBases: [UInt64] = [], message: String = "") {
         self.heldBases = Array(Set(heldBases).sorted().prefix(Begin.maxHeldBases))
+        self.message = message
         self.revision = revision
         self.group = group
         self.twoPhase = twoPhase
@@ -308,6 +312,7 @@ public struct Begin: Message, Sendable {
         w.u8(twoPhase ? 1 : 0)
         w.varint(UInt64(heldBases.count))
         for h in heldBases { w.u64(h) }
+        w.string(message)
     }
 
     public init(from r: inout ByteReader) throws {
@@ -325,6 +330,7 @@ public struct Begin: Message, Sendable {
         twoPhase = try r.u8("two-phase") != 0
         heldBases = try (0..<r.count("held bases", limit: Begin.maxHeldBases)).map { _ in try r.u64() }
         guard zip(heldBases, heldBases.dropFirst()).allSatisfy({ $0 < $1 }) else { throw DecodeError("held bases out of order") }
+        message = try r.string("message", limit: Begin.maxMessage)
     }
 
     /// Whether the client said it holds a basis of `digest`.

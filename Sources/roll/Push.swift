@@ -16,6 +16,9 @@ struct ReleaseOptions: ParsableArguments {
     @Flag(help: "Let the target's hooks run as root when the deploy root belongs to root (otherwise they are refused).")
     var allowRootHooks = false
 
+    @Option(name: .shortAndLong, help: ArgumentHelp("Why this deploy: kept in its record, shown by history and status.", valueName: "text"))
+    var message = ""
+
     func validate() throws {
         if let keep, !ProjectConfig.Limits.keep.contains(keep) {
             throw ValidationError("--keep must be 1 to \(ProjectConfig.Limits.keep.upperBound) (the active release is always kept)")
@@ -145,7 +148,7 @@ extension Roll {
         func run() throws {
             var request = PushRequest(source: source ?? ".")
             request.targets = targets
-            request.patterns = orderedPatterns(excludes: excludes, includes: includes, arguments: CommandLine.arguments)
+            request.patterns = PushRequest.orderedPatterns(excludes: excludes, includes: includes, arguments: CommandLine.arguments)
             request.shared = shared
             request.sharedCreate = sharedCreate
             request.dryRun = dryRun
@@ -169,6 +172,7 @@ func pushAndReport(_ request: PushRequest, release: ReleaseOptions, output: Outp
     request.keep = release.keep
     request.force = release.force
     request.allowRootHooks = release.allowRootHooks
+    request.message = release.message
     request.quiet = output.quiet
     request.announceInstall = !(output.quiet || output.json)
     request.recordKind = recordKind
@@ -205,18 +209,4 @@ func terminalInteraction(progress: Progress) -> Interaction {
         return askYesNo(prompt)
     }
     return Interaction(say: say, askSecret: askSecret, confirm: isTerminal(0) ? confirm : nil)
-}
-
-/// --exclude and --include patterns in the order they appeared on the command line (later
-/// ones win, as in a .rollignore); argument-parser keeps each list apart.
-func orderedPatterns(excludes: [String], includes: [String], arguments: [String]) -> [(pattern: String, include: Bool)] {
-    var ex = excludes.makeIterator(), inc = includes.makeIterator()
-    var out = [(pattern: String, include: Bool)]()
-    for arg in arguments {
-        if arg == "--exclude" || arg.hasPrefix("--exclude=") { if let p = ex.next() { out.append((p, false)) } }
-        if arg == "--include" || arg.hasPrefix("--include=") { if let p = inc.next() { out.append((p, true)) } }
-    }
-    while let p = ex.next() { out.append((p, false)) }
-    while let p = inc.next() { out.append((p, true)) }
-    return out
 }

@@ -208,6 +208,30 @@ private func field(_ line: String, _ key: String) -> String {
         #expect(!everything.contains("tok-s3cr3t-93"))
     }
 
+    /// `push -m` is kept in the deploy's record: history, status and the API show it,
+    /// escaped on a terminal; one past the bound is a usage error before anything is sent.
+    @Test func aPushMessageIsKeptInTheRecord() throws {
+        let api = FakeAPI()
+        api.start()
+        let t = TempDir()
+        let root = t.sub("app")
+        writeFile(t.sub("src/index.html"), "v1\n")
+        let r = run(rollBinary(), ["push", "-m", "fix the login \u{1B}[31mredirect", t.sub("src"), root], environment: api.environment)
+        #expect(r.status == 0, "\(r)")
+        let history = run(rollBinary(), ["history", root])
+        #expect(history.stdout.contains("\"fix the login \\e[31mredirect\""), "\(history)")
+        #expect(run(rollBinary(), ["history", "--json", root]).stdout.contains(#""message":"fix the login \u001b[31mredirect""#))
+        #expect(run(rollBinary(), ["status", root]).stdout.contains("\"fix the login \\e[31mredirect\""))
+        #expect((readText(api.log) ?? "").contains(#""message": "fix the login \u001b[31mredirect""#), "\(readText(api.log) ?? "")")
+
+        writeFile(t.sub("src/index.html"), "v2\n")
+        let long = run(rollBinary(), ["push", "--message", String(repeating: "x", count: 1001), t.sub("src"), root])
+        #expect(long.status == 64 && long.stderr.contains("at most 1000"), "\(long)")
+        #expect(run(rollBinary(), ["push", t.sub("src"), root]).status == 0)
+        let second = run(rollBinary(), ["history", "--json", root]).stdout.split(separator: "\n").filter { $0.contains("\"000002-") }
+        #expect(second.count == 1 && !second[0].contains("message"), "a push without -m has no message: \(second)")
+    }
+
     /// Over HTTPS the server's certificate is checked: against the system's authorities
     /// (`SSL_CERT_FILE` names another) and against the URL's host.
     @Test func httpsDeliversOnlyToAServerWhoseCertificateIsTrustedAndNamesTheHost() throws {

@@ -39,6 +39,20 @@ final class MemoryStream: ByteStream {
         #expect(try r.next() == nil)
     }
 
+    /// `begin` carries the pusher's message within its bound, and held bases in order only.
+    @Test func beginRoundTripsWithinItsBounds() throws {
+        let b = Begin(keep: 5, actor: "dev@laptop", entryCount: 3, revision: "abc", heldBases: [9, 3, 3],
+                      message: "fix the login redirect")
+        let back = try Begin(payload: b.encoded())
+        #expect(back.message == "fix the login redirect" && back.heldBases == [3, 9] && back.revision == "abc")
+        var long = b
+        long.message = String(repeating: "x", count: Begin.maxMessage + 1)
+        #expect(throws: DecodeError.self) { try Begin(payload: long.encoded()) }
+        var disorder = b
+        disorder.heldBases = [9, 3]
+        #expect(throws: DecodeError.self) { try Begin(payload: disorder.encoded()) }
+    }
+
     @Test func truncatedFrameIsAnError() throws {
         let out = MemoryStream()
         let w = FrameWriter(out)
