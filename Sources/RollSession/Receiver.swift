@@ -24,8 +24,9 @@ public final class Receiver {
     /// command feeds the agent a folder it unpacked or was given.
     public var recordKind = "push"
     /// Started for a dry run (`roll agent --dry-run`): the root is only read. Nothing is
-    /// cleaned up, and a root that does not exist yet is not created: the plan is made
-    /// against an empty store in a private temporary folder, removed afterwards.
+    /// cleaned up, and a root that does not exist yet (or an empty folder) is not laid out:
+    /// the plan is made against an empty store in a private temporary folder, removed
+    /// afterwards.
     public var plansOnly = false
 
     /// Files at least this large travel as deltas when the active release has a file at
@@ -129,8 +130,9 @@ public final class Receiver {
         let stall = timed?.idleTimeout ?? Double(Hello.defaultStallTimeout)
         var scratch: String?
         defer { if let scratch { Receiver.removeScratchFolder(scratch) } }
+        // A root not made yet, or a folder no push has used: a push would create its layout.
         var st = stat()
-        if plansOnly && lstat(storePath, &st) != 0 && errno == ENOENT { scratch = try Receiver.scratchFolder() }
+        if plansOnly && lstat(storePath + "/releases", &st) != 0 && errno == ENOENT { scratch = try Receiver.scratchFolder() }
         let store = try Store(path: scratch ?? storePath)
         let lock = try store.lock(holder: "roll push from \(hello.client)")
         defer { withExtendedLifetime(lock) {} }

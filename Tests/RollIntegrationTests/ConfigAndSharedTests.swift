@@ -117,6 +117,12 @@ import Glibc
         #expect(r.status == 0, "\(r)")
         #expect(r.stdout.contains("+ index.html") && r.stdout.contains("+ lib/app.js"), "\(r)")
         #expect(lstatOf(parent) == nil, "the dry run made \(parent)")
+        // Nor does it lay out an empty folder.
+        if !ssh {
+            mkdirs(parent + "/root")
+            #expect(run(rollBinary(), ["push", "--dry-run", src, target]).status == 0)
+            #expect(listFolder(parent + "/root").isEmpty, "\(listFolder(parent + "/root"))")
+        }
         // The push itself makes it.
         #expect(run(rollBinary(), ["push", src, target] + extra).status == 0)
         #expect(readText(parent + "/root/current/index.html") == "v1\n")
