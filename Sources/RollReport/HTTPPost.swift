@@ -115,14 +115,15 @@ struct HTTPPost {
 }
 
 /// A connection that writes and reads within a deadline.
-private class Channel {
-    let fd: Int32
-    let deadline: Double
-    init(fd: Int32, deadline: Double) {
-        self.fd = fd
-        self.deadline = deadline
-    }
+private protocol Channel: AnyObject {
+    var fd: Int32 { get }
+    var deadline: Double { get }
+    func write(_ bytes: [UInt8]) throws(HTTPPost.Failure)
+    /// Up to `buffer.count` bytes into `buffer`; 0 at the end of the stream.
+    func read(_ buffer: UnsafeMutableRawBufferPointer) throws(HTTPPost.Failure) -> Int
+}
 
+extension Channel {
     /// Waits until `fd` is ready for `events`, or throws at the deadline.
     func wait(_ events: Int32) throws(HTTPPost.Failure) {
         var p = pollfd(fd: fd, events: Int16(events), revents: 0)
@@ -135,20 +136,19 @@ private class Channel {
         }
     }
 
-    func write(_ bytes: [UInt8]) throws(HTTPPost.Failure) { fatalError("abstract") }
-    /// Up to `limit` bytes into `buffer`; 0 at the end of the stream.
-    func read(_ buffer: UnsafeMutableRawBufferPointer) throws(HTTPPost.Failure) -> Int { fatalError("abstract") }
-
     /// Reads until `head` holds a blank line; its offset, or nil past ``HTTPPost/headLimit``.
     func readHead(into head: inout [UInt8]) throws(HTTPPost.Failure) -> Int? {
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
         defer { chunk.deallocate() }
+        var searched = 0
         while true {
+            // Only what came since the last look (and the 3 bytes before it) can end the head.
             if head.count >= 4 {
-                for i in 0...(head.count - 4) where head[i] == 13 && head[i + 1] == 10 && head[i + 2] == 13 && head[i + 3] == 10 {
+                for i in max(0, searched - 3)...(head.count - 4) where head[i] == 13 && head[i + 1] == 10 && head[i + 2] == 13 && head[i + 3] == 10 {
                     return i
                 }
             }
+            searched = head.count
             guard head.count < HTTPPost.headLimit else { return nil }
             let n = try read(UnsafeMutableRawBufferPointer(rebasing: chunk[..<min(4096, HTTPPost.headLimit - head.count)]))
             guard n > 0 else { throw HTTPPost.Failure(head.isEmpty ? "the server closed the connection without an answer" : "the answer ended in its head") }
@@ -158,7 +158,15 @@ private class Channel {
 }
 
 private final class PlainChannel: Channel {
-    override func write(_ bytes: [UInt8]) throws(HTTPPost.Failure) {
+    let fd: Int32
+    let deadline: Double
+
+    init(fd: Int32, deadline: Double) {
+        self.fd = fd
+        self.deadline = deadline
+    }
+
+    func write(_ bytes: [UInt8]) throws(HTTPPost.Failure) {
         var at = 0
         while at < bytes.count {
             let n = bytes[at...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -168,7 +176,7 @@ private final class PlainChannel: Channel {
         }
     }
 
-    override func read(_ buffer: UnsafeMutableRawBufferPointer) throws(HTTPPost.Failure) -> Int {
+    func read(_ buffer: UnsafeMutableRawBufferPointer) throws(HTTPPost.Failure) -> Int {
         while true {
             let n = recv(fd, buffer.baseAddress, buffer.count, 0)
             if n >= 0 { return n }
@@ -179,6 +187,8 @@ private final class PlainChannel: Channel {
 }
 
 private final class TLSChannel: Channel {
+    let fd: Int32
+    let deadline: Double
     private let context: OpaquePointer
     private let ssl: OpaquePointer
 
@@ -186,6 +196,8 @@ private final class TLSChannel: Channel {
     static let bundles = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
 
     init(fd: Int32, host: String, deadline: Double) throws(HTTPPost.Failure) {
+        self.fd = fd
+        self.deadline = deadline
         guard let context = roll_tls_client_context() else { throw HTTPPost.Failure("TLS: \(TLSChannel.lastError())") }
         self.context = context
         SSL_CTX_set_default_verify_paths(context)
@@ -198,7 +210,6 @@ private final class TLSChannel: Channel {
             throw HTTPPost.Failure("TLS: \(TLSChannel.lastError())")
         }
         self.ssl = ssl
-        super.init(fd: fd, deadline: deadline)
         // The certificate must name the host (or the address) of the URL.
         var address = in6_addr()
         let literal = inet_pton(AF_INET, host, &address) == 1 || inet_pton(AF_INET6, host, &address) == 1
@@ -242,7 +253,7 @@ private final class TLSChannel: Channel {
         }
     }
 
-    override func write(_ bytes: [UInt8]) throws(HTTPPost.Failure) {
+    func write(_ bytes: [UInt8]) throws(HTTPPost.Failure) {
         var at = 0
         while at < bytes.count {
             let n = bytes[at...].withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
@@ -250,7 +261,7 @@ private final class TLSChannel: Channel {
         }
     }
 
-    override func read(_ buffer: UnsafeMutableRawBufferPointer) throws(HTTPPost.Failure) -> Int {
+    func read(_ buffer: UnsafeMutableRawBufferPointer) throws(HTTPPost.Failure) -> Int {
         while true {
             let n = SSL_read(ssl, buffer.baseAddress, Int32(buffer.count))
             if n > 0 { return Int(n) }

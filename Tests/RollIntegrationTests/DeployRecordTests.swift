@@ -113,18 +113,18 @@ private func field(_ line: String, _ key: String) -> String {
 }
 
 @Suite(.serialized, .timeLimit(.minutes(3))) struct DeployRecordTests {
-    static func push(_ t: TempDir, _ root: String, _ content: String, env: [String: String]) -> RunResult {
+    static func push(_ t: TempDir, _ root: String, _ content: String, env: [String: String], options: [String] = []) -> RunResult {
         let src = t.sub("src-\(content)")
         writeFile(src + "/index.html", content)
-        return run(rollBinary(), ["push", src, root], environment: env)
+        return run(rollBinary(), ["push"] + options + [src, root], environment: env)
     }
 
     /// A started API, a fresh root (`ROOT/app` of a temporary folder) and the first push to it.
-    static func firstPush(_ api: FakeAPI) -> (t: TempDir, root: String, result: RunResult) {
+    static func firstPush(_ api: FakeAPI, options: [String] = []) -> (t: TempDir, root: String, result: RunResult) {
         api.start()
         let t = TempDir()
         let root = t.sub("app")
-        return (t, root, push(t, root, "v1", env: api.environment))
+        return (t, root, push(t, root, "v1", env: api.environment, options: options))
     }
 
     @Test func everyDeployReachesTheAPIAndTheLocalLog() throws {
@@ -212,11 +212,7 @@ private func field(_ line: String, _ key: String) -> String {
     /// escaped on a terminal; one past the bound is a usage error before anything is sent.
     @Test func aPushMessageIsKeptInTheRecord() throws {
         let api = FakeAPI()
-        api.start()
-        let t = TempDir()
-        let root = t.sub("app")
-        writeFile(t.sub("src/index.html"), "v1\n")
-        let r = run(rollBinary(), ["push", "-m", "fix the login \u{1B}[31mredirect", t.sub("src"), root], environment: api.environment)
+        let (t, root, r) = Self.firstPush(api, options: ["-m", "fix the login \u{1B}[31mredirect"])
         #expect(r.status == 0, "\(r)")
         let history = run(rollBinary(), ["history", root])
         #expect(history.stdout.contains("\"fix the login \\e[31mredirect\""), "\(history)")
@@ -224,10 +220,9 @@ private func field(_ line: String, _ key: String) -> String {
         #expect(run(rollBinary(), ["status", root]).stdout.contains("\"fix the login \\e[31mredirect\""))
         #expect((readText(api.log) ?? "").contains(#""message": "fix the login \u001b[31mredirect""#), "\(readText(api.log) ?? "")")
 
-        writeFile(t.sub("src/index.html"), "v2\n")
-        let long = run(rollBinary(), ["push", "--message", String(repeating: "x", count: 1001), t.sub("src"), root])
+        let long = Self.push(t, root, "v2", env: [:], options: ["--message", String(repeating: "x", count: 1001)])
         #expect(long.status == 64 && long.stderr.contains("at most 1000"), "\(long)")
-        #expect(run(rollBinary(), ["push", t.sub("src"), root]).status == 0)
+        #expect(Self.push(t, root, "v2", env: [:]).status == 0)
         let second = run(rollBinary(), ["history", "--json", root]).stdout.split(separator: "\n").filter { $0.contains("\"000002-") }
         #expect(second.count == 1 && !second[0].contains("message"), "a push without -m has no message: \(second)")
     }
