@@ -149,10 +149,12 @@ final class SSHAgentConnection: AgentConnection {
     /// The exit status of the starter script when no usable roll is on the server.
     static let missingAgent: Int32 = 97
 
-    init(session: SSHSession, endpoint: SSHEndpoint, agentPath: String, flags: [String]) throws {
+    /// `arguments`: the words after `roll` (`agent --stdio … ROOT`, or a command such as
+    /// `releases ROOT`).
+    init(session: SSHSession, endpoint: SSHEndpoint, agentPath: String, arguments: [String]) throws {
         self.session = session
         description = "the SSH connection to \(endpoint.display)"
-        pump = try session.startPump(command: Self.startCommand(agentPath: agentPath, root: endpoint.root, flags: flags),
+        pump = try session.startPump(command: Self.startCommand(agentPath: agentPath, arguments: arguments),
                                      keepalive: endpoint.keepalive)
         let ends = pump.takeEnds()
         stream = DescriptorStream(input: ends.output, output: ends.input)
@@ -170,12 +172,12 @@ final class SSHAgentConnection: AgentConnection {
     /// The shell command that runs the first usable agent: `agentPath` (a name on PATH or a
     /// path), else the copy a bootstrap left in ~/.roll/bin; exits 97 when there is none.
     /// "Usable" means it speaks this client's protocol version.
-    static func startCommand(agentPath: String, root: String, flags: [String]) -> String {
+    static func startCommand(agentPath: String, arguments: [String]) -> String {
         let script = """
             for p in \(shellQuote(agentPath)) "$HOME/\(Bootstrap.folder)/\(Bootstrap.fileName)"; do \
             if command -v "$p" >/dev/null 2>&1; then \
             case " $("$p" agent --protocols 2>/dev/null) " in *" \(RollWire.Protocol.version) "*) \
-            exec "$p" agent --stdio \((flags + [root]).map(shellQuote).joined(separator: " "));; esac; fi; done; exit \(missingAgent)
+            exec "$p" \(arguments.map(shellQuote).joined(separator: " "));; esac; fi; done; exit \(missingAgent)
             """
         return "exec sh -c " + shellQuote(script)
     }

@@ -127,8 +127,9 @@ final class AgentProcess: AgentConnection {
 
     /// Starts the agent on a server through the system's ssh client (`--ssh-command`);
     /// `options` go before the destination (see ``SystemSSHKeepalive``).
+    /// `command`: a roll command to run there instead of the agent (its words after `roll`).
     static func viaSSHCommand(_ target: Target, sshCommand: String, agentPath: String, flags: [String] = [],
-                              options: [String] = []) throws -> AgentProcess {
+                              options: [String] = [], command: [String]? = nil) throws -> AgentProcess {
         switch target {
         case .local(let root):
             return try local(root: root, flags: flags)
@@ -140,7 +141,7 @@ final class AgentProcess: AgentConnection {
             // No `--`: some clients (dropbear's dbclient) do not take it; the destination
             // cannot start with a dash since it came from a parsed host name.
             args.append((user.map { $0 + "@" } ?? "") + host)
-            args.append(([agentPath, "agent", "--stdio"] + flags + [root]).map(shellQuote).joined(separator: " "))
+            args.append(([agentPath] + (command ?? ["agent", "--stdio"] + flags + [root])).map(shellQuote).joined(separator: " "))
             return try AgentProcess(arguments: args, description: "\(args[0]) to \(host)", keepStderr: true)
         }
     }
@@ -265,6 +266,9 @@ final class Connector {
     let agentPath: String
     /// Options for `roll agent` (such as --allow-root-hooks).
     var agentFlags: [String] = []
+    /// A roll command to run on the target instead of the agent: its words after `roll`,
+    /// the root among them.
+    var command: [String]?
     private let endpoint: SSHEndpoint?
     private var session: SSHSession?
     /// How long the transport waits out a server that sends nothing: OpenSSH's
@@ -314,11 +318,14 @@ final class Connector {
     var canInstall: Bool { endpoint != nil }
 
     func connect() throws -> AgentConnection {
-        if case .local(let root) = target { return try AgentProcess.local(root: root, flags: agentFlags) }
+        if case .local(let root) = target {
+            if let command { return try AgentProcess(arguments: [RollSystem.executablePath()] + command, description: "roll") }
+            return try AgentProcess.local(root: root, flags: agentFlags)
+        }
         if let sshCommand {
             do {
                 return try AgentProcess.viaSSHCommand(target, sshCommand: sshCommand, agentPath: agentPath, flags: agentFlags,
-                                                      options: sshOptions)
+                                                      options: sshOptions, command: command)
             } catch let e as UserError {
                 throw e
             } catch {
@@ -328,7 +335,8 @@ final class Connector {
         guard let endpoint else { preconditionFailure("an ssh target without an endpoint") }
         let s = try session ?? endpoint.open()
         session = s
-        return try SSHAgentConnection(session: s, endpoint: endpoint, agentPath: agentPath, flags: agentFlags)
+        return try SSHAgentConnection(session: s, endpoint: endpoint, agentPath: agentPath,
+                                      arguments: command ?? ["agent", "--stdio"] + agentFlags + [endpoint.root])
     }
 
     func install(quiet: Bool) throws {

@@ -333,6 +333,13 @@ public final class Store {
     /// Switches `current` to `id`, or to the rollback target when `id` is nil. Returns the
     /// release switched away from and the one now active.
     public func rollback(to id: ReleaseID? = nil) throws -> (from: ReleaseID?, to: ReleaseID) {
+        let (active, target) = try rollbackChoice(to: id)
+        if target != active { try switchCurrent(to: target) }
+        return (active, target)
+    }
+
+    /// What ``rollback(to:)`` would switch from and to, checked, without switching.
+    public func rollbackChoice(to id: ReleaseID? = nil) throws -> (from: ReleaseID?, to: ReleaseID) {
         let all = try list()
         let active = all.first { $0.role == .active }?.record.id
         let target: ReleaseID
@@ -351,7 +358,6 @@ public final class Store {
             }
             target = t
         }
-        if target != active { try switchCurrent(to: target) }
         return (active, target)
     }
 

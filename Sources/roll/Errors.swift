@@ -22,9 +22,28 @@ func report(_ error: Error) -> ExitCode {
     if let e = error as? ExitCode { return e }
     let message = (error as? HintedError)?.message ?? "\(error)"
     // Messages carry words of peers and records (an agent's error, a lock holder, a path).
-    printError("roll: error: \(escapeControls(message))")
-    if let hint = (error as? HintedError)?.hint { printError("  hint: \(escapeControls(hint))") }
-    return ExitCode(exitCode(of: error))
+    printError("roll: \(colored("error:", red: true)) \(escapeControls(message))")
+    let hint = (error as? HintedError)?.hint
+    if let hint { printError("  hint: \(escapeControls(hint))") }
+    let code = exitCode(of: error)
+    // A script that asked for JSON reads the failure from stdout too.
+    if CommandLine.arguments.contains(where: { $0 == "--json" || $0 == "--jsonl" }) {
+        printJSON(JSONError(error: message, hint: hint, exit: code))
+    }
+    return ExitCode(code)
+}
+
+/// What stdout carries when a command asked for JSON fails.
+struct JSONError: Encodable {
+    var error: String
+    var hint: String?
+    var exit: Int32
+}
+
+/// `text` in bold red (or bold) on a terminal, unless NO_COLOR is set (no-color.org).
+func colored(_ text: String, red: Bool) -> String {
+    guard isTerminal(2), environment("NO_COLOR").map({ $0.isEmpty }) ?? true, environment("TERM") != "dumb" else { return text }
+    return (red ? "\u{1B}[1;31m" : "\u{1B}[1m") + text + "\u{1B}[0m"
 }
 
 func printError(_ text: String) {
@@ -33,16 +52,7 @@ func printError(_ text: String) {
 
 /// Unbuffered write to fd 2: diagnostics must appear even if the process dies next.
 func writeStderr(_ text: String) {
-    var bytes = Array(text.utf8)
-    bytes.withUnsafeBytes { b in
-        var done = 0
-        while done < b.count {
-            let n = write(2, b.baseAddress! + done, b.count - done)
-            if n <= 0 { if errno == EINTR { continue }; return }
-            done += n
-        }
-    }
-    bytes.removeAll()
+    writeAll(2, Array(text.utf8))
 }
 
 /// Runs a command body, reporting any error the user way.

@@ -3,6 +3,9 @@ import RollAgent
 import RollConfig
 import RollReport
 import RollSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Roll {
     struct History: ParsableCommand {
@@ -15,21 +18,37 @@ extension Roll {
             """
         )
 
-        @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
+        @Argument(help: rootHelp)
         var root: String?
 
         @Option(name: .shortAndLong, help: "Show at most this many deploys.")
         var count: Int = 20
 
-        @Flag(help: "Print JSON lines, one deploy record each (the newest version of each).")
+        @Flag(help: "Print a JSON array of deploy records (the newest version of each), newest first.")
         var json = false
+
+        @Flag(help: "Print JSON Lines: one deploy record a line, newest first.")
+        var jsonl = false
+
+        @OptionGroup(title: "Connection") var connection: ConnectionOptions
+
+        func validate() throws {
+            if json && jsonl { throw ValidationError("give --json or --jsonl, not both") }
+        }
 
         func run() throws {
             try guarded {
-                let log = DeployLog(root: try resolveRootAsOwner(root, command: "roll history"))
+                guard let here = try localRoot(root, connection, json: json || jsonl, arguments: {
+                    ["history", "--count", String(count)] + (json ? ["--json"] : []) + (jsonl ? ["--jsonl"] : []) + [$0]
+                }) else { return }
+                let log = DeployLog(root: try existingRoot(here.path, command: "roll history"))
                 let deploys = Array(try log.deploys().reversed().prefix(max(0, count)))
-                if json {
+                if jsonl {
                     for d in deploys { print(d.json()) }
+                    return
+                }
+                if json {
+                    print("[" + deploys.map { $0.json() }.joined(separator: ",") + "]")
                     return
                 }
                 guard !deploys.isEmpty else {
@@ -47,15 +66,19 @@ extension Roll {
             discussion: "The same as ROOT/.roll/status.json, which the agent replaces atomically after every change, plus the outbox."
         )
 
-        @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
+        @Argument(help: rootHelp)
         var root: String?
 
         @Flag(help: "Print JSON.")
         var json = false
 
+        @OptionGroup(title: "Connection") var connection: ConnectionOptions
+
         func run() throws {
             try guarded {
-                let log = DeployLog(root: try resolveRootAsOwner(root, command: "roll status"))
+                guard let here = try localRoot(root, connection, json: json, arguments: { ["status"] + (json ? ["--json"] : []) + [$0] })
+                else { return }
+                let log = DeployLog(root: try existingRoot(here.path, command: "roll status"))
                 let last = try log.deploys().last
                 let pending = try log.pending().count
                 let rejected = try log.pending(in: .rejected).count
@@ -112,4 +135,12 @@ extension Roll {
             }
         }
     }
+}
+
+/// The root resolved as the owner (``resolveRootAsOwner(_:command:)``), which must exist:
+/// a mistyped root is an error, not an empty history.
+func existingRoot(_ given: String?, command: String) throws -> String {
+    let root = try resolveRootAsOwner(given, command: command)
+    guard access(root, F_OK) == 0 else { throw UserError("\(root) does not exist", hint: "push to it first", code: Exit.dataError) }
+    return root
 }

@@ -4,6 +4,7 @@ import RollConfig
 import RollReport
 import RollSession
 import RollSystem
+import RollWire
 
 /// Options of every command that makes a release (push, release, import).
 struct ReleaseOptions: ParsableArguments {
@@ -97,21 +98,6 @@ extension Roll {
         @Flag(help: "With several targets: deploy to those that can be reached when some cannot (otherwise nothing switches).")
         var allowPartial = false
 
-        @Option(help: ArgumentHelp("Reach the server with this ssh client instead of roll's own, like rsync -e (for ProxyJump, certificates, or your own ssh settings).", valueName: "command"))
-        var sshCommand: String?
-
-        @Option(help: ArgumentHelp("Read this file instead of ~/.ssh/config (roll's own SSH client).", valueName: "file"))
-        var sshConfig: String?
-
-        @Option(help: ArgumentHelp("Path of roll on the server (default: roll on the server's PATH, else the copy roll installs in ~/.roll/bin).", valueName: "path"))
-        var agentPath: String?
-
-        @Option(name: [.customShort("i"), .customLong("identity")], help: ArgumentHelp("A private key file to log in with, tried before ~/.ssh/config's and the defaults (repeatable).", valueName: "file"))
-        var identities: [String] = []
-
-        @Flag(help: "Record the host key of a server that is not yet in ~/.ssh/known_hosts (a changed key is always refused).")
-        var acceptNew = false
-
         @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave out paths matching PATTERN (gitignore syntax; repeatable).", valueName: "pattern"))
         var excludes: [String] = []
 
@@ -138,6 +124,7 @@ extension Roll {
 
         @OptionGroup var release: ReleaseOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup(title: "Connection") var connection: ConnectionOptions
 
         func validate() throws {
             for p in shared + sharedCreate where SharedPath(p) == nil {
@@ -156,11 +143,7 @@ extension Roll {
             request.compress = !noCompress
             request.hashCache = !noHashCache
             request.allowPartial = allowPartial
-            request.sshCommand = sshCommand
-            request.sshConfig = sshConfig
-            request.agentPath = agentPath
-            request.identities = identities
-            request.acceptNew = acceptNew
+            connection.apply(to: &request)
             try guarded { try pushAndReport(request, release: release, output: output) }
         }
     }
@@ -179,7 +162,15 @@ func pushAndReport(_ request: PushRequest, release: ReleaseOptions, output: Outp
     let started = monotonicClock()
     let progress = Progress(mode: output.quiet || output.json ? .off : isTerminal(2) ? .terminal : .lines, quiet: output.quiet)
     let pusher = Pusher(interaction: terminalInteraction(progress: progress))
-    switch try pusher.push(request, observer: progress) {
+    let outcome: PushOutcome
+    do {
+        outcome = try pusher.push(request, observer: progress)
+    } catch let e as WireError where e.code == .hookFailed && e.hint == nil {
+        // What the hook printed before it failed is kept on the target.
+        let target = request.targets.count == 1 ? " " + request.targets[0] : request.targets.isEmpty && request.source == "." ? "" : " TARGET"
+        throw UserError(e.message, hint: "`roll logs\(target)` shows what the hooks printed", code: e.exitCode)
+    }
+    switch outcome {
     case .single(let push):
         let seconds = monotonicClock() - started
         if let plan = push.report.plan {

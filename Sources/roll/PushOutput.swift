@@ -42,8 +42,9 @@ func printSummary(_ push: SinglePush, seconds: Double) {
     if r.retried > 0 { parts.append("\(r.retried) resent whole after a failed delta check") }
     print("  " + parts.joined(separator: ", "))
     let wire = r.wireOut + r.wireIn
-    let speedup = wire > 0 ? Double(r.treeBytes) / Double(wire) : 0
-    print("  wire: \(formatBytes(r.wireOut)) out, \(formatBytes(r.wireIn)) in (speed-up \(formatDecimal(speedup, places: 1))); "
+    // What crossed the link against the size of the tree it delivered.
+    let share = r.treeBytes > 0 ? 100 * Double(wire) / Double(r.treeBytes) : 0
+    print("  wire: \(formatBytes(r.wireOut)) out, \(formatBytes(r.wireIn)) in (\(formatDecimal(share, places: share < 10 ? 1 : 0))% of the tree); "
           + "scan \(formatSeconds(push.scanSeconds)), transfer and publish \(formatSeconds(push.transferSeconds)), "
           + "total \(formatSeconds(seconds))")
     if !r.pruned.isEmpty { print("  removed old release(s): \(r.pruned.joined(separator: ", "))") }

@@ -40,6 +40,13 @@ struct Roll: ParsableCommand {
           roll releases /srv/roll             list releases and which one is live
           roll back /srv/roll                 switch back to the previous good release
           roll history /srv/roll              who deployed what, and how it ended
+          roll releases app@host:/srv/app     the same commands on a server, over SSH
+          roll back                           in a folder whose roll.toml names the target
+
+        MORE
+          roll COMMAND --help    what a command does, its options and examples
+          roll man               this and every command's help as a manual page
+          roll completions bash  shell completion (also zsh, fish)
 
         EXIT CODES
           0   success (also: nothing to push, the target is up to date)
@@ -56,14 +63,14 @@ struct Roll: ParsableCommand {
           130 interrupted (Ctrl-C or SIGTERM); current is as it was
         """,
         version: rollVersion,
-        subcommands: [Push.self, Release.self, Releases.self, Back.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Cache.self, Agent.self,
+        subcommands: [Push.self, Release.self, Releases.self, Back.self, Logs.self, Diff.self, Check.self, Verify.self, Export.self, Import.self, Status.self, History.self, OutboxCommand.self, Init.self, Cache.self, Completions.self, Manual.self, Agent.self,
                       Signature.self, Delta.self, Patch.self]
     )
 
     /// `roll back ROOT -1` names a release, not an option: for the commands that take one, a
     /// `-N` argument goes after a `--`, which ends the options (it is their last argument).
     static func releaseOffsetsLast(_ arguments: [String]) -> [String] {
-        guard let command = arguments.first, ["back", "rollback", "verify", "export"].contains(command), !arguments.contains("--"),
+        guard let command = arguments.first, ["back", "rollback", "verify", "export", "logs", "diff"].contains(command), !arguments.contains("--"),
               let offset = arguments.firstIndex(where: { $0.count > 1 && $0.hasPrefix("-") && $0.dropFirst().allSatisfy(\.isNumber) })
         else { return arguments }
         var out = arguments

@@ -19,7 +19,7 @@ extension Roll {
             """
         )
 
-        @Argument(help: "The deploy root (default: root in ~/.config/roll/agent.toml).")
+        @Argument(help: rootHelp)
         var root: String?
 
         @Argument(help: "The release to check (default: the active one).")
@@ -28,13 +28,19 @@ extension Roll {
         @Flag(help: "Check every release kept on disk.")
         var all = false
 
+        @OptionGroup(title: "Connection") var connection: ConnectionOptions
+
         func validate() throws {
             if all && id != nil { throw ValidationError("give an ID or --all, not both") }
         }
 
         func run() throws {
             try guarded {
-                let (root, id) = try resolveRootAsOwner(self.root, release: self.id, command: "roll verify")
+                let (given, release) = rootAndRelease(self.root, self.id)
+                guard let here = try localRoot(given, connection, arguments: {
+                    ["verify"] + (all ? ["--all"] : []) + [$0] + (release.map { ["--", $0] } ?? [])
+                }) else { return }
+                let (root, id) = try resolveRootAsOwner(here.path, release: release, command: "roll verify")
                 let store = try Store(path: root, create: false)
                 let ids: [ReleaseID]
                 if all {

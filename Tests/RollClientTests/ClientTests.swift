@@ -51,7 +51,7 @@ import Glibc
     }
 
     @Test func theStarterRunsOnlyAnAgentOfThisProtocol() {
-        let command = SSHAgentConnection.startCommand(agentPath: "roll", root: "/srv/my root", flags: ["--allow-root-hooks"])
+        let command = SSHAgentConnection.startCommand(agentPath: "roll", arguments: ["agent", "--stdio", "--allow-root-hooks", "/srv/my root"])
         #expect(command.hasPrefix("exec sh -c "))
         #expect(command.contains("exit \(SSHAgentConnection.missingAgent)"))
         #expect(command.contains("my root"))

@@ -138,8 +138,11 @@ private func field(_ line: String, _ key: String) -> String {
         #expect(got.map(\.update) == ["1", "2", "1", "2"])
         #expect(got.allSatisfy { $0.auth == "Token tok-s3cr3t-93" && $0.path == "/api/companies/7/apps/42/deploys" }, "\(got)")
 
-        let history = run(rollBinary(), ["history", root, "--json"])
+        let history = run(rollBinary(), ["history", root, "--jsonl"])
         #expect(history.status == 0 && history.stdout.split(separator: "\n").count == 2, "\(history)")
+        // --json: the same records as one array.
+        let array = run(rollBinary(), ["history", root, "--json"]).stdout
+        #expect(array.hasPrefix("[{") && array.hasSuffix("}]\n") && array.split(separator: "\n").count == 1, "\(array)")
         #expect(history.stdout.contains("\"state\":\"succeeded\"") && history.stdout.contains("\"kind\":\"push\""))
         let status = run(rollBinary(), ["status", root, "--json"])
         #expect(status.stdout.contains("\"outbox_pending\":0"), "\(status)")
@@ -184,7 +187,7 @@ private func field(_ line: String, _ key: String) -> String {
         let ok = api.received().filter { _ in true }
         let delivered = Set(ok.map { "\($0.id)/\($0.update)" })
         #expect(delivered.count == 4, "\(ok)")
-        let history = run(rollBinary(), ["history", root, "--json"]).stdout
+        let history = run(rollBinary(), ["history", root, "--jsonl"]).stdout
         #expect(history.split(separator: "\n").count == 2)
     }
 
@@ -223,7 +226,7 @@ private func field(_ line: String, _ key: String) -> String {
         let long = Self.push(t, root, "v2", env: [:], options: ["--message", String(repeating: "x", count: 1001)])
         #expect(long.status == 64 && long.stderr.contains("at most 1000"), "\(long)")
         #expect(Self.push(t, root, "v2", env: [:]).status == 0)
-        let second = run(rollBinary(), ["history", "--json", root]).stdout.split(separator: "\n").filter { $0.contains("\"000002-") }
+        let second = run(rollBinary(), ["history", "--jsonl", root]).stdout.split(separator: "\n").filter { $0.contains("\"000002-") }
         #expect(second.count == 1 && !second[0].contains("message"), "a push without -m has no message: \(second)")
     }
 
