@@ -44,6 +44,9 @@ extension Roll {
         @Flag(help: "Let hooks run as root when ROOT belongs to root.")
         var allowRootHooks = false
 
+        @Flag(help: "Print the outcome as JSON: {root, from, to, switched}; the hooks' output goes to stderr.")
+        var json = false
+
         /// Set by the client of a rollback on several containers: the switch waits for its
         /// word on stdin, and stdout carries only the conversation (``LineCoordinator``).
         @Flag(help: .hidden)
@@ -64,10 +67,11 @@ extension Roll {
                 }
                 var flags = noHooks ? ["--no-hooks"] : []
                 if allowRootHooks { flags.append("--allow-root-hooks") }
-                guard let here = try localRoot(given, connection, arguments: { ["back"] + flags + [$0] + (release.map { ["--", $0] } ?? []) })
+                if json { flags.append("--json") }
+                guard let here = try localRoot(given, connection, json: json, arguments: { ["back"] + flags + [$0] + (release.map { ["--", $0] } ?? []) })
                 else { return }
                 try switchBack(root: try resolveRoot(here.path, command: "roll back"), release: release, coordinator: nil,
-                               output: { print(escapeControls($0)) })
+                               output: { json ? printError(escapeControls($0)) : print(escapeControls($0)) })
             }
         }
 
@@ -76,6 +80,9 @@ extension Roll {
             let root = absolutePath(root)
             let result = try rollBack(root: root, to: release, runHooks: !noHooks, allowRootHooks: allowRootHooks, coordinator: coordinator,
                                       output: output, say: { printError("roll: " + escapeControls($0)) })
+            if json && coordinator == nil {
+                return printJSON(BackSummary(root: root, from: result.from?.description, to: result.to.description, switched: result.switched))
+            }
             if !result.switched { output("roll: \(result.to) is already active in \(root)") }
         }
 
@@ -118,4 +125,12 @@ struct LineCoordinator: RollbackCoordinator {
         let words = line.split(separator: " ", maxSplits: 1)
         return words.count == 2 ? String(words[1]) : "the client said \(line)"
     }
+}
+
+/// `roll back --json`.
+struct BackSummary: Encodable {
+    var root: String
+    var from: String?
+    var to: String
+    var switched: Bool
 }

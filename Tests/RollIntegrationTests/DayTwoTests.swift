@@ -90,6 +90,12 @@ import Glibc
         #expect(r.status == 65 && r.stdout.hasPrefix("{\"error\":") && r.stdout.contains("\"exit\":65"), "\(r)")
         r = run(rollBinary(), ["push", "--json", t.sub("no-source"), t.sub("root")])
         #expect(r.status == 65 && r.stdout.contains("\"exit\":65"), "\(r)")
+        let (_, root) = Self.twoReleases(t)
+        r = run(rollBinary(), ["back", "--json", root])
+        #expect(r.status == 0 && r.stdout.contains(#""switched":true"#) && r.stdout.contains(#""to":"000001-"#)
+                && r.stdout.split(separator: "\n").count == 1, "\(r)")
+        r = run(rollBinary(), ["back", "--json", root, "9"])
+        #expect(r.status == 64 && r.stdout.contains("\"exit\":64"), "\(r)")
         r = run(rollBinary(), ["history", "--jsonl", t.sub("missing")])
         #expect(r.status != 0 && r.stdout.contains("\"error\":"), "\(r)")
     }
