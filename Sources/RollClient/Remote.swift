@@ -199,9 +199,7 @@ public func rollBackTogether(_ targets: [Target], settings: ConnectionSettings, 
     let starting = targets.map { target in
         Background { () -> LineChannel in
             let remote = try RemoteRoll(target: target, settings: settings, interaction: interaction)
-            let root: String
-            switch target { case .local(let r), .ssh(_, _, _, let r): root = r }
-            return try remote.converse(arguments(root))
+            return try remote.converse(arguments(target.root))
         }
     }
     var channels = [LineChannel?](repeating: nil, count: targets.count)

@@ -64,6 +64,13 @@ public enum Target: Equatable, Sendable {
         return sshCommand + (port.map { " -p \($0)" } ?? "") + " " + (user.map { $0 + "@" } ?? "") + host + " true"
     }
 
+    /// The root on the server, or the folder.
+    public var root: String {
+        switch self {
+        case .local(let root), .ssh(_, _, _, let root): return root
+        }
+    }
+
     public var display: String {
         switch self {
         case .local(let root): return root

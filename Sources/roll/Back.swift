@@ -62,18 +62,21 @@ extension Roll {
                     return try switchBack(root: given, release: release, coordinator: LineCoordinator(), output: { printError(escapeControls($0)) })
                 }
                 var settings = connection.settings
-                if case .remote(let targets) = try commandPlace(given, settings: &settings), targets.count > 1 {
+                let place = try commandPlace(given, settings: &settings)
+                if case .remote(let targets) = place, targets.count > 1 {
                     return try backTogether(targets, settings: settings, release: release)
                 }
-                var flags = noHooks ? ["--no-hooks"] : []
-                if allowRootHooks { flags.append("--allow-root-hooks") }
-                if json { flags.append("--json") }
-                guard let here = try localRoot(given, connection, json: json, arguments: { ["back"] + flags + [$0] + (release.map { ["--", $0] } ?? []) })
-                else { return }
+                let flags = hookFlags + (json ? ["--json"] : [])
+                guard let here = try localRoot(place, settings: settings, json: json, arguments: {
+                    ["back"] + flags + [$0] + (release.map { ["--", $0] } ?? [])
+                }) else { return }
                 try switchBack(root: try resolveRoot(here.path, command: "roll back"), release: release, coordinator: nil,
                                output: { json ? printError(escapeControls($0)) : print(escapeControls($0)) })
             }
         }
+
+        /// The hook options, as the same command on a server takes them.
+        private var hookFlags: [String] { (noHooks ? ["--no-hooks"] : []) + (allowRootHooks ? ["--allow-root-hooks"] : []) }
 
         private func switchBack(root: String, release: String?, coordinator: RollbackCoordinator?, output: @escaping (String) -> Void) throws {
             try becomeAppUser(root: root, user: nil)
@@ -88,8 +91,7 @@ extension Roll {
 
         private func backTogether(_ targets: [Target], settings: ConnectionSettings, release: String?) throws {
             let interaction = terminalInteraction(progress: Progress(mode: .off, quiet: true))
-            var flags = noHooks ? ["--no-hooks"] : []
-            if allowRootHooks { flags.append("--allow-root-hooks") }
+            let flags = hookFlags
             let done = try rollBackTogether(targets, settings: settings, interaction: interaction) { root in
                 ["back", "--coordinated"] + flags + [root] + (release.map { ["--", $0] } ?? [])
             }

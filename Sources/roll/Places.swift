@@ -74,7 +74,12 @@ struct LocalRoot {
 func localRoot(_ root: String?, _ connection: ConnectionOptions, json: Bool = false,
                arguments: (String) -> [String]) throws -> LocalRoot? {
     var settings = connection.settings
-    let place = try commandPlace(root, settings: &settings)
+    return try localRoot(try commandPlace(root, settings: &settings), settings: settings, json: json, arguments: arguments)
+}
+
+/// The same for a place already resolved (``commandPlace(_:settings:)``).
+func localRoot(_ place: CommandPlace, settings: ConnectionSettings, json: Bool = false,
+               arguments: (String) -> [String]) throws -> LocalRoot? {
     guard case .remote(let targets) = place else {
         if case .local(let root) = place { return LocalRoot(path: root) }
         return LocalRoot(path: nil)
@@ -104,15 +109,6 @@ func localRoot(_ root: String?, _ connection: ConnectionOptions, json: Bool = fa
     }
     if failed != 0 { throw ExitCode(failed) }
     return nil
-}
-
-extension Target {
-    /// The root on the server (or the folder).
-    var root: String {
-        switch self {
-        case .local(let root), .ssh(_, _, _, let root): return root
-        }
-    }
 }
 
 /// `bytes` without control characters other than newline and tab (C0, DEL, and the C1
