@@ -40,6 +40,8 @@ public struct PushRequest {
     public var acceptNew = false
     /// What the deploy is for (`-m`), kept in its record (at most ``Begin/maxMessage`` bytes).
     public var message = ""
+    /// Name every path added, changed and deleted in the report (`-v`).
+    public var listPaths = false
 
     public init(source: String) {
         self.source = source
@@ -194,6 +196,7 @@ public struct Pusher {
         options.manifestCache = ManifestCache.standard()
         options.revision = gitRevision(source: source)
         options.message = request.message
+        options.listPaths = request.listPaths
         // Compression pays on a network; a local pipe is faster than any compressor.
         if case .local = target { options.compress = false } else { options.compress = request.compress }
         // What this push sends is kept for the next one's patches (only where patches go:

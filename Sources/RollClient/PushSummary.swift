@@ -6,6 +6,8 @@ import RollWire
 
 /// `roll push --json` for one target.
 public struct PushSummary: Encodable {
+    /// The target as typed (or as roll.toml has it) and the root folder on it.
+    var target, root: String
     var release, previous: String
     var upToDate: Bool
     var files: Int, treeBytes: UInt64, sentFiles: Int, sentBytes: UInt64, deltaFiles: Int, deltaFileBytes: UInt64
@@ -14,9 +16,27 @@ public struct PushSummary: Encodable {
     var wireOut: UInt64, wireIn: UInt64, compressionLevel: Int
     var scanSeconds: Double, seconds: Double
     var pruned: [String]
+    /// Entries added and changed (content or metadata) against the previous release; the
+    /// paths, with `-v` only.
+    var added: UInt64, changed: UInt64
+    var addedPaths: [String]?, changedPaths: [String]?, deletedPaths: [String]?
+    /// The hooks and checks that ran, each passed (a failed one fails the push), and
+    /// whether a health check was one of them.
+    var hooks: [Hook]
+    var health: String
 
-    public init(_ p: SinglePush, seconds: Double) {
+    struct Hook: Encodable {
+        var stage: String
+        var seconds: Double
+    }
+
+    public init(_ p: SinglePush, seconds: Double, paths: Bool) {
         let r = p.report
+        (target, root) = (p.target.display, p.target.root)
+        (added, changed) = (r.added, r.changed)
+        if paths { (addedPaths, changedPaths, deletedPaths) = (r.addedPaths, r.changedPaths, r.deletedPaths) }
+        hooks = r.hooks.map { Hook(stage: $0.stage, seconds: Double($0.milliseconds) / 1000) }
+        health = r.upToDate ? "not run" : r.hooks.contains { $0.stage == "health" } ? "passed" : "not configured"
         (release, previous, upToDate, files, treeBytes) = (r.release, r.previous, r.upToDate, r.files, r.treeBytes)
         (sentFiles, sentBytes, deltaFiles, deltaFileBytes, deltaMatchedBytes) = (r.sentFiles, r.sentBytes, r.deltaFiles, r.deltaFileBytes, r.deltaMatchedBytes)
         (patchFiles, patchBytes) = (r.patchFiles, r.patchBytes)
@@ -28,7 +48,9 @@ public struct PushSummary: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case release, previous, files, retried, reused, deleted, linked, copied, resumed, seconds, pruned
+        case target, root, release, previous, files, retried, reused, deleted, linked, copied, resumed, seconds, pruned
+        case added, changed, hooks, health
+        case addedPaths = "added_paths", changedPaths = "changed_paths", deletedPaths = "deleted_paths"
         case upToDate = "up_to_date", treeBytes = "tree_bytes", sentFiles = "sent_files", sentBytes = "sent_bytes"
         case deltaFiles = "delta_files", deltaFileBytes = "delta_file_bytes", deltaMatchedBytes = "delta_matched_bytes"
         case patchFiles = "patch_files", patchBytes = "patch_bytes"
@@ -77,9 +99,10 @@ public struct FleetSummary: Encodable {
         var ok: Bool
         var release, previous: String?
         var sentFiles: Int?, sentBytes: UInt64?, deltaFiles: Int?, deltasEncoded: Int?, wireOut: UInt64?, wireIn: UInt64?
+        var added: UInt64?, changed: UInt64?, deleted: UInt64?
 
         enum CodingKeys: String, CodingKey {
-            case target, ok, release, previous
+            case target, ok, release, previous, added, changed, deleted
             case sentFiles = "sent_files", sentBytes = "sent_bytes", deltaFiles = "delta_files", deltasEncoded = "deltas_encoded"
             case wireOut = "wire_out", wireIn = "wire_in"
         }
@@ -95,7 +118,7 @@ public struct FleetSummary: Encodable {
             guard case .success(let r)? = c.result else { return Container(target: c.name, ok: false) }
             return Container(target: c.name, ok: true, release: r.release, previous: r.previous, sentFiles: r.sentFiles,
                              sentBytes: r.sentBytes, deltaFiles: r.deltaFiles, deltasEncoded: r.deltasEncoded, wireOut: r.wireOut,
-                             wireIn: r.wireIn)
+                             wireIn: r.wireIn, added: r.added, changed: r.changed, deleted: r.deleted)
         }
     }
 }

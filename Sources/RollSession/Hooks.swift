@@ -81,6 +81,10 @@ public protocol ReleaseHooks: AnyObject {
     /// Asked while a hook runs: why to stop it (its process group gets SIGTERM, then
     /// SIGKILL, and `run` throws ``HookInterrupted``), or nil to let it go on.
     var interruption: (() -> String?)? { get set }
+
+    /// What each hook that ran did (`ok` or `failed`), in order, for the records and the
+    /// push's result.
+    var outcomes: [(stage: String, outcome: String, seconds: Double)] { get }
 }
 
 extension ReleaseHooks {

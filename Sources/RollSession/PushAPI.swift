@@ -47,6 +47,8 @@ public struct PushOptions: Sendable {
     public var revision = ""
     /// What the deploy is for (`roll push -m`), kept in its record.
     public var message = ""
+    /// Have the agent name the paths added, changed and deleted (`roll push -v`).
+    public var listPaths = false
     /// Manifests of earlier pushes, to send only the difference from the active release.
     public var manifestCache: ManifestCache?
     /// For a push to several containers: the id their deploy records share, and what lines
@@ -121,6 +123,16 @@ public struct PushReport: Sendable {
     public var manifestMode = ""
     /// What a dry run found.
     public var plan: Plan?
+    /// Entries added and changed (content or metadata) against the previous release; with
+    /// ``PushOptions/listPaths``, the paths behind them and ``deleted`` (each list cut at
+    /// ``Plan/listLimit`` paths in all).
+    public var added: UInt64 = 0
+    public var changed: UInt64 = 0
+    public var addedPaths: [String] = []
+    public var changedPaths: [String] = []
+    public var deletedPaths: [String] = []
+    /// The hooks and checks that ran on the agent, in order.
+    public var hooks: [PushResult.HookRun] = []
 }
 
 /// Progress as the push runs.

@@ -3,9 +3,9 @@ import RollTree
 import RollWire
 
 extension Receiver.Build {
-    /// A dry run's account of one entry: added or changed, and how its content would come.
-    mutating func classify(_ e: Entry, index: Int) {
-        let old = base.index(of: e.path.bytes).map { base[$0] }
+    /// Counts `e` as added (no entry `old` at its path in the active release) or changed,
+    /// for the dry run's plan and the push's result alike.
+    mutating func tally(_ e: Entry, was old: Entry?) {
         if old == nil {
             plan.addedCount += 1
             if listed(e.path) { plan.added.append(e.path.description) }
@@ -13,6 +13,11 @@ extension Receiver.Build {
             plan.changedCount += 1
             if listed(e.path) { plan.changed.append(e.path.description) }
         }
+    }
+
+    /// A dry run's account of one entry: how its content would come.
+    mutating func classify(_ e: Entry, index: Int) {
+        let old = base.index(of: e.path.bytes).map { base[$0] }
         guard e.kind == .file, e.size > 0 else { return }
         if activeByDigest.find(e.digest!, in: base) != nil || olderPlace(e.digest!) != nil || firstNeeded.find(e.digest!, in: entries) != nil {
             plan.reused += 1
@@ -35,13 +40,7 @@ extension Receiver.Build {
     }
 
     mutating func sendPlan() throws {
-        var deleted = [Int]()
-        forEachDeleted { deleted.append($0) }
-        for i in deleted {
-            plan.deletedCount += 1
-            let path = base[i].path
-            if listed(path) { plan.deleted.append(path.description) }
-        }
+        tallyDeleted()
         plan.sharedToCreate = sharedToCreate
         try peer.send(plan, compress: true)
         try peer.flush()
@@ -58,9 +57,14 @@ extension Receiver.Build {
         }
     }
 
-    func deletedCount() -> Int {
-        var deleted = 0
-        forEachDeleted { _ in deleted += 1 }
-        return deleted
+    /// Counts (and lists, while the lists have room) the entries the new tree dropped.
+    mutating func tallyDeleted() {
+        var deleted = [Int]()
+        forEachDeleted { deleted.append($0) }
+        for i in deleted {
+            plan.deletedCount += 1
+            let path = base[i].path
+            if listed(path) { plan.deleted.append(path.description) }
+        }
     }
 }

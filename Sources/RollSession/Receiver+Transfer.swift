@@ -8,6 +8,7 @@ extension Receiver.Build {
     mutating func accept(_ item: ManifestItem) throws {
         switch item {
         case .entry(let e):
+            tally(e, was: base.index(of: e.path.bytes).map { base[$0] })
             try add(e)
         case .sameRange(let start, let count):
             guard start <= base.count, count <= base.count - start, count > 0 else {
@@ -32,13 +33,20 @@ extension Receiver.Build {
             guard end - start == times.count else {
                 throw WireError(.protocolViolation, "\(times.count) times for the \(end - start) entries of \(path)")
             }
-            for (i, t) in zip(start..<end, times) { try add(base[i].with(mtime: t)) }
+            for (i, t) in zip(start..<end, times) { try addTimed(base[i], t) }
         case .sameRangeTimes(let start, let times):
             guard start <= base.count, times.count <= base.count - start, !times.isEmpty else {
                 throw WireError(.protocolViolation, "range \(start)+\(times.count) is outside the active release's \(base.count) entries")
             }
-            for (i, t) in zip(start..<(start + times.count), times) { try add(base[i].with(mtime: t)) }
+            for (i, t) in zip(start..<(start + times.count), times) { try addTimed(base[i], t) }
         }
+    }
+
+    /// An entry of the active release with a new mtime.
+    private mutating func addTimed(_ old: Entry, _ mtime: Timestamp) throws {
+        let e = old.with(mtime: mtime)
+        tally(e, was: old)
+        try add(e)
     }
 
     private mutating func add(_ e: Entry) throws {

@@ -286,6 +286,8 @@ extension Receiver {
         var retried = Set<Int>()
         var counts = (linked: UInt64(0), copied: UInt64(0), received: UInt64(0), deltas: UInt64(0), patches: UInt64(0), resumed: UInt64(0),
                       resumedBytes: UInt64(0))
+        /// What a dry run reports; a push counts (and lists) what it added, changed and
+        /// deleted here too.
         var plan = Plan(newFiles: 0, newBytes: 0, deltaFiles: 0, deltaBytes: 0, reused: 0, added: [], changed: [], deleted: [],
                         addedCount: 0, changedCount: 0, deletedCount: 0, sharedToCreate: [])
         var sharedToCreate = [String]()
@@ -475,14 +477,15 @@ extension Receiver {
 
             Fault.point("agent-after-files")
             let manifest = entries
-            let deleted = deletedCount()
+            tallyDeleted()
+            let deleted = plan.deletedCount
             let record = ReleaseRecord(id: staging.id, state: .published, created: currentTime(), actor: begin.actor,
                                        previous: current?.description ?? "", files: UInt64(manifest.fileCount),
                                        bytes: manifest.totalBytes, written: staging.bytesWritten,
                                        rootDigest: root?.hex ?? "")
             summary = [("files", UInt64(manifest.fileCount)), ("bytes", manifest.totalBytes),
                        ("received", counts.received), ("deltas", counts.deltas), ("patches", counts.patches), ("linked", counts.linked), ("resumed", counts.resumed),
-                       ("copied", counts.copied), ("deleted", UInt64(deleted)), ("bytes_written", staging.bytesWritten)]
+                       ("copied", counts.copied), ("deleted", deleted), ("bytes_written", staging.bytesWritten)]
             try store.prepare(staging, entries: manifest, record: record, sync: begin.sync)
             let context = HookContext(root: storePath, release: staging.id, previous: current,
                                       actor: begin.actor, revision: begin.revision)
@@ -535,11 +538,16 @@ extension Receiver {
                 try peer.send(LogLine("warning: could not remove old releases: \(error)"))
             }
             Fault.point("agent-before-result")
+            let hookRuns = (hooks?.outcomes ?? []).map {
+                PushResult.HookRun(stage: $0.stage, milliseconds: UInt64(max($0.seconds, 0) * 1000))
+            }
             try peer.send(PushResult(release: staging.id.description, previous: current?.description ?? "",
                                      linked: counts.linked, copied: counts.copied, received: counts.received,
                                      bytesWritten: staging.bytesWritten, deltas: counts.deltas,
-                                     retried: UInt64(retried.count), deleted: UInt64(deleted), pruned: pruned.map(\.description),
-                                     resumed: counts.resumed))
+                                     retried: UInt64(retried.count), deleted: deleted, pruned: pruned.map(\.description),
+                                     resumed: counts.resumed, added: plan.addedCount, changed: plan.changedCount,
+                                     addedPaths: begin.listPaths ? plan.added : [], changedPaths: begin.listPaths ? plan.changed : [],
+                                     deletedPaths: begin.listPaths ? plan.deleted : [], hooks: hookRuns))
             try peer.flush()
         }
     }

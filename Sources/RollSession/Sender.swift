@@ -202,7 +202,7 @@ public final class Sender {
                             entryCount: UInt64(manifest.entries.count), shared: options.shared,
                             sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync,
                             revision: options.revision, group: options.group, twoPhase: options.coordinator != nil && !options.dryRun,
-                            heldBases: heldBases(welcome), message: options.message))
+                            heldBases: heldBases(welcome), message: options.message, listPaths: options.listPaths))
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0
@@ -349,6 +349,9 @@ public final class Sender {
             report.reused = result.linked + result.copied + result.resumed
             report.deleted = result.deleted
             report.pruned = result.pruned
+            (report.added, report.changed) = (result.added, result.changed)
+            (report.addedPaths, report.changedPaths, report.deletedPaths) = (result.addedPaths, result.changedPaths, result.deletedPaths)
+            report.hooks = result.hooks
             return true
         case .plan(let plan):
             report.plan = plan

@@ -1,7 +1,7 @@
 import RollSystem
 import RollTree
 
-/// Version 8 of the push protocol. Neither side waits for the other per file: the agent
+/// Version 9 of the push protocol. Neither side waits for the other per file: the agent
 /// answers each manifest chunk as it arrives, and the client sends file contents as soon
 /// as they are asked for, while it still sends the manifest.
 ///
@@ -26,7 +26,7 @@ import RollTree
 ///                                             the client then sends that file whole)
 ///                                      ◄──    ready         (prepared, build hook done)
 /// go(switch | abort)                   ──►
-///                                      ◄──    result
+///                                      ◄──    result        (what changed, the hooks that ran)
 /// ```
 /// No agent switches `current` without the client's `go`: a client interrupted before it
 /// (Ctrl-C) sends `go(abort)`, which also stops a build hook that still runs; a client that
@@ -41,7 +41,7 @@ import RollTree
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 8
+    public static let version: UInt16 = 9
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -276,15 +276,19 @@ public struct Begin: Message, Sendable {
     public var heldBases: [UInt64]
     /// What the deploy is for, in the pusher's words (`roll push -m`), for the records.
     public var message: String
+    /// Name the paths added, changed and deleted in the ``PushResult`` (`roll push -v`);
+    /// the counts come always.
+    public var listPaths: Bool
 
     public static let maxHeldBases = 65_536
     public static let maxMessage = 1000
 
     public init(keep: UInt32, actor: String, entryCount: UInt64, shared: [String] = [], sharedCreate: [String] = [],
                 dryRun: Bool = false, sync: Bool = true, revision: String = "", group: String = "", twoPhase: Bool = false,
-                heldBases: [UInt64] = [], message: String = "") {
+                heldBases: [UInt64] = [], message: String = "", listPaths: Bool = false) {
         self.heldBases = Array(Set(heldBases).sorted().prefix(Begin.maxHeldBases))
         self.message = message
+        self.listPaths = listPaths
         self.revision = revision
         self.group = group
         self.twoPhase = twoPhase
@@ -313,6 +317,7 @@ public struct Begin: Message, Sendable {
         w.varint(UInt64(heldBases.count))
         for h in heldBases { w.u64(h) }
         w.string(message)
+        w.u8(listPaths ? 1 : 0)
     }
 
     public init(from r: inout ByteReader) throws {
@@ -331,6 +336,7 @@ public struct Begin: Message, Sendable {
         heldBases = try (0..<r.count("held bases", limit: Begin.maxHeldBases)).map { _ in try r.u64() }
         guard zip(heldBases, heldBases.dropFirst()).allSatisfy({ $0 < $1 }) else { throw DecodeError("held bases out of order") }
         message = try r.string("message", limit: Begin.maxMessage)
+        listPaths = try r.u8("list paths") != 0
     }
 
     /// Whether the client said it holds a basis of `digest`.
@@ -382,10 +388,17 @@ public struct Plan: Message, Sendable {
 
     public func encode(into w: inout ByteWriter) {
         for v in [newFiles, newBytes, deltaFiles, deltaBytes, reused, addedCount, changedCount, deletedCount] { w.varint(v) }
-        for list in [added, changed, deleted, sharedToCreate] {
-            w.varint(UInt64(list.count))
-            for p in list { w.string(p) }
-        }
+        for list in [added, changed, deleted, sharedToCreate] { Plan.encodePaths(list, into: &w) }
+    }
+
+    static func encodePaths(_ list: [String], into w: inout ByteWriter) {
+        w.varint(UInt64(list.count))
+        for p in list { w.string(p) }
+    }
+
+    static func decodePaths(_ r: inout ByteReader) throws -> [String] {
+        let n = try r.count("paths", limit: Plan.listLimit + 1000)
+        return try (0..<n).map { _ in try r.string("path", limit: RelativePath.maxLength * 4) }
     }
 
     public init(from r: inout ByteReader) throws {
@@ -393,12 +406,8 @@ public struct Plan: Message, Sendable {
         for _ in 0..<8 { v.append(try r.varint()) }
         (newFiles, newBytes, deltaFiles, deltaBytes, reused) = (v[0], v[1], v[2], v[3], v[4])
         (addedCount, changedCount, deletedCount) = (v[5], v[6], v[7])
-        var lists = [[String]]()
-        for _ in 0..<4 {
-            let n = try r.count("paths", limit: Plan.listLimit + 1000)
-            lists.append(try (0..<n).map { _ in try r.string("path", limit: RelativePath.maxLength * 4) })
-        }
-        (added, changed, deleted, sharedToCreate) = (lists[0], lists[1], lists[2], lists[3])
+        (added, changed, deleted, sharedToCreate) = (try Plan.decodePaths(&r), try Plan.decodePaths(&r), try Plan.decodePaths(&r),
+                                                     try Plan.decodePaths(&r))
     }
 }
 
@@ -723,10 +732,35 @@ public struct PushResult: Message, Sendable {
     public var pruned: [String]
     /// Files taken from what an interrupted push had already delivered (not sent again).
     public var resumed: UInt64
+    /// Entries the previous release did not have, and entries it had otherwise (content,
+    /// mode, mtime or link target): what a dry run calls added and changed.
+    public var added: UInt64
+    public var changed: UInt64
+    /// The paths behind `added`, `changed` and `deleted` when ``Begin/listPaths`` asked
+    /// for them, cut as a ``Plan``'s lists are (the counts stay complete).
+    public var addedPaths: [String]
+    public var changedPaths: [String]
+    public var deletedPaths: [String]
+    /// The hooks and checks that ran, in order, and how long each took.
+    public var hooks: [HookRun]
+
+    public struct HookRun: Sendable, Equatable {
+        /// `build`, `restart`, `verify` or `health`.
+        public var stage: String
+        public var milliseconds: UInt64
+
+        public init(stage: String, milliseconds: UInt64) {
+            self.stage = stage
+            self.milliseconds = milliseconds
+        }
+    }
+
+    public static let maxHooks = 16
 
     public init(release: String, previous: String, linked: UInt64, copied: UInt64, received: UInt64,
                 bytesWritten: UInt64, deltas: UInt64 = 0, retried: UInt64 = 0, deleted: UInt64 = 0, pruned: [String],
-                resumed: UInt64 = 0) {
+                resumed: UInt64 = 0, added: UInt64 = 0, changed: UInt64 = 0, addedPaths: [String] = [], changedPaths: [String] = [],
+                deletedPaths: [String] = [], hooks: [HookRun] = []) {
         self.resumed = resumed
         self.release = release
         self.previous = previous
@@ -738,6 +772,12 @@ public struct PushResult: Message, Sendable {
         self.retried = retried
         self.deleted = deleted
         self.pruned = pruned
+        self.added = added
+        self.changed = changed
+        self.addedPaths = addedPaths
+        self.changedPaths = changedPaths
+        self.deletedPaths = deletedPaths
+        self.hooks = Array(hooks.prefix(PushResult.maxHooks))
     }
 
     public func encode(into w: inout ByteWriter) {
@@ -753,6 +793,14 @@ public struct PushResult: Message, Sendable {
         w.varint(UInt64(pruned.count))
         for p in pruned { w.string(p) }
         w.varint(resumed)
+        w.varint(added)
+        w.varint(changed)
+        for list in [addedPaths, changedPaths, deletedPaths] { Plan.encodePaths(list, into: &w) }
+        w.varint(UInt64(hooks.count))
+        for h in hooks {
+            w.string(h.stage)
+            w.varint(h.milliseconds)
+        }
     }
 
     public init(from r: inout ByteReader) throws {
@@ -768,6 +816,14 @@ public struct PushResult: Message, Sendable {
         let n = try r.count("pruned", limit: 10_000)
         pruned = try (0..<n).map { _ in try r.string("pruned release", limit: 128) }
         resumed = try r.varint()
+        added = try r.varint("added")
+        changed = try r.varint("changed")
+        addedPaths = try Plan.decodePaths(&r)
+        changedPaths = try Plan.decodePaths(&r)
+        deletedPaths = try Plan.decodePaths(&r)
+        hooks = try (0..<r.count("hooks", limit: PushResult.maxHooks)).map { _ in
+            HookRun(stage: try r.string("hook stage", limit: 32), milliseconds: try r.varint("hook time"))
+        }
     }
 }
 

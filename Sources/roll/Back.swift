@@ -67,7 +67,7 @@ extension Roll {
                     return try backTogether(targets, settings: settings, release: release)
                 }
                 let flags = hookFlags + (json ? ["--json"] : [])
-                guard let here = try localRoot(place, settings: settings, json: json, arguments: {
+                guard let here = try localRoot(place, typed: given, settings: settings, json: json, arguments: {
                     ["back"] + flags + [$0] + (release.map { ["--", $0] } ?? [])
                 }) else { return }
                 try switchBack(root: try resolveRoot(here.path, command: "roll back"), release: release, coordinator: nil,

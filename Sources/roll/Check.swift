@@ -27,15 +27,23 @@ extension Roll {
         @Argument(help: rootHelp)
         var root: String?
 
+        @Flag(help: "Print the facts as one JSON object (with `error` and `exit` when a push could not go ahead); the dry run is left out.")
+        var json = false
+
         @OptionGroup(title: "Connection") var connection: ConnectionOptions
 
         func run() throws {
             try guarded {
-                if let here = try localRoot(root, connection, arguments: { ["check", $0] }) {
-                    try checkHere(try resolveRoot(here.path, command: "roll check"))
+                if let here = try localRoot(root, connection, json: json, arguments: { ["check"] + (json ? ["--json"] : []) + [$0] }) {
+                    let facts = try CheckFacts(root: try resolveRoot(here.path, command: "roll check"))
+                    if json { printJSON(facts) } else { facts.print() }
+                    if let error = facts.error {
+                        if json { throw failReported(error, code: Exit.failed) }
+                        throw UserError(error)
+                    }
                 }
                 // From the project folder: what a push of it would do.
-                if root == nil, (try? ProjectConfig.load(source: ".")) != nil {
+                if root == nil, !json, (try? ProjectConfig.load(source: ".")) != nil {
                     print("roll: a push of this folder would do this:")
                     var request = PushRequest(source: ".")
                     request.dryRun = true
@@ -44,52 +52,96 @@ extension Roll {
                 }
             }
         }
+    }
+}
 
-        private func checkHere(_ root: String) throws {
-            var problems = [String]()
-            let me = whoAmI()
-            let switched = try becomeAppUser(root: root, user: nil)
-            print("roll: \(root) on \(hostName())")
-            print("  roll \(rollVersion), protocol \(RollWire.Protocol.version), started as \(me)"
-                  + (switched.map { ", works as \($0) (the owner of the root)" } ?? ""))
-            var st = stat()
-            if stat(root, &st) != 0 {
-                print("  root: does not exist yet; the first push creates it")
-            } else {
-                let owner = Accounts.user(uid: st.st_uid)?.name ?? "uid \(st.st_uid)"
-                let writable = access(root, W_OK | X_OK) == 0
-                print("  root: owned by \(owner), " + (writable ? "writable" : "NOT writable by \(whoAmI())"))
-                if !writable { problems.append("\(root) is not writable by \(whoAmI())") }
-                print("  hooks run as: " + (st.st_uid == 0 && geteuid() == 0 ? "refused unless --allow-root-hooks (the root belongs to root)" : whoAmI()))
-            }
-            var fs = statvfs()
-            var probe = root
-            while statvfs(probe, &fs) != 0, let slash = probe.lastIndex(of: "/"), slash != probe.startIndex { probe = String(probe[..<slash]) }
-            let free = UInt64(fs.f_bavail) * UInt64(fs.f_frsize), size = UInt64(fs.f_blocks) * UInt64(fs.f_frsize)
-            print("  disk: \(formatBytes(free)) free of \(formatBytes(size))")
-            if free < 64 << 20 { problems.append("only \(formatBytes(free)) free on the disk of \(root)") }
-            if let store = try? Store(path: root, create: false) {
-                let all = try store.list()
-                let good = all.filter { $0.record.state == .published && $0.onDisk }.count
-                print("  releases: \(all.count) kept (\(good) good), active \(try store.currentRelease()?.description ?? "none")")
-                do {
-                    let lock = try store.lock(holder: "roll check by \(whoAmI())")
-                    withExtendedLifetime(lock) {}
-                    print("  lock: free")
-                } catch let e as StoreError where e.code == .locked {
-                    print("  lock: \(escapeControls(e.message))")
-                    problems.append("a deploy is running there")
-                }
-            } else if stat(root, &st) == 0 {
-                print("  releases: none yet")
-            }
-            let api = try APIConfig.load()
-            print("  platform API: " + (api.map { "reports to \($0.url)" } ?? "not configured (deploys are recorded in .roll/audit.jsonl only)"))
-            guard problems.isEmpty else {
-                throw UserError("not ready: " + problems.joined(separator: "; "))
-            }
-            print("  ready for a push")
+/// What `roll check` finds on the machine of a root (as the user a push works as there).
+struct CheckFacts: Encodable {
+    var root, host, version: String
+    var `protocol`: Int
+    var startedAs: String, worksAs: String?
+    var exists: Bool
+    var owner: String?, writable: Bool?, hooksRunAs: String?
+    var diskFree: UInt64, diskSize: UInt64
+    var releases: Int?, goodReleases: Int?, active: String?
+    /// "free", or who holds it.
+    var lock: String?
+    var api: String?
+    var ready: Bool
+    var problems: [String] = []
+    var error: String?
+    var exit: Int32?
+
+    enum CodingKeys: String, CodingKey {
+        case root, host, version, `protocol`, exists, owner, writable, releases, active, lock, api, ready, problems, error, exit
+        case startedAs = "started_as", worksAs = "works_as", hooksRunAs = "hooks_run_as", diskFree = "disk_free", diskSize = "disk_size"
+        case goodReleases = "good_releases"
+    }
+
+    init(root: String) throws {
+        self.root = root
+        host = hostName()
+        version = rollVersion
+        `protocol` = Int(RollWire.Protocol.version)
+        startedAs = whoAmI()
+        worksAs = try becomeAppUser(root: root, user: nil)
+        var st = stat()
+        exists = stat(root, &st) == 0
+        if exists {
+            owner = Accounts.user(uid: st.st_uid)?.name ?? "uid \(st.st_uid)"
+            writable = access(root, W_OK | X_OK) == 0
+            if writable == false { problems.append("\(root) is not writable by \(whoAmI())") }
+            hooksRunAs = st.st_uid == 0 && geteuid() == 0 ? "refused unless --allow-root-hooks (the root belongs to root)" : whoAmI()
         }
+        var fs = statvfs()
+        var probe = root
+        while statvfs(probe, &fs) != 0, let slash = probe.lastIndex(of: "/"), slash != probe.startIndex { probe = String(probe[..<slash]) }
+        (diskFree, diskSize) = (UInt64(fs.f_bavail) * UInt64(fs.f_frsize), UInt64(fs.f_blocks) * UInt64(fs.f_frsize))
+        if diskFree < 64 << 20 { problems.append("only \(formatBytes(diskFree)) free on the disk of \(root)") }
+        if let store = try? Store(path: root, create: false) {
+            let all = try store.list()
+            releases = all.count
+            goodReleases = all.filter { $0.record.state == .published && $0.onDisk }.count
+            active = try store.currentRelease()?.description
+            do {
+                let lock = try store.lock(holder: "roll check by \(whoAmI())")
+                withExtendedLifetime(lock) {}
+                self.lock = "free"
+            } catch let e as StoreError where e.code == .locked {
+                self.lock = e.message
+                problems.append("a deploy is running there")
+            }
+        } else if exists {
+            releases = 0
+        }
+        api = try APIConfig.load()?.url
+        ready = problems.isEmpty
+        if !ready {
+            error = "not ready: " + problems.joined(separator: "; ")
+            exit = Exit.failed
+        }
+    }
+
+    func print() {
+        Swift.print("roll: \(root) on \(host)")
+        Swift.print("  roll \(version), protocol \(`protocol`), started as \(startedAs)"
+                    + (worksAs.map { ", works as \($0) (the owner of the root)" } ?? ""))
+        if let owner, let writable {
+            Swift.print("  root: owned by \(owner), " + (writable ? "writable" : "NOT writable by \(whoAmI())"))
+            Swift.print("  hooks run as: \(hooksRunAs ?? "")")
+        } else {
+            Swift.print("  root: does not exist yet; the first push creates it")
+        }
+        Swift.print("  disk: \(formatBytes(diskFree)) free of \(formatBytes(diskSize))")
+        if let releases, let goodReleases {
+            Swift.print("  releases: \(releases) kept (\(goodReleases) good), active \(active ?? "none")")
+        } else if releases == 0 {
+            Swift.print("  releases: none yet")
+        }
+        // The holder's words come from the lock file.
+        if let lock { Swift.print("  lock: \(escapeControls(lock))") }
+        Swift.print("  platform API: " + (api.map { "reports to \($0)" } ?? "not configured (deploys are recorded in .roll/audit.jsonl only)"))
+        if ready { Swift.print("  ready for a push") }
     }
 }
 

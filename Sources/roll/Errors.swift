@@ -22,14 +22,38 @@ func report(_ error: Error) -> ExitCode {
     if let e = error as? ExitCode { return e }
     let message = (error as? HintedError)?.message ?? "\(error)"
     // Messages carry words of peers and records (an agent's error, a lock holder, a path).
-    printError("roll: \(colored("error:", red: true)) \(escapeControls(message))")
-    let hint = (error as? HintedError)?.hint
+    printError("roll: \(styled("error:", .error, fd: 2)) \(escapeControls(message))")
+    let hint = (error as? HintedError)?.hint.map(TypedRoot.rewrite)
     if let hint { printError("  hint: \(escapeControls(hint))") }
     let code = exitCode(of: error)
     // A script that asked for JSON reads the failure from stdout too.
     if CommandLine.arguments.contains(where: { $0 == "--json" || $0 == "--jsonl" }) {
         printJSON(JSONError(error: message, hint: hint, exit: code))
     }
+    return ExitCode(code)
+}
+
+/// How the person at the client named the root, when this roll runs a command on a server
+/// for a client's (`roll releases app@host:/srv/app` runs `roll --root-as /srv/app
+/// app@host:/srv/app releases /srv/app` there): hints name what to type on the client.
+struct TypedRoot {
+    static let word = "--root-as"
+    nonisolated(unsafe) static var current: TypedRoot?
+    /// The root's path on this machine, and the words typed for it (empty: the target of
+    /// the project's roll.toml).
+    var path, typed: String
+
+    /// `text` with the root path as the client typed it.
+    static func rewrite(_ text: String) -> String {
+        guard let t = current, !t.path.isEmpty else { return text }
+        return text.replacing(" " + t.path, with: t.typed.isEmpty ? "" : " " + t.typed)
+    }
+}
+
+/// Fails a command whose JSON output already says how (`error` and `exit` in its object):
+/// the message still goes to stderr.
+func failReported(_ message: String, code: Int32) -> ExitCode {
+    printError("roll: \(styled("error:", .error, fd: 2)) \(escapeControls(message))")
     return ExitCode(code)
 }
 
@@ -40,10 +64,16 @@ struct JSONError: Encodable {
     var exit: Int32
 }
 
-/// `text` in bold red (or bold) on a terminal, unless NO_COLOR is set (no-color.org).
-func colored(_ text: String, red: Bool) -> String {
-    guard isTerminal(2), environment("NO_COLOR").map({ $0.isEmpty }) ?? true, environment("TERM") != "dumb" else { return text }
-    return (red ? "\u{1B}[1;31m" : "\u{1B}[1m") + text + "\u{1B}[0m"
+/// How a word is set off on a terminal.
+enum Style: String {
+    case error = "1;31", strong = "1", added = "32", changed = "33", deleted = "31"
+}
+
+/// `text` in `style` when `fd` is a terminal, unless NO_COLOR is set (no-color.org) or
+/// TERM is dumb: pipes, files and CI logs get plain text.
+func styled(_ text: String, _ style: Style, fd: Int32 = 1) -> String {
+    guard isTerminal(fd), environment("NO_COLOR").map({ $0.isEmpty }) ?? true, environment("TERM") != "dumb" else { return text }
+    return "\u{1B}[\(style.rawValue)m" + text + "\u{1B}[0m"
 }
 
 func printError(_ text: String) {

@@ -28,13 +28,16 @@ extension Roll {
         @Option(name: [.customShort("n"), .long], help: "Show the last N lines (0: the whole log, up to 16 MiB).")
         var lines = 200
 
+        @Flag(help: "Print {release, log, lines} as one JSON object.")
+        var json = false
+
         @OptionGroup(title: "Connection") var connection: ConnectionOptions
 
         func run() throws {
             try guarded {
                 let (given, release) = rootAndRelease(root, id)
-                guard let here = try localRoot(given, connection, arguments: {
-                    ["logs", "--lines", String(lines), $0] + (release.map { ["--", $0] } ?? [])
+                guard let here = try localRoot(given, connection, json: json, arguments: {
+                    ["logs", "--lines", String(lines)] + (json ? ["--json"] : []) + [$0] + (release.map { ["--", $0] } ?? [])
                 }) else { return }
                 let root = try resolveRootAsOwner(here.path, command: "roll logs")
                 let store = try Store(path: root, create: false)
@@ -47,7 +50,9 @@ extension Roll {
                     }
                     id = newest
                 }
+                let path = "\(root)/.roll/logs/\(id).log"
                 guard let log = try store.hookLog(of: id, limit: 16 << 20), !log.text.isEmpty else {
+                    if json { return printJSON(HookLogLines(release: id.description, log: path, lines: [])) }
                     print("roll: no hook printed anything for \(id) in \(root)")
                     return
                 }
@@ -56,7 +61,10 @@ extension Roll {
                 // A log cut at 16 MiB starts mid-line.
                 if log.cut { text.removeFirst() }
                 if lines > 0 && text.count > lines { text.removeFirst(text.count - lines) }
-                print("roll: \(root)/.roll/logs/\(id).log" + (lines > 0 ? " (last \(text.count) lines)" : ""))
+                if json {
+                    return printJSON(HookLogLines(release: id.description, log: path, lines: text.map { String(decoding: $0, as: UTF8.self) }))
+                }
+                print("roll: \(path)" + (lines > 0 ? " (last \(text.count) lines)" : ""))
                 for line in text { print(escapeControls(String(decoding: line, as: UTF8.self))) }
             }
         }
@@ -119,4 +127,10 @@ extension Roll {
 struct DiffSummary: Encodable {
     var from, to: String
     var added, changed, removed: [String]
+}
+
+/// `roll logs --json`.
+struct HookLogLines: Encodable {
+    var release, log: String
+    var lines: [String]
 }

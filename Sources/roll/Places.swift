@@ -74,11 +74,11 @@ struct LocalRoot {
 func localRoot(_ root: String?, _ connection: ConnectionOptions, json: Bool = false,
                arguments: (String) -> [String]) throws -> LocalRoot? {
     var settings = connection.settings
-    return try localRoot(try commandPlace(root, settings: &settings), settings: settings, json: json, arguments: arguments)
+    return try localRoot(try commandPlace(root, settings: &settings), typed: root, settings: settings, json: json, arguments: arguments)
 }
 
-/// The same for a place already resolved (``commandPlace(_:settings:)``).
-func localRoot(_ place: CommandPlace, settings: ConnectionSettings, json: Bool = false,
+/// The same for a place already resolved (``commandPlace(_:settings:)``) from `typed`.
+func localRoot(_ place: CommandPlace, typed: String?, settings: ConnectionSettings, json: Bool = false,
                arguments: (String) -> [String]) throws -> LocalRoot? {
     guard case .remote(let targets) = place else {
         if case .local(let root) = place { return LocalRoot(path: root) }
@@ -96,7 +96,9 @@ func localRoot(_ place: CommandPlace, settings: ConnectionSettings, json: Bool =
         }
         do {
             let remote = try RemoteRoll(target: target, settings: settings, interaction: interaction)
-            let code = try remote.run(arguments(target.root), quiet: json) { bytes in
+            // Its hints name the root as typed here (``TypedRoot``).
+            let words = [TypedRoot.word, target.root, typed ?? ""] + arguments(target.root)
+            let code = try remote.run(words, quiet: json) { bytes in
                 // A server's words reach a terminal without its control sequences.
                 writeStdout(terminal ? withoutControls(bytes) : bytes)
             }

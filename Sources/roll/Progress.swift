@@ -21,6 +21,8 @@ final class Progress: PushObserver, @unchecked Sendable {
     private var lastDraw = 0.0
     private var started = 0.0
     private var shown = false
+    /// Whether the line saying that everything was sent has been drawn.
+    private var finished = false
     /// (time, bytes sent) at recent redraws: the rate is taken over the last ``rateWindow``
     /// seconds. Since the start it would be wrong for long: the first seconds only fill the
     /// buffers on the way (pipe, SSH window, socket), far faster than the link drains them,
@@ -67,14 +69,20 @@ final class Progress: PushObserver, @unchecked Sendable {
             sent += bytes
             let now = monotonicClock()
             let interval = mode == .terminal ? 0.1 : 5.0
+            let files = planned.values.reduce(0) { $0 + $1.files }
+            let total = planned.values.reduce(0) { $0 + $1.bytes }
+            if complete.count == containers && sent >= total && total > 0 {
+                // What is left is the agent's: the last checks, the build hook and the switch.
+                guard mode == .terminal, !finished else { return }
+                finished = true
+                return draw("sent \(files) files (\(formatBytes(total))); the agent checks, builds and switches")
+            }
             guard mode != .off, now - lastDraw > interval else { return }
             lastDraw = now
             samples.append((now, sent))
             while samples.count > 2 && now - samples[1].time >= Progress.rateWindow { samples.removeFirst() }
             let base = now - samples[0].time >= 1 ? samples[0] : (time: started, sent: UInt64(0))
             let rate = Double(sent - base.sent) / max(now - base.time, 0.001)
-            let files = planned.values.reduce(0) { $0 + $1.files }
-            let total = planned.values.reduce(0) { $0 + $1.bytes }
             let line: String
             if complete.count == containers {
                 let eta = rate > 0 ? Double(total - min(sent, total)) / rate : 0

@@ -32,8 +32,15 @@ struct OutputOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Print only errors.")
     var quiet = false
 
+    @Flag(name: .shortAndLong, help: "Also name every path added (+), changed (~) and deleted (-), as the dry run does (in the JSON too).")
+    var verbose = false
+
     @Flag(help: "Print the summary as JSON.")
     var json = false
+
+    func validate() throws {
+        if quiet && verbose { throw ValidationError("--quiet and --verbose contradict each other: choose one") }
+    }
 }
 
 extension Roll {
@@ -157,6 +164,7 @@ func pushAndReport(_ request: PushRequest, release: ReleaseOptions, output: Outp
     request.allowRootHooks = release.allowRootHooks
     request.message = release.message
     request.quiet = output.quiet
+    request.listPaths = output.verbose
     request.announceInstall = !(output.quiet || output.json)
     request.recordKind = recordKind
     let started = monotonicClock()
@@ -176,9 +184,9 @@ func pushAndReport(_ request: PushRequest, release: ReleaseOptions, output: Outp
         if let plan = push.report.plan {
             printPlan(plan, json: output.json, target: push.target)
         } else if output.json {
-            printJSON(PushSummary(push, seconds: seconds))
+            printJSON(PushSummary(push, seconds: seconds, paths: output.verbose))
         } else if !output.quiet {
-            printSummary(push, seconds: seconds)
+            printSummary(push, seconds: seconds, paths: output.verbose)
         }
     case .fleet(let fleet):
         try reportFleet(fleet, seconds: monotonicClock() - started, output: output)

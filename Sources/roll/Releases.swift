@@ -46,14 +46,16 @@ extension Roll {
                     return
                 }
                 if all.isEmpty {
-                    print("no releases in \(root) yet (roll push SRC \(root) makes one)")
+                    print("no releases in \(root) yet (" + TypedRoot.rewrite("roll push SRC \(root)") + " makes one)")
                     return
                 }
                 print(pad("ID", 25) + pad("STATE", 13) + pad("CREATED", 25) + pad("FILES", 8) + pad("SIZE", 11) + "NEW")
                 for s in all {
                     let r = s.record
                     let created = r.created > 0 ? formatUTC(r.created) : "-"
-                    var line = pad(r.id.description, 25) + pad(state(s), 13) + pad(created, 25)
+                    let label = state(s)
+                    let style: Style? = label == "active" ? .added : r.state == .failed ? .deleted : label == "rolled back" ? .changed : nil
+                    var line = pad(r.id.description, 25) + (style.map { styled(pad(label, 13), $0) } ?? pad(label, 13)) + pad(created, 25)
                     if r.state == .failed {
                         line += "failed: " + escapeControls(r.reason)
                     } else {

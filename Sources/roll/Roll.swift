@@ -90,7 +90,11 @@ struct Roll: ParsableCommand {
     static func main() {
         closeInheritedDescriptors(from: 3)
         wipeSecretsFromEnvironmentBlock()
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.count >= 3, arguments[0] == TypedRoot.word {
+            TypedRoot.current = TypedRoot(path: arguments[1], typed: arguments[2])
+            arguments.removeFirst(3)
+        }
         if let word = arguments.first, !word.hasPrefix("-"), !commandNames.contains(word) {
             printError("roll: error: unknown command '\(escapeControls(word))'"
                        + (closestMatch(word, among: commandNames).map { "; did you mean '\($0)'?" } ?? ""))

@@ -28,6 +28,9 @@ extension Roll {
         @Flag(help: "Check every release kept on disk.")
         var all = false
 
+        @Flag(help: "Print the outcome as one JSON object: each release checked with its differences (and `error` and `exit` when one differs).")
+        var json = false
+
         @OptionGroup(title: "Connection") var connection: ConnectionOptions
 
         func validate() throws {
@@ -37,8 +40,8 @@ extension Roll {
         func run() throws {
             try guarded {
                 let (given, release) = rootAndRelease(self.root, self.id)
-                guard let here = try localRoot(given, connection, arguments: {
-                    ["verify"] + (all ? ["--all"] : []) + [$0] + (release.map { ["--", $0] } ?? [])
+                guard let here = try localRoot(given, connection, json: json, arguments: {
+                    ["verify"] + (all ? ["--all"] : []) + (json ? ["--json"] : []) + [$0] + (release.map { ["--", $0] } ?? [])
                 }) else { return }
                 let (root, id) = try resolveRootAsOwner(here.path, release: release, command: "roll verify")
                 let store = try Store(path: root, create: false)
@@ -53,26 +56,48 @@ extension Roll {
                     }
                     ids = [active]
                 }
-                var damaged = 0
+                var outcome = VerifyOutcome(root: root)
                 for id in ids {
                     let terminal = isTerminal(2)
                     let problems = try store.verify(id) { n in
                         if terminal { writeStderr("\r\u{1B}[Kverifying \(id): \(n) entries") }
                     }
                     if terminal { writeStderr("\r\u{1B}[K") }
+                    outcome.releases.append(.init(id: id.description, intact: problems.isEmpty, differences: problems))
+                    if json { continue }
                     if problems.isEmpty {
                         print("\(id): intact")
                         continue
                     }
-                    damaged += 1
                     print("\(id): \(problems.count) difference(s)")
                     for p in problems.prefix(50) { print("  " + escapeControls(p)) }
                     if problems.count > 50 { print("  … and \(problems.count - 50) more") }
                 }
+                let damaged = outcome.releases.count { !$0.intact }
                 if damaged > 0 {
-                    throw UserError("\(damaged) of \(ids.count) release(s) in \(root) differ from their manifests")
+                    outcome.error = "\(damaged) of \(ids.count) release(s) in \(root) differ from their manifests"
+                    outcome.exit = Exit.failed
+                }
+                if json { printJSON(outcome) }
+                if let error = outcome.error {
+                    if json { throw failReported(error, code: Exit.failed) }
+                    throw UserError(error)
                 }
             }
         }
     }
+}
+
+/// `roll verify --json`.
+struct VerifyOutcome: Encodable {
+    struct Release: Encodable {
+        var id: String
+        var intact: Bool
+        var differences: [String]
+    }
+
+    var root: String
+    var releases: [Release] = []
+    var error: String?
+    var exit: Int32?
 }

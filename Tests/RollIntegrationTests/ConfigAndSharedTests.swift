@@ -94,6 +94,40 @@ import Glibc
         #expect(jsonField(r, "deleted") == "1", "\(r)")
         #expect(readLinkText(root + "/current") == before)
         #expect(roll("releases", root, "--json").stdout.split(separator: "\"id\"").count == 2)
+        // The push says what the dry run said: the same counts, and with -v the same paths.
+        let plan = roll("push", "--dry-run", src, root).stdout
+        r = roll("push", "-v", src, root)
+        #expect(r.status == 0, "\(r)")
+        for line in ["  + new.txt", "  ~ edit.txt", "  - gone.txt", "  1 added, 1 changed, 1 deleted"] {
+            #expect(plan.contains(line) && r.stdout.contains(line), "\(line)\n\(plan)\n\(r)")
+        }
+        #expect(!r.stdout.contains("keep.txt"), "\(r)")
+    }
+
+    /// `push --json` names the target and root, what was added, changed and deleted (the
+    /// paths with -v only), and the hooks that ran; a metadata-only change counts as changed.
+    @Test func pushJSONSaysWhatChangedAndWhichHooksRan() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        writeFile(src + "/a.txt", "a\n")
+        writeFile(src + "/b.txt", "b\n")
+        writeFile(src + "/roll.toml", "[hooks]\nbuild = \"true\"\nrestart = \"true\"\n")
+        var r = roll("push", "--json", "--allow-root-hooks", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(jsonField(r, "added") == "3" && jsonField(r, "changed") == "0" && jsonField(r, "deleted") == "0", "\(r)")
+        let quoted = "\"" + root.replacing("/", with: "\\/") + "\""
+        #expect(jsonField(r, "target") == quoted && jsonField(r, "root") == quoted, "\(r)")
+        #expect(r.stdout.contains("\"stage\":\"build\"") && r.stdout.contains("\"stage\":\"restart\""), "\(r)")
+        #expect(jsonField(r, "health") == "\"not configured\"", "\(r)")
+        #expect(jsonField(r, "added_paths") == nil, "paths only with -v: \(r)")
+        #expect(run("/usr/bin/touch", ["-d", "2001-01-01", src + "/a.txt"]).status == 0)
+        unlink(src + "/b.txt")
+        writeFile(src + "/c.txt", "c\n")
+        r = roll("push", "--json", "-v", "--allow-root-hooks", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(jsonField(r, "added") == "1" && jsonField(r, "changed") == "1" && jsonField(r, "deleted") == "1", "\(r)")
+        #expect(r.stdout.contains("\"added_paths\":[\"c.txt\"]") && r.stdout.contains("\"changed_paths\":[\"a.txt\"]")
+                && r.stdout.contains("\"deleted_paths\":[\"b.txt\"]"), "\(r)")
     }
 
     /// A dry run against a root that does not exist plans the whole tree and creates

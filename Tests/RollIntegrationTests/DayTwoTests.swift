@@ -100,6 +100,36 @@ import Glibc
         #expect(r.status != 0 && r.stdout.contains("\"error\":"), "\(r)")
     }
 
+    /// `verify`, `check` and `logs` speak JSON too: one object, with `error` and `exit` in
+    /// it when the command fails (and the message on stderr).
+    @Test func verifyCheckAndLogsSpeakJSON() throws {
+        let t = TempDir()
+        let (_, root) = Self.twoReleases(t)
+        var r = run(rollBinary(), ["verify", "--json", root])
+        #expect(r.status == 0 && r.stdout.contains(#""intact":true"#) && !r.stdout.contains("\"error\""), "\(r)")
+        r = run(rollBinary(), ["check", "--json", root])
+        #expect(r.status == 0 && r.stdout.contains(#""ready":true"#) && r.stdout.contains(#""releases":2"#)
+                && r.stdout.contains(#""lock":"free""#) && r.stdout.split(separator: "\n").count == 1, "\(r)")
+        r = run(rollBinary(), ["logs", "--json", root, "1"])
+        #expect(r.status == 0 && r.stdout.hasPrefix("{") && r.stdout.contains(#""release":"000001-"#)
+                && r.stdout.contains("build: building 000001-"), "\(r)")
+
+        writeFile(root + "/current/b.txt", "tampered\n")
+        r = run(rollBinary(), ["verify", "--json", root])
+        #expect(r.status == 1 && r.stdout.contains(#""intact":false"#) && r.stdout.contains(#""exit":1"#)
+                && r.stdout.contains("b.txt: ") && r.stdout.split(separator: "\n").count == 1 && r.stderr.contains("error:"), "\(r)")
+        // A deploy that holds the lock makes the target not ready.
+        let holder = try #require(spawnBackground(["/usr/bin/flock", root + "/.roll/lock", "/bin/sleep", "30"], logTo: t.path + "/flock.log"))
+        defer { kill(holder, SIGKILL); waitpid(holder, nil, 0) }
+        var locked = false
+        for _ in 0..<50 where !locked {
+            r = run(rollBinary(), ["check", "--json", root])
+            locked = r.stdout.contains(#""ready":false"#)
+            if !locked { usleep(100_000) }
+        }
+        #expect(r.status == 1 && locked && r.stdout.contains(#""exit":1"#) && r.stdout.contains("a deploy is running there"), "\(r)")
+    }
+
     @Test func completionsAndTheManualComeFromTheBinary() throws {
         var r = run(rollBinary(), ["completions", "bash"])
         #expect(r.status == 0 && r.stdout.contains("-F _roll roll"), "\(r)")

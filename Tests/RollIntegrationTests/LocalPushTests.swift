@@ -66,7 +66,7 @@ import Glibc
         let a = try #require(lstatOf(first + "/static/logo.bin"))
         let b = try #require(lstatOf(second + "/static/logo-renamed.bin"))
         #expect(a.st_ino == b.st_ino)
-        #expect(r.stdout.contains(" new ("))
+        #expect(r.stdout.contains(" whole ("), "\(r)")
         #expect(!r.stdout.contains("(195 KiB)"), "the renamed file must not be sent: \(r.stdout)")
     }
 
@@ -115,7 +115,7 @@ import Glibc
         let forced = roll("push", "--force", src, root)
         #expect(forced.status == 0)
         #expect(releaseIDs(root).count == 2)
-        #expect(forced.stdout.contains("0 new"), "\(forced)")
+        #expect(forced.stdout.contains("0 added, 0 changed, 0 deleted") && forced.stdout.contains("sent 0 files whole"), "\(forced)")
     }
 
     /// Three releases of a one-file tree (version.txt says v1, v2, v3); their ids newest first.

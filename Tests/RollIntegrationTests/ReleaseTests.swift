@@ -96,7 +96,7 @@ func sampleSite(_ dir: String, version: String = "v1") {
         r = Self.shell("tar -C \(src) -czf - . | \(ssh) \(server.agentPath) release --from - \(root)")
         #expect(r.status == 0, "\(r)")
         #expect(readText(root + "/current/index.html") == "<h1>v2</h1>\n")
-        #expect(r.stdout.contains("1 new") && r.stdout.contains("reused"), "\(r)")
+        #expect(r.stdout.contains("sent 1 file whole") && r.stdout.contains("reused"), "\(r)")
         // The unpacked copy is gone.
         let incoming = (try? contentOf(root + "/incoming")) ?? []
         #expect(incoming.isEmpty, "\(incoming)")

@@ -88,6 +88,10 @@ import Glibc
         // The server's errors and exit codes come back as they are; JSON stays on stdout.
         r = p.roll(["back", "9"])
         #expect(r.status == 64 && r.stderr.contains("no release number 9"), "\(r)")
+        // Its hints name the root as it was typed here: nothing (roll.toml's target), or the target.
+        #expect(r.stderr.contains("hint: `roll releases` lists them"), "\(r)")
+        r = p.roll(["back", server.target(root), "9"])
+        #expect(r.stderr.contains("hint: `roll releases \(server.target(root))` lists them"), "\(r)")
         r = p.roll(["releases", "--json", server.target(root + "-missing")])
         #expect(r.status == 65 && r.stdout.contains("\"exit\":65") && r.stdout.contains("does not exist"), "\(r)")
     }

@@ -53,6 +53,27 @@ final class MemoryStream: ByteStream {
         #expect(throws: DecodeError.self) { try Begin(payload: disorder.encoded()) }
     }
 
+    /// `result` carries what a push added, changed and deleted, the paths when asked, and
+    /// the hooks that ran; a hostile count of hooks is refused before anything is built.
+    @Test func resultRoundTripsWithinItsBounds() throws {
+        let r = PushResult(release: "000002-20260101T000000Z", previous: "000001-20260101T000000Z", linked: 1, copied: 0, received: 2,
+                           bytesWritten: 10, deleted: 1, pruned: [], added: 3, changed: 2, addedPaths: ["a", "b/c"], changedPaths: ["d"],
+                           deletedPaths: ["e"], hooks: [.init(stage: "build", milliseconds: 1200), .init(stage: "health", milliseconds: 30)])
+        let back = try PushResult(payload: r.encoded())
+        #expect(back.added == 3 && back.changed == 2 && back.deleted == 1)
+        #expect(back.addedPaths == ["a", "b/c"] && back.changedPaths == ["d"] && back.deletedPaths == ["e"])
+        #expect(back.hooks == r.hooks)
+        var w = ByteWriter()
+        r.encode(into: &w)
+        // The hook count is the last list: replace the real one with one past the bound.
+        var bytes = w.bytes
+        let hooksAt = bytes.count - (1 + 1 + 5 + 2 + 1 + 6 + 1)
+        #expect(bytes[hooksAt] == 2)
+        bytes[hooksAt] = UInt8(PushResult.maxHooks + 1)
+        #expect(throws: DecodeError.self) { try PushResult(payload: bytes) }
+        #expect(try Begin(payload: Begin(keep: 1, actor: "a", entryCount: 0, listPaths: true).encoded()).listPaths)
+    }
+
     @Test func truncatedFrameIsAnError() throws {
         let out = MemoryStream()
         let w = FrameWriter(out)
