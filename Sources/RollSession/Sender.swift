@@ -189,7 +189,7 @@ public final class Sender {
     }
 
     /// Below this size a signature costs little, and is kept as the fallback.
-    static let heldBasisSize: UInt64 = 64 << 10
+    static let heldBasisSize = UInt64(ObjectCache.packedBelow)
 
     /// The kept manifest of the active release, read once.
     private func loadedBase(_ root: ContentDigest) -> Manifest? {
@@ -518,21 +518,19 @@ public final class Sender {
     /// The cached object to patch file `i` against, when the push compresses, the cache
     /// holds the agent's basis (of `size` bytes, when its signature said) and the two fit
     /// in a patch's window.
-    private func patchBasis(_ i: Int, _ basis: ContentDigest, size: Int?) -> Descriptor? {
+    private func patchBasis(_ i: Int, _ basis: ContentDigest, size: Int?) -> CachedObject? {
         guard options.compress, let objects = options.objects, manifest.entries[i].size <= UInt64(PatchLimits.largestFile),
               let object = size.map({ objects.open(basis, size: $0) }) ?? objects.open(basis),
-              let basisSize = try? object.stat().st_size,
-              PatchLimits.windowLog(basisSize: Int(basisSize), size: Int(manifest.entries[i].size)) != nil else { return nil }
+              PatchLimits.windowLog(basisSize: object.bytes.count, size: Int(manifest.entries[i].size)) != nil else { return nil }
         return object
     }
 
     /// Encodes and sends file `i` as a patch against `object`; with `keep`, also returns its
     /// bytes for the other containers (empty if it grew past 64 MiB). Nil, having sent
     /// nothing, when the object cannot be used: the caller sends a block delta.
-    private func sendPatch(_ i: Int, against object: Descriptor, keep: Bool) throws -> SharedDeltas.Delta? {
+    private func sendPatch(_ i: Int, against object: CachedObject, keep: Bool) throws -> SharedDeltas.Delta? {
         let entry = manifest.entries[i]
-        guard let size = try? object.stat().st_size, let basis = try? MappedFile(fd: object.fd, size: Int(size)),
-              let encoder = try? ZstdPatchEncoder(basis: basis.bytes, size: Int(entry.size), level: peer.patchLevel) else { return nil }
+        guard let encoder = try? ZstdPatchEncoder(basis: object.bytes, size: Int(entry.size), level: peer.patchLevel) else { return nil }
         // The new file whole in memory (at most ``PatchLimits/largestFile``): zstd then
         // reads it in place.
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(entry.size), 1), alignment: 64)

@@ -11,7 +11,9 @@ import Glibc
 /// The cache is never needed for a correct push: an object that is missing, the wrong size
 /// or damaged only costs bytes (the agent checks every file's digest and asks again for a
 /// file whose patch did not rebuild it; the object is then dropped). It is bounded: the
-/// least recently used objects go once it holds more than ``capacity`` bytes.
+/// least recently used objects go once it holds more than ``capacity`` bytes. Objects
+/// below ``packedBelow`` live in packs, a pair of files per push (see ``PackIndex``);
+/// larger ones in a file each (`ab/<digest>`).
 ///
 /// `@unchecked Sendable`: immutable; the file system serialises what threads do to it.
 public final class ObjectCache: @unchecked Sendable {
@@ -21,6 +23,9 @@ public final class ObjectCache: @unchecked Sendable {
     /// patch can still reach across (``PatchLimits``: basis and file within 128 MiB).
     public static let sizes: ClosedRange<UInt64> = (2 << 10)...(64 << 20)
     public static let defaultCapacity: UInt64 = 2 << 30
+    /// Objects smaller than this go into packs. It is also the size from which a client
+    /// names the bases it holds (`Begin.heldBases`), which asks only about object files.
+    public static let packedBelow = 64 << 10
 
     public init(directory: String, capacity: UInt64 = ObjectCache.defaultCapacity) {
         self.directory = directory
@@ -48,31 +53,52 @@ public final class ObjectCache: @unchecked Sendable {
         return directory + "/" + hex.prefix(2) + "/" + hex
     }
 
-    /// The object of `digest` if it holds `size` bytes; it becomes the most recently used.
-    public func open(_ digest: ContentDigest, size: Int) -> Descriptor? {
-        guard let file = try? Descriptor.open(path(digest), flags: O_RDONLY),
-              let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) == size else { return nil }
-        futimens(file.fd, nil)
-        return file
+    private var packFolder: String { directory + "/packs" }
+
+    /// The packs' indexes, newest first.
+    private func packs() -> [PackIndex] {
+        guard let dir = try? Descriptor.openDirectory(Array(packFolder.utf8)), let names = try? dir.entries() else { return [] }
+        let indexes = names.map { String(decoding: $0.name, as: UTF8.self) }.filter { $0.hasSuffix(".index") }.sorted(by: >)
+        return indexes.compactMap { PackIndex(path: packFolder + "/" + $0) }
     }
 
-    /// The object of `digest`, whatever its size; it becomes the most recently used.
-    public func open(_ digest: ContentDigest) -> Descriptor? {
-        guard let file = try? Descriptor.open(path(digest), flags: O_RDONLY),
-              let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        futimens(file.fd, nil)
-        return file
+    /// The object of `digest` if it holds `size` bytes; it (or its pack) becomes the most
+    /// recently used.
+    public func open(_ digest: ContentDigest, size: Int) -> CachedObject? {
+        open(digest).flatMap { $0.bytes.count == size ? $0 : nil }
+    }
+
+    /// The object of `digest`, whatever its size; it (or its pack) becomes the most
+    /// recently used.
+    public func open(_ digest: ContentDigest) -> CachedObject? {
+        if let file = try? Descriptor.open(path(digest), flags: O_RDONLY), let st = try? file.stat(), (st.st_mode & S_IFMT) == S_IFREG {
+            futimens(file.fd, nil)
+            return try? CachedObject(mapping: file.fd, size: Int(st.st_size))
+        }
+        for pack in packs() {
+            guard let at = pack.find(digest), let bytes = pack.read(offset: at.offset, size: at.size) else { continue }
+            utimensat(AT_FDCWD, pack.packPath, nil, 0)
+            return CachedObject(copying: bytes)
+        }
+        return nil
     }
 
     /// Whether an object of `digest` and `size` is here.
     public func contains(_ digest: ContentDigest, size: Int) -> Bool {
         var st = stat()
-        return lstat(path(digest), &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && Int(st.st_size) == size
+        if lstat(path(digest), &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && Int(st.st_size) == size { return true }
+        return size < Self.packedBelow && packs().contains { $0.find(digest)?.size == size }
     }
 
-    /// Forgets an object that did not rebuild its file.
+    /// Forgets an object that did not rebuild its file (with the pack it is in).
     public func drop(_ digest: ContentDigest) {
         unlink(path(digest))
+        for pack in packs() where pack.find(digest) != nil { remove(pack) }
+    }
+
+    private func remove(_ pack: PackIndex) {
+        unlink(pack.path)
+        unlink(pack.packPath)
     }
 
     /// Keeps the files of `entries` (read below `root`) that are not here yet, within
@@ -83,12 +109,28 @@ public final class ObjectCache: @unchecked Sendable {
         let cursor = DirectoryCursor(base: root)
         var added = 0
         var seen = Set<ContentDigest>()
-        for e in entries where e.kind == .file && ObjectCache.sizes.contains(e.size) {
+        // Small ones by digest, as indexes into `entries`.
+        var small = [ContentDigest: Int]()
+        for (i, e) in entries.enumerated() where e.kind == .file && ObjectCache.sizes.contains(e.size) {
             guard let digest = e.digest, seen.insert(digest).inserted else { continue }
+            if e.size < UInt64(Self.packedBelow) {
+                small[digest] = i
+                continue
+            }
             let target = path(digest)
             if utimensat(AT_FDCWD, target, nil, 0) == 0 { continue }
             if (try? copy(e, cursor: cursor, to: target)) == true { added += 1 }
         }
+        // Small ones: those a pack holds already mark it used; the rest make a new pack.
+        for pack in packs() {
+            var used = false
+            pack.forEachDigest { d in if small.removeValue(forKey: d) != nil { used = true } }
+            if used { utimensat(AT_FDCWD, pack.packPath, nil, 0) }
+        }
+        seen = []
+        // In tree order, so a pack reads its files folder by folder.
+        let missing = small.sorted { $0.value < $1.value }
+        added += PackIndex.write(into: packFolder, objects: missing.map { (digest, i) in (digest, { try? Self.read(entries[i], cursor: cursor) }) })
         trim()
         return added
     }
@@ -119,9 +161,26 @@ public final class ObjectCache: @unchecked Sendable {
         return true
     }
 
-    /// What the cache holds: objects with their size and last use, oldest first.
-    private func objects() -> [(path: String, size: UInt64, used: Int64)] {
-        var found = [(path: String, size: UInt64, used: Int64)]()
+    /// The bytes of a small file of the tree, if it is still what was scanned.
+    private static func read(_ e: Entry, cursor: DirectoryCursor) throws -> [UInt8]? {
+        let dir = try cursor.directory(e.path.parentBytes)
+        let input = try Descriptor.open(at: dir.fd, e.path.lastComponent, flags: O_RDONLY | O_NONBLOCK)
+        let before = try input.stat()
+        guard (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_size) == e.size,
+              Timestamp(seconds: Int64(before.st_mtim.tv_sec), nanoseconds: Int32(before.st_mtim.tv_nsec)) == e.mtime else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(e.size))
+        guard try bytes.withUnsafeMutableBytes({ try input.readFully(into: $0) }) == bytes.count else { return nil }
+        let after = try input.stat()
+        guard after.st_size == before.st_size, after.st_mtim.tv_sec == before.st_mtim.tv_sec, after.st_mtim.tv_nsec == before.st_mtim.tv_nsec,
+              after.st_ctim.tv_sec == before.st_ctim.tv_sec, after.st_ctim.tv_nsec == before.st_ctim.tv_nsec else { return nil }
+        return bytes
+    }
+
+    /// What the cache holds, in the units it removes (an object file, or a pack with the
+    /// objects it holds), with their size and last use, oldest first.
+    private func objects() -> [(paths: [String], size: UInt64, used: Int64, count: Int)] {
+        var found = [(paths: [String], size: UInt64, used: Int64, count: Int)]()
+        let now = Int64(time(nil))
         guard let top = try? Descriptor.openDirectory(Array(directory.utf8)), let folders = try? top.entries() else { return [] }
         for f in folders where f.name.count == 2 {
             let folder = directory + "/" + String(decoding: f.name, as: UTF8.self)
@@ -130,11 +189,27 @@ public final class ObjectCache: @unchecked Sendable {
                 guard let st = try? dir.statEntry(n.name), (st.st_mode & S_IFMT) == S_IFREG else { continue }
                 let name = String(decoding: n.name, as: UTF8.self)
                 // A copy left by a process killed mid-way is junk once it is an hour old.
-                if name.hasPrefix(".tmp-") && Int64(st.st_mtim.tv_sec) + 3600 < Int64(time(nil)) {
+                if name.hasPrefix(".tmp-") && Int64(st.st_mtim.tv_sec) + 3600 < now {
                     unlink(folder + "/" + name)
                     continue
                 }
-                found.append((folder + "/" + name, UInt64(st.st_size), Int64(st.st_mtim.tv_sec)))
+                found.append(([folder + "/" + name], UInt64(st.st_size), Int64(st.st_mtim.tv_sec), 1))
+            }
+        }
+        if let dir = try? Descriptor.openDirectory(Array(packFolder.utf8)), let names = try? dir.entries() {
+            let valid = Dictionary(packs().map { ($0.path, $0) }) { a, _ in a }
+            for n in names {
+                let name = String(decoding: n.name, as: UTF8.self), path = packFolder + "/" + name
+                guard let st = try? dir.statEntry(n.name), (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                let old = Int64(st.st_mtim.tv_sec) + 3600 < now
+                if name.hasSuffix(".pack"), let index = valid[String(path.dropLast(5)) + ".index"] {
+                    let indexSize = (try? dir.statEntry(Array((name.dropLast(5) + ".index").utf8)).st_size).map { UInt64($0) } ?? 0
+                    found.append(([index.path, path], UInt64(st.st_size) + indexSize, Int64(st.st_mtim.tv_sec), index.count))
+                } else if name.hasSuffix(".index") ? valid[path] == nil : old {
+                    // A malformed index (or one whose pack is gone), or a pack whose index
+                    // never came or a write cut short, an hour on.
+                    unlink(path)
+                }
             }
         }
         return found.sorted { $0.used < $1.used }
@@ -150,11 +225,12 @@ public final class ObjectCache: @unchecked Sendable {
 
     public func usage() -> Usage {
         let all = objects()
-        return Usage(objects: all.count, bytes: all.reduce(0) { $0 + $1.size }, oldest: all.first?.used, newest: all.last?.used)
+        return Usage(objects: all.reduce(0) { $0 + $1.count }, bytes: all.reduce(0) { $0 + $1.size }, oldest: all.first?.used,
+                     newest: all.last?.used)
     }
 
-    /// Removes the least recently used objects until the rest fit in `capacity` (all of
-    /// them for 0); returns what it removed.
+    /// Removes the least recently used objects (and packs) until the rest fit in
+    /// `capacity` (all of them for 0); returns what it removed.
     @discardableResult
     public func trim(to capacity: UInt64? = nil) -> Usage {
         let limit = capacity ?? self.capacity
@@ -162,12 +238,48 @@ public final class ObjectCache: @unchecked Sendable {
         var total = all.reduce(0) { $0 + $1.size }
         var removed = Usage()
         for o in all where total > limit {
-            guard unlink(o.path) == 0 else { continue }
+            // The index first: a pack without one is never read.
+            guard o.paths.map({ unlink($0) }).allSatisfy({ $0 == 0 }) else { continue }
             total -= o.size
-            removed.objects += 1
+            removed.objects += o.count
             removed.bytes += o.size
         }
         return removed
+    }
+}
+
+/// An object's bytes: mapped from its file, or read from its pack.
+///
+/// `@unchecked Sendable`: immutable; a mapping is read-only.
+public final class CachedObject: @unchecked Sendable {
+    public let bytes: UnsafeRawBufferPointer
+    private let mapped: Bool
+
+    init(mapping fd: Int32, size: Int) throws {
+        mapped = size > 0
+        guard size > 0 else {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw SystemError(call: "mmap", errno: errno)
+        }
+        bytes = UnsafeRawBufferPointer(start: p, count: size)
+    }
+
+    init(copying source: [UInt8]) {
+        mapped = false
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(source.count, 1), alignment: 16)
+        source.withUnsafeBytes { storage.copyMemory(from: $0) }
+        bytes = UnsafeRawBufferPointer(start: storage.baseAddress, count: source.count)
+    }
+
+    deinit {
+        if mapped {
+            munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
+        } else {
+            UnsafeMutableRawPointer(mutating: bytes.baseAddress)?.deallocate()
+        }
     }
 }
 

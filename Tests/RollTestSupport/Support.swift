@@ -202,3 +202,15 @@ public func jsonField(_ r: RunResult, _ key: String) -> String? {
     guard parts.count == 2 else { return nil }
     return String(parts[1].prefix { $0 != "," && $0 != "}" })
 }
+
+/// The names in a folder (without . and ..), sorted; empty when it cannot be read.
+public func listFolder(_ path: String) -> [String] {
+    guard let d = opendir(path) else { return [] }
+    defer { closedir(d) }
+    var names = [String]()
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}
