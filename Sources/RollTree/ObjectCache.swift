@@ -76,9 +76,10 @@ public final class ObjectCache: @unchecked Sendable {
             return try? CachedObject(mapping: file.fd, size: Int(st.st_size))
         }
         for pack in packs() {
-            guard let at = pack.find(digest), let bytes = pack.read(offset: at.offset, size: at.size) else { continue }
-            utimensat(AT_FDCWD, pack.packPath, nil, 0)
-            return CachedObject(copying: bytes)
+            guard let at = pack.find(digest), let packFile = try? Descriptor.open(pack.packPath, flags: O_RDONLY),
+                  let object = CachedObject(reading: packFile, at: at.offset, size: at.size) else { continue }
+            futimens(packFile.fd, nil)
+            return object
         }
         return nil
     }
@@ -139,8 +140,7 @@ public final class ObjectCache: @unchecked Sendable {
         let dir = try cursor.directory(e.path.parentBytes)
         let input = try Descriptor.open(at: dir.fd, e.path.lastComponent, flags: O_RDONLY | O_NONBLOCK)
         let before = try input.stat()
-        guard (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_size) == e.size,
-              Timestamp(seconds: Int64(before.st_mtim.tv_sec), nanoseconds: Int32(before.st_mtim.tv_nsec)) == e.mtime else { return false }
+        guard Self.isAsScanned(before, e) else { return false }
         let folder = String(target[..<target.lastIndex(of: "/")!])
         mkdir(folder, 0o700)
         let temporary = folder + "/.tmp-" + randomHexID()
@@ -153,10 +153,7 @@ public final class ObjectCache: @unchecked Sendable {
             guard n > 0 else { return false }
             left -= n
         }
-        let after = try input.stat()
-        guard after.st_size == before.st_size, after.st_mtim.tv_sec == before.st_mtim.tv_sec,
-              after.st_mtim.tv_nsec == before.st_mtim.tv_nsec, after.st_ctim.tv_sec == before.st_ctim.tv_sec,
-              after.st_ctim.tv_nsec == before.st_ctim.tv_nsec, rename(temporary, target) == 0 else { return false }
+        guard Self.isUnchanged(before, try input.stat()), rename(temporary, target) == 0 else { return false }
         done = true
         return true
     }
@@ -166,14 +163,23 @@ public final class ObjectCache: @unchecked Sendable {
         let dir = try cursor.directory(e.path.parentBytes)
         let input = try Descriptor.open(at: dir.fd, e.path.lastComponent, flags: O_RDONLY | O_NONBLOCK)
         let before = try input.stat()
-        guard (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_size) == e.size,
-              Timestamp(seconds: Int64(before.st_mtim.tv_sec), nanoseconds: Int32(before.st_mtim.tv_nsec)) == e.mtime else { return nil }
+        guard isAsScanned(before, e) else { return nil }
         var bytes = [UInt8](repeating: 0, count: Int(e.size))
-        guard try bytes.withUnsafeMutableBytes({ try input.readFully(into: $0) }) == bytes.count else { return nil }
-        let after = try input.stat()
-        guard after.st_size == before.st_size, after.st_mtim.tv_sec == before.st_mtim.tv_sec, after.st_mtim.tv_nsec == before.st_mtim.tv_nsec,
-              after.st_ctim.tv_sec == before.st_ctim.tv_sec, after.st_ctim.tv_nsec == before.st_ctim.tv_nsec else { return nil }
+        guard try bytes.withUnsafeMutableBytes({ try input.readFully(into: $0) }) == bytes.count,
+              isUnchanged(before, try input.stat()) else { return nil }
         return bytes
+    }
+
+    /// Whether a file's status is that of the regular file the scan saw as `e`.
+    private static func isAsScanned(_ st: stat, _ e: Entry) -> Bool {
+        (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == e.size
+            && Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec)) == e.mtime
+    }
+
+    /// Whether a file was left alone between two looks (size, mtime and ctime).
+    private static func isUnchanged(_ before: stat, _ after: stat) -> Bool {
+        after.st_size == before.st_size && after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec
+            && after.st_ctim.tv_sec == before.st_ctim.tv_sec && after.st_ctim.tv_nsec == before.st_ctim.tv_nsec
     }
 
     /// What the cache holds, in the units it removes (an object file, or a pack with the
@@ -253,34 +259,26 @@ public final class ObjectCache: @unchecked Sendable {
 /// `@unchecked Sendable`: immutable; a mapping is read-only.
 public final class CachedObject: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
-    private let mapped: Bool
+    private let mapping: MappedFile?
+    private let storage: UnsafeMutableRawBufferPointer?
 
     init(mapping fd: Int32, size: Int) throws {
-        mapped = size > 0
-        guard size > 0 else {
-            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-            return
-        }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw SystemError(call: "mmap", errno: errno)
-        }
-        bytes = UnsafeRawBufferPointer(start: p, count: size)
+        let mapping = try MappedFile(fd: fd, size: size)
+        (self.mapping, storage, bytes) = (mapping, nil, mapping.bytes)
     }
 
-    init(copying source: [UInt8]) {
-        mapped = false
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(source.count, 1), alignment: 16)
-        source.withUnsafeBytes { storage.copyMemory(from: $0) }
-        bytes = UnsafeRawBufferPointer(start: storage.baseAddress, count: source.count)
+    /// The `size` bytes at `offset` of `file`; nil when they cannot all be read.
+    init?(reading file: Descriptor, at offset: Int64, size: Int) {
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
+        let target = UnsafeMutableRawBufferPointer(rebasing: storage[..<size])
+        guard (try? file.pread(into: target, at: offset)) == size else {
+            storage.deallocate()
+            return nil
+        }
+        (mapping, self.storage, bytes) = (nil, storage, UnsafeRawBufferPointer(target))
     }
 
-    deinit {
-        if mapped {
-            munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
-        } else {
-            UnsafeMutableRawPointer(mutating: bytes.baseAddress)?.deallocate()
-        }
-    }
+    deinit { storage?.deallocate() }
 }
 
 /// `2G`, `500M`, `64k`, `1048576`: a count of bytes (powers of 1024); nil for anything else.

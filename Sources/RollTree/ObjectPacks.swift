@@ -59,8 +59,7 @@ struct PackIndex {
     }
 
     private static func decode(_ raw: ArraySlice<UInt8>) -> (digest: ContentDigest, offset: Int64, size: Int)? {
-        var d = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
-        (d.w0, d.w1, d.w2, d.w3) = (word(raw, 0), word(raw, 8), word(raw, 16), word(raw, 24))
+        let d = ContentDigest(w0: word(raw, 0), w1: word(raw, 8), w2: word(raw, 16), w3: word(raw, 24))
         let offset = word(raw, 32), size = word(raw, 40)
         guard offset <= UInt64(Int64.max), size < UInt64(ObjectCache.packedBelow) else { return nil }
         return (d, Int64(offset), Int(size))
@@ -98,14 +97,6 @@ struct PackIndex {
         }
     }
 
-    /// The bytes of an object, read from the pack.
-    func read(offset: Int64, size: Int) -> [UInt8]? {
-        guard let pack = try? Descriptor.open(packPath, flags: O_RDONLY) else { return nil }
-        var bytes = [UInt8](repeating: 0, count: size)
-        guard (try? bytes.withUnsafeMutableBytes { try pack.pread(into: $0, at: offset) }) == size else { return nil }
-        return bytes
-    }
-
     /// Writes a new pack of `objects` (each read by `read`, which returns nil for one that
     /// cannot be kept) into `folder`; returns how many it holds.
     static func write(into folder: String, objects: [(digest: ContentDigest, read: () -> [UInt8]?)]) -> Int {
@@ -141,6 +132,10 @@ struct PackIndex {
 }
 
 extension ContentDigest {
+    init(w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64) {
+        (self.w0, self.w1, self.w2, self.w3) = (w0, w1, w2, w3)
+    }
+
     /// The order of digests in a pack's index.
     func precedes(_ other: ContentDigest) -> Bool {
         (w0, w1, w2, w3) < (other.w0, other.w1, other.w2, other.w3)

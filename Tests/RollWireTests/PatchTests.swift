@@ -1,4 +1,5 @@
 import RollTestSupport
+import RollSystem
 import RollWire
 import Testing
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import FuzzSupport
 import RollDelta
+import RollSystem
 import RollWire
 #if canImport(Glibc)
 import Glibc

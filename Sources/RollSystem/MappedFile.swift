@@ -1,0 +1,30 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file's bytes, read-only, mapped from a descriptor (a basis for a patch). Mapped, not
+/// read, so that a large file costs page cache rather than the process's own memory.
+///
+/// `@unchecked Sendable`: immutable, and the mapping is read-only.
+public final class MappedFile: @unchecked Sendable {
+    public let bytes: UnsafeRawBufferPointer
+    private let base: UnsafeMutableRawPointer?
+
+    /// Maps the first `size` bytes of `fd` (which must be at least that long).
+    public init(fd: Int32, size: Int) throws {
+        guard size > 0 else {
+            base = nil
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw SystemError(call: "mmap", errno: errno)
+        }
+        base = p
+        bytes = UnsafeRawBufferPointer(start: p, count: size)
+    }
+
+    deinit {
+        if let base { munmap(base, bytes.count) }
+    }
+}
