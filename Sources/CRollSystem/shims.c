@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
@@ -105,3 +106,9 @@ void roll_interrupt_say(const char *text) {
 void roll_interrupt_defer(int delta) { __atomic_add_fetch(&deferred, delta, __ATOMIC_SEQ_CST); }
 
 int roll_interrupt_requested(void) { return interrupts; }
+
+void roll_tune_allocator(void) {
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+    mallopt(M_ARENA_MAX, 2);
+}

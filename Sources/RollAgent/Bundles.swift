@@ -67,10 +67,10 @@ public struct BundleWriter {
         }
         var written: UInt64 = 0
         var pending = [UInt8]()
-        pending.reserveCapacity(FrameLimits.dataChunk)
+        pending.reserveCapacity(FrameLimits.sendChunk)
         func drain(_ force: Bool) throws {
-            while pending.count >= FrameLimits.dataChunk || (force && !pending.isEmpty) {
-                let n = min(pending.count, FrameLimits.dataChunk)
+            while pending.count >= FrameLimits.sendChunk || (force && !pending.isEmpty) {
+                let n = min(pending.count, FrameLimits.sendChunk)
                 let packed = pending.withUnsafeBytes { compressor(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
                 try out.write(packed)
                 written += UInt64(packed.count)
@@ -79,7 +79,7 @@ public struct BundleWriter {
         }
         let tar = TarWriter { bytes in
             pending.append(contentsOf: bytes)
-            if pending.count >= FrameLimits.dataChunk { try drain(false) }
+            if pending.count >= FrameLimits.sendChunk { try drain(false) }
         }
         let now = currentTime()
         let info = """

@@ -160,9 +160,8 @@ public struct Pusher {
         do {
             // The walker and its hash cache go out of scope before the transfer.
             var tree = SourceTree(root: source, rules: rules, cache: cacheFile.map { HashCache(file: $0) } ?? HashCache())
-            let scanStart = currentTime()
             scan = try tree.scan()
-            tree.cache.save(scanStart: scanStart)
+            tree.cache.save()
         } catch {
             abandon()
             if let e = error as? SystemError, e.errno == EACCES {

@@ -271,7 +271,7 @@ public enum Bootstrap {
         // One chunk at a time from the binary, through gzip when the server has it.
         let deflater = gzip ? Deflater(level: 6, gzip: true) : nil
         var ended = false
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.dataChunk, alignment: 16)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.sendChunk, alignment: 16)
         defer { chunk.deallocate() }
         let produce: () throws -> [UInt8] = {
             guard !ended else { return [] }

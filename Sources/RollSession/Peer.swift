@@ -12,23 +12,24 @@ import RollWire
 /// (fewer bytes to wait for; two levels at once when it waits three times as long); one
 /// that hardly waits (under an eighth of its compressing time) is the bottleneck itself,
 /// and a lower level goes faster. On a 40 Mbit/s uplink that settles at or next to the top of ``levels``; on a
-/// fast local network at the bottom. On the benchmark's web application (as one tar
-/// stream) level 3 keeps 49.0 % of the bytes, 6 48.3 %, 9 47.1 % at about 100 MB/s, 12
-/// 46.6 % at a third of that: 9 is where more CPU stops paying on any uplink. Level 9 keeps
-/// the window at 4 MiB (``ZstdDecompressor/windowLogMax`` allows 8), so an agent's memory
-/// for the stream stays small; the client's compressor then holds about 20 MiB of tables.
+/// fast local network at the bottom. The stream is bounded (``ZstdCompressor/SessionBounds``:
+/// a 1 MiB window, tables of 128 Ki entries), so that neither end holds more than 3 MB for
+/// it; within those bounds a higher level stops paying at 4. On the benchmark's web
+/// application (as one tar stream, 262 MB) level 1 keeps 143.4 MB, 3 130.5 MB, 4 130.3 MB,
+/// 6 131.7 MB and 9 130.1 MB at three times level 4's time. Unbounded, 9 kept 123.4 MB with
+/// 17.6 MB of tables.
 public enum CompressionChoice {
     public static let startLevel: Int32 = 3
-    public static let levels: ClosedRange<Int32> = 1...9
+    public static let levels: ClosedRange<Int32> = 1...4
     public static let window = 8 << 20
 
     /// The level for a patch (``ZstdPatchEncoder``) in a session at `level`: a patch pays
     /// for a higher level more than the stream does (long matches against the basis leave
     /// less for the entropy stage, and level 12's parser finds patches of rebuilt binaries
     /// 2–3× shorter than level 3's at about 20 MB/s), so it starts three levels up and is
-    /// 12 from session level 7 on, where the link is slow enough that 12 is also the fastest.
+    /// 12 at the top of ``levels``, where the link is slow enough that 12 is also the fastest.
     public static func patchLevel(forSession level: Int32) -> Int32 {
-        level >= 7 ? 12 : level + 3
+        level >= levels.upperBound ? 12 : level + 3
     }
 
     /// The level after a window in which compressing took `compress` seconds and waiting
@@ -142,7 +143,7 @@ final class Peer: @unchecked Sendable {
     }
 
     private func sendCompressed(_ type: MessageType, _ bytes: UnsafeRawBufferPointer) throws {
-        if compressor == nil { compressor = ZstdCompressor(level: startLevel) }
+        if compressor == nil { compressor = ZstdCompressor(level: startLevel, bounded: true) }
         let started = monotonicClock()
         let packed = compressor!.compress(bytes)
         let compressed = monotonicClock()
@@ -156,7 +157,7 @@ final class Peer: @unchecked Sendable {
 
     private func weigh() {
         guard tuning.input >= CompressionChoice.window else { return }
-        if compressor == nil { compressor = ZstdCompressor(level: startLevel) }
+        if compressor == nil { compressor = ZstdCompressor(level: startLevel, bounded: true) }
         // The level asked for last: the stream takes it at its next chunk.
         let level = compressor!.nextLevel
         compressor!.setLevel(CompressionChoice.next(after: level, compress: tuning.compress, wait: tuning.write))

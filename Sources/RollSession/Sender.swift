@@ -42,7 +42,7 @@ public final class Sender {
     private var lastKeepAlive = 0.0
     private var welcomeCurrent = ""
     private lazy var cursor = DirectoryCursor(base: sourceRoot)
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.dataChunk, alignment: 64)
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLimits.sendChunk, alignment: 64)
 
     public init(stream: ByteStream, sourceRoot: Descriptor, manifest: Manifest, options: PushOptions,
                 events: @escaping (PushEvent) -> Void = { _ in }) {
@@ -124,50 +124,52 @@ public final class Sender {
 
     /// The manifest as items: the difference from the active release when this client
     /// kept its manifest; else the tree with every subtree the agent reported unchanged
-    /// collapsed; else (a first push) every entry.
-    private func manifestItems(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest]) -> [ManifestItem] {
+    /// collapsed; else (a first push) every entry. Each goes to `emit` as it is made: a
+    /// first push's items are never all held at once.
+    private func forEachManifestItem(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest],
+                                     _ emit: (ManifestItem) throws -> Void) rethrows {
         if let root = welcome.currentRoot, let base = loadedBase(root) {
             report.manifestMode = "difference"
-            return manifest.items(against: base, maxTimes: ManifestItem.maxTimes).map { spec in
+            for spec in manifest.items(against: base, maxTimes: ManifestItem.maxTimes) {
                 switch spec {
-                case .entry(let e): return .entry(e)
-                case .range(let start, let count): return .sameRange(start: start, count: count)
-                case .rangeTimes(let start, let times): return .sameRangeTimes(start: start, times: times)
+                case .entry(let e): try emit(.entry(e))
+                case .range(let start, let count): try emit(.sameRange(start: start, count: count))
+                case .rangeTimes(let start, let times): try emit(.sameRangeTimes(start: start, times: times))
                 }
             }
+            return
         }
         guard !welcome.directories.isEmpty else {
             report.manifestMode = "full"
-            return manifest.entries.map { .entry($0) }
+            for e in manifest.entries { try emit(.entry(e)) }
+            return
         }
         report.manifestMode = "subtrees"
         var theirs = [UInt64: DirectoryDigest]()
         for d in welcome.directories { theirs[d.pathKey] = d }
-        var items = [ManifestItem]()
         var i = 0
         let entries = manifest.entries
         while i < entries.count {
             let e = entries[i]
             guard e.kind == .directory, let other = theirs[Manifest.pathKey(e.path.bytes)] else {
-                items.append(.entry(e))
+                try emit(.entry(e))
                 i += 1
                 continue
             }
             var end = i + 1
             while end < entries.count && entries[end].path.isInside(e.path) { end += 1 }
             if let mine = directories[e.path.bytes[...]], other.digest == (mine.w0, mine.w1) {
-                items.append(.sameSubtree(e.path))
+                try emit(.sameSubtree(e.path))
                 i = end
             } else if let mine = contentDigests[e.path.bytes[...]], other.content == (mine.w0, mine.w1), end - i <= ManifestItem.maxTimes {
                 // Only the times differ below here: a checkout of the same code.
-                items.append(.sameSubtreeTimes(e.path, entries[i..<end].map(\.mtime)))
+                try emit(.sameSubtreeTimes(e.path, entries[i..<end].map(\.mtime)))
                 i = end
             } else {
-                items.append(.entry(e))
+                try emit(.entry(e))
                 i += 1
             }
         }
-        return items
     }
 
     /// Files of the active release from ``heldBasisSize`` on whose content the cache
@@ -206,7 +208,7 @@ public final class Sender {
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0
-        for item in manifestItems(welcome: welcome, directories: directories) {
+        try forEachManifestItem(welcome: welcome, directories: directories) { item in
             chunk.append(item)
             switch item {
             case .entry(let e): chunkBytes += e.path.bytes.count + e.target.count + 48
@@ -501,7 +503,7 @@ public final class Sender {
             let compress = !delta.patch && options.compress && !Compressibility.compressedFormat(path: entry.path.bytes)
             var at = 0
             while at < all.count {
-                let n = min(FrameLimits.dataChunk, all.count - at)
+                let n = min(FrameLimits.sendChunk, all.count - at)
                 let piece = UnsafeRawBufferPointer(rebasing: all[at..<(at + n)])
                 try peer.sendData(piece, compress: compress && Compressibility.looksCompressible(piece))
                 at += n
@@ -575,7 +577,7 @@ public final class Sender {
         try peer.send(DeltaBegin(index: i))
         var copy: [UInt8]? = keep ? [] : nil
         var out = [UInt8]()
-        out.reserveCapacity(FrameLimits.dataChunk)
+        out.reserveCapacity(FrameLimits.sendChunk)
         let compress = options.compress && !Compressibility.compressedFormat(path: entry.path.bytes)
         let peer = self.peer
         func flushOut() throws {
@@ -589,10 +591,10 @@ public final class Sender {
                 if copy!.count + rest.count > 64 << 20 { copy = nil } else { copy!.append(contentsOf: rest) }
             }
             while !rest.isEmpty {
-                let take = min(rest.count, FrameLimits.dataChunk - out.count)
+                let take = min(rest.count, FrameLimits.sendChunk - out.count)
                 out.append(contentsOf: rest[..<take])
                 rest = UnsafeRawBufferPointer(rebasing: rest[take...])
-                if out.count == FrameLimits.dataChunk { try flushOut() }
+                if out.count == FrameLimits.sendChunk { try flushOut() }
             }
         }
         try readChecked(entry) { try encoder.update($0) }

@@ -64,6 +64,10 @@ public func closeInheritedDescriptors(from lowest: Int32 = 3) {
     _ = roll_cloexec_from(lowest)
 }
 
+/// Fixes the allocator's thresholds for roll's buffers (see `roll_tune_allocator`): a
+/// freed buffer of 64 KiB or more leaves the resident set. Called first thing in `main`.
+public func tuneAllocator() { roll_tune_allocator() }
+
 /// Swaps two paths in one step (`renameat2(RENAME_EXCHANGE)`): neither is ever missing.
 public func exchangePaths(_ a: String, _ b: String) throws {
     _ = try sys("renameat2", b) { roll_renameat2(AT_FDCWD, a, AT_FDCWD, b, UInt32(ROLL_RENAME_EXCHANGE)) }

@@ -97,30 +97,39 @@ struct PackIndex {
         }
     }
 
-    /// Writes a new pack of `objects` (each read by `read`, which returns nil for one that
-    /// cannot be kept) into `folder`; returns how many it holds.
-    static func write(into folder: String, objects: [(digest: ContentDigest, read: () -> [UInt8]?)]) -> Int {
+    /// Writes a new pack of `count` objects into `folder` (object `n` gives its digest and
+    /// its bytes, nil for one that cannot be kept); returns how many it holds.
+    static func write(into folder: String, count: Int, object: (Int) -> (digest: ContentDigest, bytes: [UInt8]?)) -> Int {
         mkdir(folder, 0o700)
         let name = folder + "/" + String(time(nil)) + "-" + randomHexID()
         let packTemp = name + ".pack.tmp", indexTemp = name + ".index.tmp"
         guard let pack = try? Descriptor.open(packTemp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600) else { return 0 }
         var records = [(digest: ContentDigest, offset: Int64, size: Int)]()
+        records.reserveCapacity(count)
         var offset: Int64 = 0
-        for o in objects {
-            guard let bytes = o.read(), (try? pack.write(bytes)) != nil else { continue }
+        for n in 0..<count {
+            let o = object(n)
+            guard let bytes = o.bytes, (try? pack.write(bytes)) != nil else { continue }
             records.append((o.digest, offset, bytes.count))
             offset += Int64(bytes.count)
         }
         records.sort { $0.digest.precedes($1.digest) }
-        var index = magic
-        index.reserveCapacity(magic.count + records.count * recordSize)
-        for r in records {
-            for w in [r.digest.w0, r.digest.w1, r.digest.w2, r.digest.w3, UInt64(r.offset), UInt64(r.size)] {
-                for shift in stride(from: 56, through: 0, by: -8) { index.append(UInt8(truncatingIfNeeded: w >> UInt64(shift))) }
+        // The index goes out 1,024 records at a time.
+        func writeIndex(_ file: Descriptor) throws {
+            var chunk = magic
+            chunk.reserveCapacity(1024 * recordSize)
+            for (n, r) in records.enumerated() {
+                for w in [r.digest.w0, r.digest.w1, r.digest.w2, r.digest.w3, UInt64(r.offset), UInt64(r.size)] {
+                    for shift in stride(from: 56, through: 0, by: -8) { chunk.append(UInt8(truncatingIfNeeded: w >> UInt64(shift))) }
+                }
+                if chunk.count >= 1024 * recordSize || n == records.count - 1 {
+                    try file.write(chunk)
+                    chunk.removeAll(keepingCapacity: true)
+                }
             }
         }
         guard !records.isEmpty, let file = try? Descriptor.open(indexTemp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600),
-              (try? file.write(index)) != nil,
+              (try? writeIndex(file)) != nil,
               rename(packTemp, name + ".pack") == 0, rename(indexTemp, name + ".index") == 0 else {
             unlink(packTemp)
             unlink(indexTemp)

@@ -45,7 +45,10 @@ public struct SourceTree {
         let fd = try sys("open", root) { open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         let top = Descriptor(fd, name: root)
         var scan = Scan(manifest: Manifest(entries: []), skipped: [])
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        // As many entries as the last scan's files and a fifth for folders: the array is
+        // not copied as it grows (twice its size while it does).
+        if cache.knownFiles > 0 { scan.manifest.entries.reserveCapacity(cache.knownFiles + cache.knownFiles / 5 + 16) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
         defer { buffer.deallocate() }
         try walk(top, prefix: [], into: &scan, buffer: buffer)
         scan.ignoreDiagnostics = rules.diagnostics

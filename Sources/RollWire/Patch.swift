@@ -47,7 +47,7 @@ public final class ZstdPatchEncoder {
             throw PatchError("a basis of \(basis.count) bytes and a file of \(size) pass the patch window")
         }
         context = ZSTD_createCCtx()!
-        output = .allocate(byteCount: FrameLimits.dataChunk, alignment: 16)
+        output = .allocate(byteCount: FrameLimits.sendChunk, alignment: 16)
         for (parameter, value) in [(ZSTD_c_compressionLevel, level), (ZSTD_c_windowLog, windowLog),
                                    (ZSTD_c_enableLongDistanceMatching, 1), (ZSTD_c_contentSizeFlag, 1),
                                    // ZSTD_c_stableInBuffer: the input stays put, so zstd need not copy it.

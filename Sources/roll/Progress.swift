@@ -81,14 +81,18 @@ final class Progress: PushObserver, @unchecked Sendable {
             lastDraw = now
             samples.append((now, sent))
             while samples.count > 2 && now - samples[1].time >= Progress.rateWindow { samples.removeFirst() }
-            let base = now - samples[0].time >= 1 ? samples[0] : (time: started, sent: UInt64(0))
+            // The first second fills the pipe to the SSH client and the socket's buffers ahead
+            // of the link (on a 20 Mbit/s link at twice the link's rate): the estimate of the
+            // time left waits for half a second of samples after it, and leaves it out.
+            let settled = samples.first { $0.time >= started + 1 && now - $0.time >= 0.5 }
+            let base = settled ?? (time: started, sent: UInt64(0))
             let rate = Double(sent - base.sent) / max(now - base.time, 0.001)
             let line: String
             if complete.count == containers {
                 let eta = rate > 0 ? Double(total - min(sent, total)) / rate : 0
                 let percent = total > 0 ? Int(Double(min(sent, total)) * 100 / Double(total)) : 100
                 line = "sending \(files) files: \(formatBytes(sent)) of \(formatBytes(total)) (\(percent)%), "
-                    + "\(formatBytes(UInt64(rate)))/s, eta \(formatSeconds(eta))"
+                    + "\(formatBytes(UInt64(rate)))/s" + (settled != nil ? ", eta \(formatSeconds(eta))" : "")
             } else {
                 line = "sending: \(formatBytes(sent)) of \(files) files so far, \(formatBytes(UInt64(rate)))/s"
             }

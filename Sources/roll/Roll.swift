@@ -88,6 +88,7 @@ struct Roll: ParsableCommand {
     /// No descriptor the process was started with, beyond 0-2, reaches anything it runs,
     /// and no secret stays readable in its environment block.
     static func main() {
+        tuneAllocator()
         closeInheritedDescriptors(from: 3)
         wipeSecretsFromEnvironmentBlock()
         var arguments = Array(CommandLine.arguments.dropFirst())

@@ -133,8 +133,8 @@ private final class Answers: Sendable {
 
     @Test func aLevelIsRememberedPerServerNotPerRoot() throws {
         #expect(memory.level(for: host) == nil)
-        memory.remember(8, for: host)
-        #expect(memory.level(for: .ssh(user: "app", host: "example.net", port: 20001, root: "/srv/other")) == 8)
+        memory.remember(4, for: host)
+        #expect(memory.level(for: .ssh(user: "app", host: "example.net", port: 20001, root: "/srv/other")) == 4)
         #expect(memory.level(for: .ssh(user: "app", host: "example.net", port: 20002, root: "/srv/roll")) == nil)
         #expect(memory.level(for: .ssh(user: "ci", host: "example.net", port: 20001, root: "/srv/roll")) == nil)
         memory.remember(2, for: host)
@@ -148,32 +148,33 @@ private final class Answers: Sendable {
     }
 
     @Test func aLocalTargetIsNotALink() {
-        memory.remember(9, for: .local(root: t.path))
+        memory.remember(4, for: .local(root: t.path))
         #expect(memory.level(for: .local(root: t.path)) == nil && readFile(t.sub("links")) == nil)
     }
 
     @Test func damagedOldOrOutOfRangeLinesAreIgnored() throws {
         let key = try #require(LinkMemory.key(host))
         let now = Int(wallClock())
-        for (line, expected) in [("\(key) 42 \(now)", nil), ("\(key) 7 \(now - 31 * 86_400)", nil), ("\(key) x \(now)", nil),
-                                 ("\(key) 7", nil), ("garbage", nil), ("\(key) 7 \(now)", Int32(7))] as [(String, Int32?)] {
+        // 7 was a level of the unbounded stream: out of today's range.
+        for (line, expected) in [("\(key) 42 \(now)", nil), ("\(key) 7 \(now)", nil), ("\(key) 4 \(now - 31 * 86_400)", nil),
+                                 ("\(key) x \(now)", nil), ("\(key) 4", nil), ("garbage", nil), ("\(key) 4 \(now)", Int32(4))] as [(String, Int32?)] {
             writeFile(t.sub("links"), "\u{0}\n" + line + "\n")
             #expect(memory.level(for: host) == expected, "\(line)")
         }
         // A link in the cache's place is not followed.
         unlink(t.sub("links"))
-        writeFile(t.sub("real"), "\(key) 7 \(now)\n")
+        writeFile(t.sub("real"), "\(key) 4 \(now)\n")
         symlink(t.sub("real"), t.sub("links"))
         #expect(memory.level(for: host) == nil)
     }
 
     @Test func onlyTheMostRecentLinksAreKept() {
         for port in 1...(LinkMemory.capacity + 10) {
-            memory.remember(5, for: .ssh(user: nil, host: "h", port: port, root: "/r"))
+            memory.remember(2, for: .ssh(user: nil, host: "h", port: port, root: "/r"))
         }
         #expect(readText(t.sub("links"))?.split(separator: "\n").count == LinkMemory.capacity)
         #expect(memory.level(for: .ssh(user: nil, host: "h", port: 1, root: "/r")) == nil)
-        #expect(memory.level(for: .ssh(user: nil, host: "h", port: LinkMemory.capacity + 10, root: "/r")) == 5)
+        #expect(memory.level(for: .ssh(user: nil, host: "h", port: LinkMemory.capacity + 10, root: "/r")) == 2)
     }
 }
 
@@ -181,15 +182,16 @@ private final class Answers: Sendable {
 @Suite struct CompressionLevelTests {
     @Test func aLinkThatKeepsTheSenderWaitingRaisesTheLevel() {
         #expect(CompressionChoice.next(after: 3, compress: 1, wait: 1.5) == 4)
-        #expect(CompressionChoice.next(after: 3, compress: 1, wait: 3.5) == 5)
-        #expect(CompressionChoice.next(after: 9, compress: 1, wait: 10) == 9)
+        #expect(CompressionChoice.next(after: 2, compress: 1, wait: 3.5) == 4)
+        #expect(CompressionChoice.next(after: 3, compress: 1, wait: 3.5) == 4)
+        #expect(CompressionChoice.next(after: 4, compress: 1, wait: 10) == 4)
     }
 
     @Test func aCompressorThatTheLinkOutrunsLowersIt() {
-        #expect(CompressionChoice.next(after: 6, compress: 1, wait: 0.05) == 5)
+        #expect(CompressionChoice.next(after: 4, compress: 1, wait: 0.05) == 3)
         #expect(CompressionChoice.next(after: 1, compress: 1, wait: 0) == 1)
         // Waiting a little, as much as compressing at most: the level is right.
-        #expect(CompressionChoice.next(after: 6, compress: 1, wait: 0.5) == 6)
+        #expect(CompressionChoice.next(after: 3, compress: 1, wait: 0.5) == 3)
     }
 
     /// Each chunk of a file is judged on its own: a library whose first pages look random
@@ -217,9 +219,8 @@ private final class Answers: Sendable {
 
     @Test func patchesGoThreeLevelsUpAndToTwelveOnASlowLink() {
         #expect(CompressionChoice.patchLevel(forSession: 1) == 4)
-        #expect(CompressionChoice.patchLevel(forSession: 6) == 9)
-        #expect(CompressionChoice.patchLevel(forSession: 7) == 12)
-        #expect(CompressionChoice.patchLevel(forSession: 9) == 12)
+        #expect(CompressionChoice.patchLevel(forSession: 3) == 6)
+        #expect(CompressionChoice.patchLevel(forSession: 4) == 12)
     }
 }
 

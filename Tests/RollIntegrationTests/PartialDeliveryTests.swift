@@ -69,7 +69,8 @@ import Glibc
         let t = TempDir()
         let root = t.sub("root"), src = t.sub("src")
         var rng = SeededRandom(seed: 23)
-        for i in 0..<6 { writeFile(src + "/f\(i).bin", rng.bytes(400_000)) }
+        // Each file fits in one chunk (FrameLimits.sendChunk): the first one arrives whole.
+        for i in 0..<6 { writeFile(src + "/f\(i).bin", rng.bytes(200_000)) }
         let killed = roll("push", src, root, environment: ["ROLL_TEST_FAULT": "client-mid-file"])
         #expect(killed.status != 0)
         // The agent finishes on its own once its input ends.
@@ -80,7 +81,7 @@ import Glibc
         #expect((Int(jsonField(r, "resumed") ?? "") ?? 0) >= 1, "\(r.stdout)")
         #expect(!r.stderr.contains("could not remove"), "\(r.stderr)")
         #expect(try describeTree(root + "/current/") == describeTree(src))
-        writeFile(src + "/f0.bin", rng.bytes(400_000))
+        writeFile(src + "/f0.bin", rng.bytes(200_000))
         r = roll("push", "--keep", "1", src, root)
         #expect(r.status == 0, "\(r)")
         #expect(!r.stderr.contains("could not remove"), "\(r.stderr)")

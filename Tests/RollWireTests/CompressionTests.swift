@@ -30,6 +30,33 @@ import Testing
         }
     }
 
+    /// A session's stream keeps its window within 1 MiB at every level, so the agent's
+    /// decoder holds little for it; unbounded, the same levels ask for up to 4 MiB.
+    @Test func aSessionStreamKeepsItsWindowBounded() throws {
+        var rng = SeededRandom(seed: 9)
+        let words = (0..<256).map { _ in rng.bytes(Int(rng.next() % 12) + 1) }
+        var text = [UInt8]()
+        while text.count < 3 << 20 { text += words[Int(rng.next() % 256)] }
+        func window(level: Int32, bounded: Bool) throws -> UInt64 {
+            let compressor = ZstdCompressor(level: level, bounded: bounded)
+            let decompressor = ZstdDecompressor()
+            var first = [UInt8](), back = [UInt8]()
+            for at in stride(from: 0, to: text.count, by: FrameLimits.dataChunk) {
+                let packed = text[at..<min(at + FrameLimits.dataChunk, text.count)].withUnsafeBytes { Array(compressor.compress($0)) }
+                if first.isEmpty { first = packed }
+                try decompressor.decompress(packed) { back += $0 }
+            }
+            #expect(back == text)
+            var header = ZSTD_frameHeader()
+            #expect(ZSTD_getFrameHeader(&header, first, first.count) == 0)
+            return header.windowSize
+        }
+        for level in Int32(1)...9 {
+            #expect(try window(level: level, bounded: true) <= 1 << 20, "level \(level)")
+        }
+        #expect(try window(level: 9, bounded: false) > 1 << 20)
+    }
+
     @Test func aChunkThatDecodesPastItsLimitIsRefused() throws {
         let compressor = ZstdCompressor(level: 1)
         let zeros = [UInt8](repeating: 0, count: FrameLimits.dataChunk)

@@ -1,0 +1,81 @@
+import RollSystem
+import RollTestSupport
+import RollTree
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The scan's hash cache: a file it saw unchanged is not read again, anything else is.
+@Suite struct HashCacheTests {
+    let t = TempDir()
+    var src: String { t.sub("src") }
+    var cacheFile: String { t.sub("hashes") }
+    /// A scan start far enough ahead that files written by the test count as settled.
+    let later = currentTime() + 60
+
+    func scan(scanStart: Int64? = nil) throws -> SourceTree.Scan {
+        let cache = scanStart.map { HashCache(file: cacheFile, scanStart: $0) } ?? HashCache(file: cacheFile)
+        var tree = SourceTree(root: src, cache: cache)
+        let scan = try tree.scan()
+        tree.cache.save()
+        return scan
+    }
+
+    func digests(_ scan: SourceTree.Scan) -> [String: ContentDigest] {
+        Dictionary(uniqueKeysWithValues: scan.manifest.entries.compactMap { e in e.digest.map { (e.path.description, $0) } })
+    }
+
+    func makeTree() {
+        for i in 0..<50 { writeFile(src + "/d\(i % 5)/f\(i).txt", "content \(i)") }
+    }
+
+    @Test func anUnchangedTreeIsNotReadAgainAndAChangedFileIs() throws {
+        makeTree()
+        let first = try scan(scanStart: later)
+        #expect(first.hashedFiles == 50)
+        let second = try scan(scanStart: later)
+        #expect(second.hashedFiles == 0)
+        #expect(digests(second) == digests(first))
+
+        // Same size, new content: its ctime moved, so it is read again and nothing else is.
+        writeFile(src + "/d3/f3.txt", "CONTENT 3")
+        let third = try scan(scanStart: later)
+        #expect(third.hashedFiles == 1)
+        #expect(digests(third)["d3/f3.txt"] == ContentDigest.of(Array("CONTENT 3".utf8)))
+        // A deleted file drops out of the cache; a new one at its path is read.
+        unlink(src + "/d1/f1.txt")
+        _ = try scan(scanStart: later)
+        writeFile(src + "/d1/f1.txt", "content 1")
+        #expect(try scan(scanStart: later).hashedFiles == 1)
+    }
+
+    @Test func filesChangedJustBeforeTheScanAreNotRemembered() throws {
+        makeTree()
+        _ = try scan()
+        // Written within two seconds of that scan: a write in the same clock tick would not show.
+        #expect(try scan().hashedFiles == 50)
+    }
+
+    @Test(arguments: ["cut", "junk", "unsorted", "empty"])
+    func aDamagedCacheFileOnlyCostsAScan(_ damage: String) throws {
+        makeTree()
+        let first = try scan(scanStart: later)
+        var bytes = try #require(readFile(cacheFile))
+        switch damage {
+        case "cut": bytes.removeLast(20)
+        case "junk": bytes = Array(bytes[0..<16]) + [UInt8](repeating: 0x5A, count: bytes.count - 16)
+        case "unsorted":
+            // Swap the first two records: the file is whole but out of order.
+            let a = Array(bytes[16..<64]), b = Array(bytes[64..<112])
+            bytes.replaceSubrange(16..<112, with: b + a)
+        default: bytes = []
+        }
+        writeFile(cacheFile, bytes)
+        let second = try scan(scanStart: later)
+        #expect(digests(second) == digests(first))
+        #expect(second.hashedFiles == 50)
+        // And it is whole again afterwards.
+        #expect(try scan(scanStart: later).hashedFiles == 0)
+    }
+}
