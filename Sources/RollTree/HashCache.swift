@@ -30,13 +30,14 @@ public struct HashCache: Sendable {
 
         /// A stable 64-bit digest of the identity (the cache file stores it).
         var digest: UInt64 {
-            var h: UInt64 = 0x9E37_79B9_7F4A_7C15
-            for word in [device, inode, size, UInt64(bitPattern: mtime.seconds), UInt64(UInt32(bitPattern: mtime.nanoseconds)),
-                         UInt64(bitPattern: ctime.seconds), UInt64(UInt32(bitPattern: ctime.nanoseconds))] {
-                h = (h ^ word) &* 0xFF51_AFD7_ED55_8CCD   // wrapping is the hash
-                h ^= h >> 32
+            func mix(_ h: UInt64, _ word: UInt64) -> UInt64 {
+                let m = (h ^ word) &* 0xFF51_AFD7_ED55_8CCD   // wrapping is the hash
+                return m ^ (m >> 32)
             }
-            return h
+            var h = mix(0x9E37_79B9_7F4A_7C15, device)
+            h = mix(mix(h, inode), size)
+            h = mix(mix(h, UInt64(bitPattern: mtime.seconds)), UInt64(UInt32(bitPattern: mtime.nanoseconds)))
+            return mix(mix(h, UInt64(bitPattern: ctime.seconds)), UInt64(UInt32(bitPattern: ctime.nanoseconds)))
         }
     }
 
@@ -89,8 +90,9 @@ public struct HashCache: Sendable {
             if known[mid * n] < pathKey { low = mid + 1 } else { high = mid }
         }
         var i = low * n
+        let identity = key.digest
         while i < known.count && known[i] == pathKey {
-            if known[i + 1] == key.digest {
+            if known[i + 1] == identity {
                 return ContentDigest(w0: known[i + 2], w1: known[i + 3], w2: known[i + 4], w3: known[i + 5])
             }
             i += n

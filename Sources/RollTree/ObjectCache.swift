@@ -129,8 +129,8 @@ public final class ObjectCache: @unchecked Sendable {
         // By digest, each once; those a pack holds already mark it used and drop out.
         small.sort { digest($0).precedes(digest($1)) }
         var kept = 0
-        for i in small where kept == 0 || digest(small[kept - 1]) != digest(i) {
-            small[kept] = i
+        for at in small.indices where kept == 0 || digest(small[kept - 1]) != digest(small[at]) {
+            small[kept] = small[at]
             kept += 1
         }
         small.removeLast(small.count - kept)

@@ -42,13 +42,14 @@ const char *_Nonnull roll_version(void);
 // holds it to act on (roll_interrupt_requested); a second one exits at once.
 void roll_interrupt_install(void);
 
+void roll_interrupt_say(const char *_Nullable text);
+void roll_interrupt_defer(int delta);
+int roll_interrupt_requested(void);
+
 // The allocator's thresholds fixed where roll's buffers sit: blocks from 64 KiB up are
 // mapped on their own and unmapped when freed, and free memory at the top of the heap goes
 // back to the system above 128 KiB (glibc's defaults move the first up to 32 MiB as large
 // blocks are freed, so a freed buffer stays resident), and two arenas for roll's threads.
 void roll_tune_allocator(void);
-void roll_interrupt_say(const char *_Nullable text);
-void roll_interrupt_defer(int delta);
-int roll_interrupt_requested(void);
 
 #endif
