@@ -42,7 +42,7 @@ let package = Package(
             dependencies: ["CRollSystem", "CLibCrypto", "RollSystem", "RollDelta"]
         ),
         .target(name: "RollWire", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem", "RollTree"]),
-        .target(name: "RollStore", dependencies: ["CRollSystem", "RollSystem", "RollTree"]),
+        .target(name: "RollStore", dependencies: ["CRollSystem", "RollSystem", "RollDelta", "RollTree"]),
         .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem"]),
         .target(name: "RollSSH", dependencies: ["CRollSystem", "CLibSSH2", "CLibCrypto", "RollSystem"]),
         .target(name: "RollSession", dependencies: ["CRollSystem", "RollSystem", "RollDelta", "RollTree", "RollWire", "RollStore"]),

@@ -33,6 +33,7 @@ public final class Patcher {
     private var scratch: [UInt8] = []
     private var geometry: BasisGeometry?
     private var hasher = StrongHasher()
+    private let checksDigest: Bool
     private var produced = 0
     private let copyBufferSize: Int
     private var copyBuffer: UnsafeMutableRawBufferPointer?
@@ -41,10 +42,13 @@ public final class Patcher {
     ///   - readBasis: serves copy ops from the basis the signature was made of.
     ///   - write: receives the rebuilt file in order.
     ///   - copyBufferSize: bytes read from the basis per call (default 1 MiB).
+    ///   - checksDigest: false when the caller checks the output by a digest of its own
+    ///     (the agent's SHA-256): `finish` then checks only the length.
     public init(readBasis: @escaping BasisReader, write: @escaping OutputWriter,
-                copyBufferSize: Int = 1 << 20) {
+                copyBufferSize: Int = 1 << 20, checksDigest: Bool = true) {
         self.readBasis = readBasis
         self.write = write
+        self.checksDigest = checksDigest
         self.copyBufferSize = max(copyBufferSize, 4096)
         scratch.reserveCapacity(DeltaFormat.headerLength)
     }
@@ -146,7 +150,7 @@ public final class Patcher {
         let (total, overflow) = produced.addingReportingOverflow(bytes.count)
         guard !overflow else { throw DeltaError(.malformedOp, "delta output length overflows") }
         produced = total
-        hasher.update(bytes)
+        if checksDigest { hasher.update(bytes) }
         try write(bytes)
     }
 
@@ -186,7 +190,7 @@ public final class Patcher {
         guard length == UInt64(produced) else {
             throw DeltaError(.checksumMismatch, "rebuilt file has \(produced) bytes, delta says \(length)")
         }
-        guard hasher.finalize() == Digest128(low: low, high: high) else {
+        guard !checksDigest || hasher.finalize() == Digest128(low: low, high: high) else {
             throw DeltaError(.checksumMismatch, "rebuilt file does not match the delta's whole-file digest")
         }
     }

@@ -92,15 +92,7 @@ extension Receiver.Build {
         }
         // A basis the agent cannot open (inside a folder whose mode shuts it out): sent whole.
         guard let file = try? Staging.openFile(try cursor(release), basis.path) else { return nil }
-        let blockLength = DeltaLimits.recommendedBlockLength(forFileSize: Int(basis.size))
-        // Four bytes of strong sum for files of many blocks: a false block match then needs
-        // a 32-bit weak and a 32-bit strong collision at once (about 2^-64 per probe, some
-        // 10^-6 for every position of a 1 GiB file with no common block), and the SHA-256
-        // check after patching turns even that into a resend, never a wrong file. It saves
-        // a third of the signature's bytes.
-        let blocks = Int(basis.size) / blockLength + 1
-        var builder = try SignatureBuilder(blockLength: blockLength, strongLength: blocks > 4096 ? 4 : 8,
-                                           expectedLength: Int(basis.size))
+        var builder = try SignatureBuilder.forBasis(size: Int(basis.size))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         while true {
@@ -112,6 +104,14 @@ extension Receiver.Build {
         guard bytes.count + 16 <= FrameLimits.maxPayload else { return nil }
         if basis.size >= Receiver.signatureCacheThreshold { store.cacheSignature(digest, bytes) }
         return bytes
+    }
+
+    /// Caches the signature `file` built as it was written (files of 8 MiB and more), so
+    /// that the next push that changes it finds its signature without reading it again.
+    func cacheSignature(builtBy file: IncomingFile) {
+        guard let signature = file.signature, let digest = file.entry.digest else { return }
+        let bytes = signature.encode()
+        if bytes.count + 16 <= FrameLimits.maxPayload { store.cacheSignature(digest, bytes) }
     }
 
     /// The file of the active release that file `index` was offered a delta against, opened,

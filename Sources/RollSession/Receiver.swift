@@ -368,15 +368,17 @@ extension Receiver {
                     // A file offered as a delta may come whole (a client that could not
                     // patch against a basis it said it held).
                     guard expecting(index) != .nothing, let staging else { throw notAskedFor(index) }
-                    incoming = .whole(index, try staging.createFile(entries[index]))
+                    incoming = .whole(index, try staging.createFile(entries[index], signing: true))
                 case .deltaBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }
                     let index = try peer.decode(DeltaBegin.self, frame).index
                     let (basisFile, _) = try openDeltaBasis(index)
-                    let file = try staging!.createFile(entries[index])
+                    let file = try staging!.createFile(entries[index], signing: true)
+                    // The file's SHA-256 (``IncomingFile/finish()``) checks what the patcher
+                    // rebuilt; the delta's own digest would read every byte once more.
                     let patcher = Patcher(
                         readBasis: { offset, into in try basisFile.pread(into: into, at: Int64(offset)) },
-                        write: { try file.write($0) })
+                        write: { try file.write($0) }, checksDigest: false)
                     incoming = .delta(index, file, patcher, basisFile)
                 case .patchBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "patch begun inside a file") }
@@ -389,7 +391,7 @@ extension Receiver {
                     }
                     let decoder = try ZstdPatchDecoder(basis: try MappedFile(fd: basisFile.fd, size: Int(base.size(b))),
                                                        size: entries[index].size)
-                    incoming = .patch(index, try staging!.createFile(entries[index]), decoder)
+                    incoming = .patch(index, try staging!.createFile(entries[index], signing: true), decoder)
                 case .data:
                     switch incoming {
                     case .whole(_, let file)?:
@@ -414,12 +416,14 @@ extension Receiver {
                     switch incoming {
                     case .whole(let index, let file)?:
                         try file.finish()
+                        cacheSignature(builtBy: file)
                         settle(index)
                         counts.received += 1
                     case .delta(let index, let file, let patcher, _)?:
                         do {
                             try patcher.finish()
                             try file.finish()
+                            cacheSignature(builtBy: file)
                             settle(index)
                             counts.deltas += 1
                         } catch let e as DeltaError {
@@ -432,6 +436,7 @@ extension Receiver {
                         do {
                             try decoder.finish()
                             try file.finish()
+                            cacheSignature(builtBy: file)
                             settle(index)
                             counts.deltas += 1
                             counts.patches += 1

@@ -29,6 +29,24 @@ import Testing
         #expect(RollingChecksum(bytes: data).value == expected)
     }
 
+    /// Both 32-bit sums, not only the packed low halves, for every length around the
+    /// sixteen-byte steps and for the largest block, random and all ones (where the sums wrap).
+    @Test func weakSumsMatchTheDefinitionAtEveryLength() {
+        var rng = SplitMix64(seed: 11)
+        var cases = (0...70).map { rng.bytes($0) }
+        cases += [rng.bytes(DeltaLimits.maxBlockLength), rng.bytes(DeltaLimits.maxBlockLength - 5),
+                  [UInt8](repeating: 0xFF, count: DeltaLimits.maxBlockLength)]
+        for data in cases {
+            var a: UInt32 = 0, b: UInt32 = 0
+            for (i, x) in data.enumerated() {
+                a &+= UInt32(x)
+                b &+= UInt32(truncatingIfNeeded: data.count - i) &* UInt32(x)
+            }
+            let got = data.withUnsafeBytes { weakSums($0.baseAddress, $0.count) }
+            #expect(got == (a, b), "\(data.count) bytes")
+        }
+    }
+
     @Test(arguments: [0, 1, 7, 31, 32, 33, 100, 4096])
     func streamingHashEqualsOneShot(length: Int) {
         var rng = SplitMix64(seed: UInt64(length) + 100)

@@ -64,6 +64,34 @@ import Glibc
         #expect(readFile(root + "/current/big.bin") == v3)
     }
 
+    /// A large file's signature is built as it is written, so the next push that changes
+    /// it finds it cached; it is the very signature the agent computes from the file.
+    @Test func aLargeFilesSignatureIsBuiltAsItIsWritten() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        var rng = SeededRandom(seed: 31)
+        let v1 = rng.bytes(9 << 20)
+        writeFile(src + "/big.bin", v1)
+        writeFile(src + "/small.txt", "small\n")
+        #expect(roll("push", src, root).status == 0)
+        let cache = root + "/.roll/signatures"
+        let built = listFolder(cache)
+        try #require(built.count == 1, "\(built)")
+        let builtBytes = readFile(cache + "/" + built[0])
+        // Without the cached one, the next push computes it from the file itself.
+        unlink(cache + "/" + built[0])
+        var v2 = v1
+        v2.replaceSubrange(1000..<2000, with: rng.bytes(1000))
+        writeFile(src + "/big.bin", v2)
+        let r = roll("push", "--json", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "delta_files") == 1, "\(r.stdout)")
+        #expect(readFile(cache + "/" + built[0]) == builtBytes)
+        // And v2's, built as the delta was applied.
+        #expect(listFolder(cache).count == 2)
+        #expect(readFile(root + "/current/big.bin") == v2)
+    }
+
     @Test func unchangedSubtreesAreNotListed() throws {
         let t = TempDir()
         let src = t.sub("src"), root = t.sub("root")
