@@ -389,7 +389,8 @@ extension Store {
 final class BackgroundHasher: @unchecked Sendable {
     static let threshold: UInt64 = 8 << 20
     static let slotCount = 4
-    static let slotSize = 1 << 20
+    /// A sender's chunk (``FrameLimits/sendChunk`` in RollWire): larger writes go in pieces.
+    static let slotSize = 256 << 10
     private let queue = DispatchQueue(label: "roll.hash")
     private let slots = DispatchSemaphore(value: BackgroundHasher.slotCount)
     private var hasher = ContentHasher()

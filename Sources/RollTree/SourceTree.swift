@@ -66,7 +66,16 @@ public struct SourceTree {
         }
         for name in names {
             if SourceTree.defaultIgnoredNames.contains(name) { continue }
-            let pathBytes = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
+            // Allocated at its size: `prefix + "/" + name` grew a buffer twice, and kept up to
+            // twice the path's bytes for every entry of the tree.
+            var pathBytes = name
+            if !prefix.isEmpty {
+                pathBytes = []
+                pathBytes.reserveCapacity(prefix.count + 1 + name.count)
+                pathBytes += prefix
+                pathBytes.append(UInt8(ascii: "/"))
+                pathBytes += name
+            }
             guard let path = RelativePath(pathBytes) else {
                 scan.skipped.append(Skipped(path: displayPath(pathBytes), reason: "name too long"))
                 continue
