@@ -403,10 +403,9 @@ final class BackgroundHasher: @unchecked Sendable {
         builder = signingSize.flatMap { try? SignatureBuilder.forBasis(size: $0) }
     }
 
-    deinit {
-        queue.sync {}
-        ring.deallocate()
-    }
+    // Every queued job holds the hasher, so none is left when this runs (possibly on the
+    // queue's own thread, after the last one).
+    deinit { ring.deallocate() }
 
     func update(_ bytes: UnsafeRawBufferPointer) {
         var rest = bytes

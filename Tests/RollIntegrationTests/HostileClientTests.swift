@@ -524,6 +524,54 @@ extension HostileClientTests {
         }
     }
 
+    /// A delta of a file large enough to be hashed on a second thread that breaks after
+    /// megabytes of output: the half-written file is dropped while its hashing may still
+    /// run, the whole file is asked for once, and the push completes.
+    @Test func aLargeDeltaThatBreaksMidwayIsDroppedAndSentWhole() throws {
+        let t = TempDir()
+        var rng = SeededRandom(seed: 8)
+        let big = rng.bytes(9 << 20)
+        writeFile(t.sub("src") + "/big.bin", big)
+        #expect(roll("push", t.sub("src"), t.sub("root")).status == 0)
+        let root = t.sub("root")
+        var edited = big
+        edited[5000] ^= 0xFF
+        let m = [Entry(path: RelativePath("big.bin")!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 0),
+                       size: UInt64(edited.count), digest: ContentDigest.of(edited))]
+        let agent = try AgentDriver(root: root)
+        try agent.open(entries: 1)
+        try agent.send(ManifestChunk(entries: m))
+        try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
+        while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue {}
+        try agent.send(DeltaBegin(index: 0))
+        // A well-formed header (4 KiB blocks of the 9 MiB basis), 8 MiB of literals, then
+        // an op that does not exist.
+        var header = [UInt8](repeating: 0, count: 28)
+        header.replaceSubrange(0..<4, with: Array("rldt".utf8))
+        header[4] = 1
+        withUnsafeBytes(of: UInt32(4096).littleEndian) { header.replaceSubrange(8..<12, with: $0) }
+        withUnsafeBytes(of: UInt64(big.count).littleEndian) { header.replaceSubrange(12..<20, with: $0) }
+        try agent.writer.send(MessageType.data.rawValue, header)
+        for i in 0..<8 {
+            var literal: [UInt8] = [0x02]
+            withUnsafeBytes(of: UInt32(1 << 20).littleEndian) { literal += $0 }
+            literal += edited[(i << 20)..<((i + 1) << 20)]
+            try agent.writer.send(MessageType.data.rawValue, literal)
+        }
+        try agent.writer.send(MessageType.data.rawValue, [0xEE])
+        try agent.send(FileEnd())
+        try agent.writer.flush()
+        let need = try #require(try agent.reader.next())
+        #expect(need.type == MessageType.need.rawValue)
+        try agent.send(FileBegin(index: 0))
+        for i in 0..<9 { try agent.writer.send(MessageType.data.rawValue, Array(edited[(i << 20)..<((i + 1) << 20)])) }
+        try agent.send(FileEnd())
+        try agent.send(Commit())
+        #expect(agent.drain().last?.type == MessageType.result.rawValue)
+        agent.wait()
+        #expect(readFile(root + "/current/big.bin") == edited)
+    }
+
     /// A patch the agent cannot apply (one that decodes past the file's size, one that asks
     /// for a 256 MiB window, garbage) is answered by asking for the whole file; a patch for a
     /// file nobody offered a basis for is refused.
