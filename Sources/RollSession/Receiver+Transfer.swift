@@ -111,7 +111,7 @@ extension Receiver.Build {
     func cacheSignature(builtBy file: IncomingFile) {
         guard let signature = file.signature, let digest = file.entry.digest else { return }
         let bytes = signature.encode()
-        if bytes.count + 16 <= FrameLimits.maxPayload { store.cacheSignature(digest, bytes) }
+        if bytes.count + 16 <= FrameLimits.maxPayload { store.cacheSignature(digest, bytes, durable: false) }
     }
 
     /// The file of the active release that file `index` was offered a delta against, opened,

@@ -130,10 +130,9 @@ public final class Staging {
     public func selfCursor() -> DirectoryCursor { DirectoryCursor(base: dir) }
 
     /// Opens a new file for `entry`'s content; the name must not exist (`O_EXCL`) and no
-    /// component of its path may be a symlink.
-    /// Creates file `entry` of the new release, to be written in order. With `signing`, a
-    /// file large enough to be hashed on a second thread (``IncomingFile/signature``) also
-    /// gets its block signature built there.
+    /// component of its path may be a symlink. With `signing`, a file large enough to be
+    /// hashed on a second thread also gets its block signature built there
+    /// (``IncomingFile/signature``).
     public func createFile(_ entry: Entry, signing: Bool = false) throws -> IncomingFile {
         let file = try doing("creating \(entry.path)") {
             try Descriptor.open(at: cursor.directory(entry.path.parentBytes).fd, entry.path.lastComponent,
@@ -349,10 +348,13 @@ extension Store {
         try? dir.removeTree(Array(digest.hex.utf8))
     }
 
-    public func cacheSignature(_ digest: ContentDigest, _ bytes: [UInt8]) {
+    /// Without `durable` nothing is flushed (a signature built as its file was written,
+    /// one per large file of a push): a cut or empty entry after a crash does not decode,
+    /// or decodes to sums that match nothing, and costs a resend, never a wrong file.
+    public func cacheSignature(_ digest: ContentDigest, _ bytes: [UInt8], durable: Bool = true) {
         guard let dir = try? signatureDirectory() else { return }
         // Best effort: a signature that cannot be cached is computed again next time.
-        try? dir.writeAtomically(digest.hex, bytes, syncFolder: true)
+        try? dir.writeAtomically(digest.hex, bytes, syncFolder: durable, syncFile: durable)
     }
 
     func signatureDirectory() throws -> Descriptor {

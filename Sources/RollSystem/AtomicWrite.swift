@@ -5,15 +5,17 @@ import Glibc
 extension Descriptor {
     /// Writes the file `name` in this folder through a fresh temporary one, synced and
     /// renamed over it: a reader sees the old content or the new, never a torn one. With
-    /// `syncFolder`, the rename itself is flushed too.
-    public func writeAtomically(_ name: String, mode: mode_t = 0o644, syncFolder: Bool = false,
+    /// `syncFolder`, the rename itself is flushed too. Without `syncFile` nothing is
+    /// flushed, and after a crash the file may be empty or cut: only for caches that check
+    /// what they read.
+    public func writeAtomically(_ name: String, mode: mode_t = 0o644, syncFolder: Bool = false, syncFile: Bool = true,
                                 _ write: (Descriptor) throws -> Void) throws {
         let tmp = Array(".\(name).tmp-\(getpid())".utf8)
         try? unlink(tmp)
         let file = try Descriptor.open(at: fd, tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode, display: self.name + "/" + name)
         do {
             try write(file)
-            try file.sync()
+            if syncFile { try file.sync() }
             try rename(tmp, to: self, as: Array(name.utf8))
         } catch {
             try? unlink(tmp)
@@ -22,8 +24,9 @@ extension Descriptor {
         if syncFolder { try sync() }
     }
 
-    public func writeAtomically(_ name: String, _ bytes: [UInt8], mode: mode_t = 0o644, syncFolder: Bool = false) throws {
-        try writeAtomically(name, mode: mode, syncFolder: syncFolder) { try $0.write(bytes) }
+    public func writeAtomically(_ name: String, _ bytes: [UInt8], mode: mode_t = 0o644, syncFolder: Bool = false,
+                                syncFile: Bool = true) throws {
+        try writeAtomically(name, mode: mode, syncFolder: syncFolder, syncFile: syncFile) { try $0.write(bytes) }
     }
 }
 
