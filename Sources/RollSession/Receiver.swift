@@ -368,12 +368,12 @@ extension Receiver {
                     // A file offered as a delta may come whole (a client that could not
                     // patch against a basis it said it held).
                     guard expecting(index) != .nothing, let staging else { throw notAskedFor(index) }
-                    incoming = .whole(index, try staging.createFile(entries[index], signing: true))
+                    incoming = .whole(index, try staging.createFile(entries[index]))
                 case .deltaBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "delta begun inside a file") }
                     let index = try peer.decode(DeltaBegin.self, frame).index
                     let (basisFile, _) = try openDeltaBasis(index)
-                    let file = try staging!.createFile(entries[index], signing: true)
+                    let file = try staging!.createFile(entries[index])
                     // The file's SHA-256 (``IncomingFile/finish()``) checks what the patcher
                     // rebuilt; the delta's own digest would read every byte once more.
                     let patcher = Patcher(
@@ -391,7 +391,7 @@ extension Receiver {
                     }
                     let decoder = try ZstdPatchDecoder(basis: try MappedFile(fd: basisFile.fd, size: Int(base.size(b))),
                                                        size: entries[index].size)
-                    incoming = .patch(index, try staging!.createFile(entries[index], signing: true), decoder)
+                    incoming = .patch(index, try staging!.createFile(entries[index]), decoder)
                 case .data:
                     switch incoming {
                     case .whole(_, let file)?:

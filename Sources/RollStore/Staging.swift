@@ -130,16 +130,14 @@ public final class Staging {
     public func selfCursor() -> DirectoryCursor { DirectoryCursor(base: dir) }
 
     /// Opens a new file for `entry`'s content; the name must not exist (`O_EXCL`) and no
-    /// component of its path may be a symlink. With `signing`, a file large enough to be
-    /// hashed on a second thread also gets its block signature built there
-    /// (``IncomingFile/signature``).
-    public func createFile(_ entry: Entry, signing: Bool = false) throws -> IncomingFile {
+    /// component of its path may be a symlink.
+    public func createFile(_ entry: Entry) throws -> IncomingFile {
         let file = try doing("creating \(entry.path)") {
             try Descriptor.open(at: cursor.directory(entry.path.parentBytes).fd, entry.path.lastComponent,
                                 flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600,
                                 display: "\(store.path)/releases/\(id)/\(entry.path)")
         }
-        return IncomingFile(entry: entry, file: file, staging: self, signing: signing)
+        return IncomingFile(entry: entry, file: file, staging: self)
     }
 
     fileprivate func finishFile(_ file: Descriptor, _ entry: Entry) throws {
@@ -184,17 +182,15 @@ public final class IncomingFile {
     /// For large files the digest is computed on a second thread while this one writes:
     /// on two cores that hides most of SHA-256's cost behind the disk writes.
     private var background: BackgroundHasher?
-    private let signing: Bool
     public private(set) var size: UInt64 = 0
-    /// The file's block signature, built on the second thread when the file was created
-    /// for signing and is at least ``BackgroundHasher/threshold`` bytes; set by ``finish()``.
+    /// The file's block signature, built on the second thread for a file of at least
+    /// ``BackgroundHasher/threshold`` bytes; set by ``finish()``.
     public private(set) var signature: Signature?
 
-    init(entry: Entry, file: Descriptor, staging: Staging, signing: Bool) {
+    init(entry: Entry, file: Descriptor, staging: Staging) {
         self.entry = entry
         self.file = file
         self.staging = staging
-        self.signing = signing
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -203,7 +199,7 @@ public final class IncomingFile {
         }
         try doing("writing \(entry.path)") { try file.write(bytes) }
         if entry.size >= BackgroundHasher.threshold {
-            if background == nil { background = BackgroundHasher(signingSize: signing ? Int(entry.size) : nil) }
+            if background == nil { background = BackgroundHasher(size: Int(entry.size)) }
             background!.update(bytes)
         } else {
             hasher.update(bytes)
@@ -376,7 +372,7 @@ extension Store {
 }
 
 /// SHA-256 on a thread of its own, fed copies of the data with at most a few chunks in
-/// flight (bounded memory), and with `signingSize` the file's block signature too
+/// flight (bounded memory), and the file's block signature too
 /// (``SignatureBuilder/forBasis(size:)``): the signature the next push would otherwise
 /// read the whole file again for.
 ///
@@ -401,8 +397,9 @@ final class BackgroundHasher: @unchecked Sendable {
                                                               alignment: 64)
     private var next = 0
 
-    init(signingSize: Int?) {
-        builder = signingSize.flatMap { try? SignatureBuilder.forBasis(size: $0) }
+    /// For a file of `size` bytes.
+    init(size: Int) {
+        builder = try? SignatureBuilder.forBasis(size: size)
     }
 
     // Every queued job holds the hasher, so none is left when this runs (possibly on the

@@ -457,8 +457,8 @@ extension HostileClientTests {
 
     /// A root whose release holds `big.bin` (64 KiB of random bytes): its root, the bytes,
     /// the release.
-    static func rootWithBigFile(_ t: TempDir, _ rng: inout SeededRandom) throws -> (String, [UInt8], String) {
-        let big = rng.bytes(64 << 10)
+    static func rootWithBigFile(_ t: TempDir, _ rng: inout SeededRandom, size: Int = 64 << 10) throws -> (String, [UInt8], String) {
+        let big = rng.bytes(size)
         writeFile(t.sub("src") + "/big.bin", big)
         #expect(roll("push", t.sub("src"), t.sub("root")).status == 0)
         return (t.sub("root"), big, try #require(readLinkText(t.sub("root") + "/current")))
@@ -468,12 +468,28 @@ extension HostileClientTests {
     /// that the release holds them.
     static func sendWholeAndCommit(_ agent: AgentDriver, _ bytes: [UInt8], root: String) throws {
         try agent.send(FileBegin(index: 0))
-        try agent.writer.send(MessageType.data.rawValue, bytes)
+        for at in stride(from: 0, to: bytes.count, by: FrameLimits.dataChunk) {
+            try agent.writer.send(MessageType.data.rawValue, bytes[at..<min(at + FrameLimits.dataChunk, bytes.count)])
+        }
         try agent.send(FileEnd())
         try agent.send(Commit())
         #expect(agent.drain().last?.type == MessageType.result.rawValue)
         agent.wait()
         #expect(readFile(root + "/current/big.bin") == bytes)
+    }
+
+    /// A fresh agent on `root` offered one file, `name` holding `bytes`, read up to the end
+    /// of its answers; returns it and the types of the frames it answered with.
+    static func offerFile(_ name: String, _ bytes: [UInt8], root: String) throws -> (AgentDriver, [UInt8]) {
+        let m = [Entry(path: RelativePath(name)!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 0),
+                       size: UInt64(bytes.count), digest: ContentDigest.of(bytes))]
+        let agent = try AgentDriver(root: root)
+        try agent.open(entries: 1)
+        try agent.send(ManifestChunk(entries: m))
+        try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
+        var asked = [UInt8]()
+        while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue { asked.append(f.type) }
+        return (agent, asked)
     }
 
     /// A delta the patcher rejects (block length 0 with blocks, copies past the basis,
@@ -492,16 +508,7 @@ extension HostileClientTests {
             // Content no release has, so the agent must ask for it.
             var edited = big
             edited[100 + round] ^= 0xFF
-            let m = [Entry(path: RelativePath("big.bin")!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 0),
-                           size: UInt64(edited.count), digest: ContentDigest.of(edited))]
-            let agent = try AgentDriver(root: root)
-            try agent.open(entries: 1)
-            try agent.send(ManifestChunk(entries: m))
-            try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
-            var asked = [UInt8]()
-            while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue {
-                asked.append(f.type)
-            }
+            let (agent, asked) = try Self.offerFile("big.bin", edited, root: root)
             #expect(asked.contains(MessageType.signature.rawValue), "round \(round): the agent did not ask for a delta: \(asked)")
             try agent.send(DeltaBegin(index: 0))
             try agent.writer.send(MessageType.data.rawValue, bad)
@@ -530,19 +537,10 @@ extension HostileClientTests {
     @Test func aLargeDeltaThatBreaksMidwayIsDroppedAndSentWhole() throws {
         let t = TempDir()
         var rng = SeededRandom(seed: 8)
-        let big = rng.bytes(9 << 20)
-        writeFile(t.sub("src") + "/big.bin", big)
-        #expect(roll("push", t.sub("src"), t.sub("root")).status == 0)
-        let root = t.sub("root")
+        let (root, big, _) = try Self.rootWithBigFile(t, &rng, size: 9 << 20)
         var edited = big
         edited[5000] ^= 0xFF
-        let m = [Entry(path: RelativePath("big.bin")!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 0),
-                       size: UInt64(edited.count), digest: ContentDigest.of(edited))]
-        let agent = try AgentDriver(root: root)
-        try agent.open(entries: 1)
-        try agent.send(ManifestChunk(entries: m))
-        try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
-        while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue {}
+        let (agent, _) = try Self.offerFile("big.bin", edited, root: root)
         try agent.send(DeltaBegin(index: 0))
         // A well-formed header (4 KiB blocks of the 9 MiB basis), 8 MiB of literals, then
         // an op that does not exist.
@@ -563,13 +561,7 @@ extension HostileClientTests {
         try agent.writer.flush()
         let need = try #require(try agent.reader.next())
         #expect(need.type == MessageType.need.rawValue)
-        try agent.send(FileBegin(index: 0))
-        for i in 0..<9 { try agent.writer.send(MessageType.data.rawValue, Array(edited[(i << 20)..<((i + 1) << 20)])) }
-        try agent.send(FileEnd())
-        try agent.send(Commit())
-        #expect(agent.drain().last?.type == MessageType.result.rawValue)
-        agent.wait()
-        #expect(readFile(root + "/current/big.bin") == edited)
+        try Self.sendWholeAndCommit(agent, edited, root: root)
     }
 
     /// A patch the agent cannot apply (one that decodes past the file's size, one that asks
@@ -582,14 +574,7 @@ extension HostileClientTests {
         let (root, big, current) = try Self.rootWithBigFile(t, &rng)
         var edited = big
         edited[100] ^= 0xFF
-        let name = kind == "not offered" ? "other.bin" : "big.bin"
-        let m = [Entry(path: RelativePath(name)!, kind: .file, mode: 0o644, mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 0),
-                       size: UInt64(edited.count), digest: ContentDigest.of(edited))]
-        let agent = try AgentDriver(root: root)
-        try agent.open(entries: 1)
-        try agent.send(ManifestChunk(entries: m))
-        try agent.send(ManifestEnd(rootDigest: Manifest(entries: m).rootDigest))
-        while let f = try agent.reader.next(), f.type != MessageType.needEnd.rawValue {}
+        let (agent, _) = try Self.offerFile(kind == "not offered" ? "other.bin" : "big.bin", edited, root: root)
         let patch: [UInt8]
         switch kind {
         case "bomb":
