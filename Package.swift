@@ -4,7 +4,8 @@ import PackageDescription
 // One target per layer; imports only point down this list (README, "Inside"):
 //   RollSystem  (syscalls through one funnel, byte paths, *at helpers, one child process type,
 //                accounts, atomic writes, the clock; its C shims are not re-exported)
-//   RollDelta   (hot core: rolling checksum, signatures, deltas; stdlib only)
+//   RollDelta   (hot core: rolling checksum, signatures, deltas; stdlib only, plus CRollDelta,
+//                its AVX2 miss path in C)
 //   RollTree    (walking a source tree, content hashes, manifests)
 //   RollWire    (framed messages, handshake, limits, compression: zstd on the wire, gzip for files)
 //   RollStore   (releases, staging, publish/switch, rollback, retention, lock)
@@ -36,7 +37,8 @@ let package = Package(
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "RollSystem", dependencies: ["CRollSystem"]),
-        .target(name: "RollDelta"),
+        .target(name: "CRollDelta"),
+        .target(name: "RollDelta", dependencies: ["CRollDelta"]),
         .target(
             name: "RollTree",
             dependencies: ["CRollSystem", "CLibCrypto", "RollSystem", "RollDelta"]

@@ -1,3 +1,5 @@
+import CRollDelta
+
 /// Streams a delta of a new file against a basis's `Signature`.
 ///
 /// Feed the new file in chunks of any size with `update`, then call `finish`.
@@ -205,8 +207,7 @@ public final class DeltaEncoder {
         let bytes = UnsafePointer<UInt8>(buffer.assumingMemoryBound(to: UInt8.self))
         let raw = UnsafeRawPointer(buffer)
         let idx = index
-        let filter = UnsafePointer(idx.filter)
-        let filterShift = idx.filterShift
+        let tables = UnsafePointer(idx.tables)
         let flushAt = Self.literalFlush
 
         var p = position
@@ -247,7 +248,7 @@ public final class DeltaEncoder {
             var q = p
             var found = -1
             while true {
-                q = findCandidate(bytes, n, from: q, to: stop, &a, &b, filter, filterShift)
+                q = findCandidate(bytes, n, from: q, to: stop, &a, &b, tables)
                 if q < 0 { q = stop; break }
                 found = probe((b << 16) | (a & 0xFFFF), raw + q)
                 if found >= 0 || q >= stop { break }
@@ -308,25 +309,40 @@ public final class DeltaEncoder {
 }
 
 /// The miss path: rolls (a, b) from window `q` towards `stop` and returns the
-/// first position whose weak sum passes the bit filter, or -1 with (a, b) at
-/// `stop`. Kept a small leaf function so every piece of state sits in a
-/// register. Reads bytes up to `stop + n - 1`, which the caller guarantees
-/// are in the buffer (stop <= limit - n).
-@inline(never)
+/// first position whose weak sum a block has (the index's filter, then its
+/// slots), or -1 with (a, b) at `stop`. Reads bytes up to `stop + n - 1`,
+/// which the caller guarantees are in the buffer (stop <= limit - n). Where
+/// the processor has AVX2 this is CRollDelta's loop, eight windows per step;
+/// the sums it hands back are exact in their low 16 bits, which is all a weak
+/// sum and further rolling use.
+@inline(__always)
 func findCandidate(_ bytes: UnsafePointer<UInt8>, _ n: Int, from start: Int, to stop: Int,
-                   _ aIO: inout UInt32, _ bIO: inout UInt32,
-                   _ filter: UnsafePointer<UInt64>, _ shift: UInt64) -> Int {
+                   _ a: inout UInt32, _ b: inout UInt32, _ tables: UnsafePointer<roll_match_tables>,
+                   vector: Bool = MissPath.vector) -> Int {
+    if vector {
+        return roll_delta_find_candidate(bytes, n, start, stop, &a, &b, tables)
+    }
+    return findCandidatePortable(bytes, n, from: start, to: stop, &a, &b, tables)
+}
+
+enum MissPath {
+    /// Whether the AVX2 loop runs here; read once.
+    static let vector = roll_delta_vector_available() != 0
+}
+
+/// One window at a time. Kept a small leaf function so every piece of state
+/// sits in a register.
+@inline(never)
+func findCandidatePortable(_ bytes: UnsafePointer<UInt8>, _ n: Int, from start: Int, to stop: Int,
+                           _ aIO: inout UInt32, _ bIO: inout UInt32,
+                           _ tables: UnsafePointer<roll_match_tables>) -> Int {
     var a = aIO
     var b = bIO
     let nU = UInt32(truncatingIfNeeded: n)
     var q = start
     var result = -1
     while true {
-        let w = (b << 16) | (a & 0xFFFF)
-        let m = UInt64(w) &* MatchIndex.multiplier
-        let word = filter[Int(truncatingIfNeeded: m &>> shift)]
-        let mask = MatchIndex.filterMask(m)
-        if word & mask == mask { result = q; break }
+        if MatchIndex.holds((b << 16) | (a & 0xFFFF), tables) { result = q; break }
         if q >= stop { break }
         // Wrapping is intended: see RollingChecksum.
         let o = UInt32(bytes[q])

@@ -1,18 +1,20 @@
+import CRollDelta
+
 /// Lookup structure over a signature's blocks, built once per delta.
 ///
 /// The scan asks "is there a block with this weak sum?" at every byte offset
 /// of the new file, and on unrelated data the answer is almost always no. So
-/// the first question goes to a filter of 32 bits per block (one 64-bit word
-/// per two blocks, 128 KiB for the 32768 blocks of a 1 GiB basis), in which
-/// each weak sum sets two bits of one word chosen by the top bits of the weak
-/// sum times an odd constant: one load per position, false positives ~1/270.
-/// Measured on the 2-core test machine (100 MB of unrelated data against a
-/// 1 GiB signature): a one-bit filter at 64 bits per block spent a quarter of
-/// the scan in probes; two bits per word cut probes to 7 % of the time;
-/// filters of 64 KiB, 128 KiB and 256 KiB ran within noise of each other
-/// (0.40-0.76 s), 32 KiB and smaller lost to probe cost. A SWAR 16-bit tag
-/// table ran at half the speed of the bit test and a `SIMD8<UInt16>` one at
-/// 16 MB/s, so the plain word test wins.
+/// the first question goes to a filter of 32 bits per block (one 32-bit word
+/// per block, 128 KiB for the 32768 blocks of a 1 GiB basis), in which each
+/// weak sum sets two bits of one word, word and bits chosen by two
+/// multiplicative hashes of the weak sum (`filterSlot`): one load per
+/// position, false positives ~1/270. The rule is shared with the AVX2 miss
+/// path in CRollDelta (`roll_match_tables`). Measured
+/// on the 2-core test machine (100 MB of unrelated data against a 1 GiB
+/// signature, 64-bit words then): a one-bit filter at 64 bits per block spent
+/// a quarter of the scan in probes; two bits per word cut probes to 7 % of the
+/// time; filters of 64 KiB, 128 KiB and 256 KiB ran within noise of each other,
+/// 32 KiB and smaller lost to probe cost.
 ///
 /// Filter hits go to an open-addressed table of 64-bit slots packing the full
 /// weak sum with an entry number, so confirming or rejecting a weak sum costs
@@ -29,12 +31,13 @@
 /// would then rebuild fewer bytes than the window held. Only the new file's
 /// tail can equal it, and the encoder checks that at the end.
 final class MatchIndex {
-    static let maxProbe = 64
+    static let maxProbe = Int(ROLL_MAX_PROBE)
     static let maxSameWeak = 16
-    static let multiplier: UInt64 = 0x9E37_79B9_7F4A_7C15
+    static let multiplier = UInt64(ROLL_SLOT_MUL)
 
-    let filterShift: UInt64
-    let filter: UnsafeMutablePointer<UInt64>
+    /// 32 - log2 of the filter's word count.
+    let filterShift: UInt32
+    let filter: UnsafeMutablePointer<UInt32>
     let filterWords: Int
     /// weak << 32 | (entry + 1); 0 marks an empty slot.
     let slots: UnsafeMutablePointer<UInt64>
@@ -50,11 +53,32 @@ final class MatchIndex {
     let blockHigh: UnsafeMutablePointer<UInt64>
     let blockWeak: UnsafeMutablePointer<UInt32>
     let blockCount: Int
+    /// The filter and the slots as the miss paths read them.
+    let tables: UnsafeMutablePointer<roll_match_tables>
 
-    /// Two bits of one filter word per weak sum (a blocked Bloom filter).
+    /// The filter word and the two bits of it that stand for weak sum `w` (a
+    /// blocked Bloom filter). Same rule as `roll_delta_find_candidate`.
     @inline(__always)
-    static func filterMask(_ m: UInt64) -> UInt64 {
-        (1 &<< ((m &>> 20) & 63)) | (1 &<< ((m &>> 26) & 63))
+    static func filterSlot(_ w: UInt32, shift: UInt32) -> (word: Int, mask: UInt32) {
+        let h = w &* UInt32(ROLL_FILTER_INDEX_MUL)
+        let g = w &* UInt32(ROLL_FILTER_BITS_MUL)
+        return (Int(truncatingIfNeeded: h &>> shift), (1 &<< (g &>> 27)) | (1 &<< ((g &>> 22) & 31)))
+    }
+
+    /// Whether a block has weak sum `w`: first the filter, then the slots.
+    @inline(__always)
+    static func holds(_ w: UInt32, _ t: UnsafePointer<roll_match_tables>) -> Bool {
+        let (word, mask) = filterSlot(w, shift: t.pointee.filter_shift)
+        guard t.pointee.filter[word] & mask == mask else { return false }
+        let slots = t.pointee.slots!
+        var s = Int(truncatingIfNeeded: (UInt64(w) &* multiplier) &>> UInt64(t.pointee.slot_shift))
+        for _ in 0..<maxProbe {
+            let v = slots[s]
+            if v == 0 { return false }
+            if UInt32(truncatingIfNeeded: v >> 32) == w { return true }
+            s = (s + 1) & Int(truncatingIfNeeded: t.pointee.slot_mask)
+        }
+        return false
     }
 
     init(_ sig: Signature) {
@@ -62,8 +86,8 @@ final class MatchIndex {
         blockCount = count
         var log = 0
         while (1 << log) < max(count, 1) { log += 1 }
-        let filterWordBits = min(max(log - 1, 6), 20)
-        filterShift = UInt64(64 - filterWordBits)
+        let filterWordBits = min(max(log, 5), 21)
+        filterShift = UInt32(32 - filterWordBits)
         filterWords = 1 << filterWordBits
         filter = .allocate(capacity: filterWords)
         filter.initialize(repeating: 0, count: filterWords)
@@ -114,13 +138,19 @@ final class MatchIndex {
             // Slots are filled in block order, so the earliest of equal
             // blocks wins and copy runs merge more often.
             slots[free] = UInt64(w) << 32 | UInt64(entries + 1)
-            filter[Int(truncatingIfNeeded: m &>> filterShift)] |= Self.filterMask(m)
+            let (word, mask) = Self.filterSlot(w, shift: filterShift)
+            filter[word] |= mask
             entries += 1
         }
         entryCount = entries
+        tables = .allocate(capacity: 1)
+        tables.initialize(to: roll_match_tables(
+            filter: filter, slots: slots, filter_shift: filterShift,
+            slot_shift: UInt32(slotShift), slot_mask: UInt64(slotMask)))
     }
 
     deinit {
+        tables.deallocate()
         filter.deallocate()
         slots.deallocate()
         entryLow.deallocate()

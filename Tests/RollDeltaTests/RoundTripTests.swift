@@ -111,3 +111,47 @@ import Testing
         if size == 1 << 30 { #expect(n == 32768) }
     }
 }
+
+@Suite struct MissPathTests {
+    /// The AVX2 loop and the portable one stop at the same window with the same weak sums,
+    /// from every start, on new data that shares blocks with the basis here and there and
+    /// on runs of equal bytes.
+    @Test(.enabled(if: MissPath.vector, "this processor has no AVX2: only the portable loop runs"),
+          arguments: [8, 64, 100, 4096])
+    func bothLoopsFindTheSameCandidate(blockLength n: Int) throws {
+        var found = 0
+        var rng = SplitMix64(seed: UInt64(n) &* 131)
+        for round in 0..<16 {
+            let length = n + rng.int(0...(20 * n + 3000))
+            var bytes = rng.bytes(length)
+            if round % 4 == 3 { for i in 0..<(length / 2) { bytes[i] = 7 } }
+            // A basis of unrelated blocks and of windows of the new data at odd offsets.
+            var basis = rng.bytes(n * rng.int(1...300))
+            for _ in 0..<rng.int(0...12) {
+                let at = rng.int(0...(length - n))
+                basis += bytes[at..<(at + n)]
+                basis += rng.bytes(n)
+            }
+            let index = MatchIndex(try Signature(basis: basis, blockLength: n, strongLength: 8, seed: rng.next()))
+            let stop = length - n
+            bytes.withUnsafeBufferPointer { buffer in
+                let p = buffer.baseAddress!
+                var start = 0
+                while start <= stop {
+                    let (a0, b0) = weakSums(UnsafeRawPointer(p + start), n)
+                    var (a1, b1) = (a0, b0), (a2, b2) = (a0, b0)
+                    let fast = findCandidate(p, n, from: start, to: stop, &a1, &b1, index.tables, vector: true)
+                    let slow = findCandidate(p, n, from: start, to: stop, &a2, &b2, index.tables, vector: false)
+                    #expect(fast == slow, "block \(n) round \(round) from \(start)")
+                    #expect(packWeak(a1, b1) == packWeak(a2, b2), "block \(n) round \(round) from \(start)")
+                    if slow >= 0 { found += 1 }
+                    let at = slow >= 0 ? slow : stop
+                    let (a, b) = weakSums(UnsafeRawPointer(p + at), n)
+                    #expect(packWeak(a, b) == packWeak(a2, b2))
+                    start = at + 1 + rng.int(0...(2 * n))
+                }
+            }
+        }
+        #expect(found > 20, "too few windows matched to compare the loops")
+    }
+}

@@ -1,0 +1,42 @@
+#ifndef ROLL_DELTA_H
+#define ROLL_DELTA_H
+
+#include <stdint.h>
+
+/* What the delta encoder's miss path asks of a signature's match index: is there a
+ * block with this weak sum? (RollDelta's MatchIndex builds both tables.)
+ *
+ * The filter is an array of 2^k 32-bit words. Weak sum w stands for word
+ * (w * ROLL_FILTER_INDEX_MUL) >> filter_shift, with filter_shift = 32 - k, and for
+ * two bits of it: with g = w * ROLL_FILTER_BITS_MUL, bits g >> 27 and (g >> 22) & 31.
+ * A weak sum passes when both its bits are set.
+ *
+ * The slots are an open-addressed table of 2^m entries, weak << 32 | (entry + 1),
+ * 0 when empty; w's first slot is (w * ROLL_SLOT_MUL) >> slot_shift, with
+ * slot_shift = 64 - m, and an entry sits at most ROLL_MAX_PROBE slots past its
+ * first one. */
+#define ROLL_FILTER_INDEX_MUL 0x9E3779B1u
+#define ROLL_FILTER_BITS_MUL 0x85EBCA77u
+#define ROLL_SLOT_MUL 0x9E3779B97F4A7C15ull
+#define ROLL_MAX_PROBE 64
+
+typedef struct {
+    const uint32_t *filter;
+    const uint64_t *slots;
+    uint32_t filter_shift;
+    uint32_t slot_shift;
+    uint64_t slot_mask;
+} roll_match_tables;
+
+/* 1 when this processor and the operating system run AVX2 code, else 0. */
+int roll_delta_vector_available(void);
+
+/* From window `start`, whose sums are *a and *b, rolls towards `stop` and returns
+ * the first position whose weak sum the slots hold, with *a and *b holding that
+ * window's sums; or -1, with *a and *b at `stop`. Reads bytes up to stop + n - 1.
+ * The sums handed back are exact in their low 16 bits, all a weak sum is made of.
+ * Call only when roll_delta_vector_available() is 1. */
+long roll_delta_find_candidate(const uint8_t *bytes, long n, long start, long stop,
+                               uint32_t *a, uint32_t *b, const roll_match_tables *tables);
+
+#endif
