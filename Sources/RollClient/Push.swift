@@ -238,7 +238,7 @@ public struct Pusher {
 /// anything is sent; nil for a tree within the limits.
 public func treeTooLarge(_ manifest: Manifest, source: String) -> UserError? {
     guard let excess = ManifestLimits.excess(entries: manifest.entries.count,
-                                             textBytes: ManifestLimits.textBytes(of: manifest.entries)) else { return nil }
+                                             textBytes: manifest.entries.textBytes) else { return nil }
     return UserError("cannot push \(source): \(excess)",
                      hint: "a line such as node_modules/ or build/ in \(source)/.rollignore leaves that folder out; nothing was sent",
                      code: Exit.dataError)

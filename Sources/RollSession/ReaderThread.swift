@@ -87,8 +87,8 @@ final class ReaderThread: @unchecked Sendable {
     /// on the sending thread.
     private func count(_ indexes: [Int]) {
         let entries = manifest.entries
-        let valid = indexes.filter { $0 >= 0 && $0 < entries.count && entries[$0].kind == .file }
-        inbox.announce(files: valid.count, bytes: valid.reduce(0) { $0 &+ entries[$1].size })
+        let valid = indexes.filter { $0 >= 0 && $0 < entries.count && entries.kind($0) == .file }
+        inbox.announce(files: valid.count, bytes: valid.reduce(0) { $0 &+ entries.size($1) })
     }
 
     func start() {

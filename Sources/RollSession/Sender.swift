@@ -25,7 +25,9 @@ public final class Sender {
     private var patched = [Int: ContentDigest]()
     private var baseManifest: Manifest??
     private var root = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
-    /// Each directory's subtree digest without mtimes (``Manifest/subtreeDigestsWithContent()``).
+    /// Each directory's subtree digest, with and without mtimes
+    /// (``Manifest/subtreeDigestsWithContent()``): until the manifest has gone out.
+    private var directories = [ArraySlice<UInt8>: ContentDigest]()
     private var contentDigests = [ArraySlice<UInt8>: ContentDigest]()
     /// What the reader thread has seen the agent ask for; reported with the progress.
     private var inbox: Inbox?
@@ -64,14 +66,15 @@ public final class Sender {
         report.files = manifest.fileCount
         report.treeBytes = manifest.totalBytes
         handled = [Bool](repeating: false, count: manifest.entries.count)
-        let digests = manifest.subtreeDigestsWithContent()
-        root = digests.root
-        contentDigests = digests.contents
+        do {
+            let digests = manifest.subtreeDigestsWithContent()
+            (root, directories, contentDigests) = (digests.root, digests.directories, digests.contents)
+        }
 
         peer.onLog = { [events] in events(.log($0)) }
         let timed = stream as? DescriptorStream
         timed?.idleTimeout = options.handshakeTimeout
-        try peer.send(Hello(client: options.client, treeRoot: digests.root, knownRoots: options.manifestCache?.roots() ?? [],
+        try peer.send(Hello(client: options.client, treeRoot: root, knownRoots: options.manifestCache?.roots() ?? [],
                             stallTimeout: options.stallTimeout))
         try peer.flush()
         Fault.point("client-after-hello")
@@ -82,7 +85,7 @@ public final class Sender {
         welcomeCurrent = welcome.current
         events(.connected(agent: welcome.agent, current: welcome.current))
 
-        if !options.force, let currentRoot = welcome.currentRoot, currentRoot == digests.root {
+        if !options.force, let currentRoot = welcome.currentRoot, currentRoot == root {
             try peer.send(Bye())
             try peer.flush()
             report.upToDate = true
@@ -97,7 +100,7 @@ public final class Sender {
         reader.start()
         defer { releaseInterrupt() }
         do {
-            try push(welcome: welcome, directories: digests.directories, inbox: inbox)
+            try push(welcome: welcome, inbox: inbox)
             reader.join()
             if !options.dryRun { options.manifestCache?.store(manifest, root: root) }
             return finished()
@@ -126,8 +129,7 @@ public final class Sender {
     /// kept its manifest; else the tree with every subtree the agent reported unchanged
     /// collapsed; else (a first push) every entry. Each goes to `emit` as it is made: a
     /// first push's items are never all held at once.
-    private func forEachManifestItem(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest],
-                                     _ emit: (ManifestItem) throws -> Void) rethrows {
+    private func forEachManifestItem(welcome: Welcome, _ emit: (ManifestItem) throws -> Void) rethrows {
         if let root = welcome.currentRoot, let base = loadedBase(root) {
             report.manifestMode = "difference"
             for spec in manifest.items(against: base, maxTimes: ManifestItem.maxTimes) {
@@ -157,7 +159,7 @@ public final class Sender {
                 continue
             }
             var end = i + 1
-            while end < entries.count && entries[end].path.isInside(e.path) { end += 1 }
+            while end < entries.count && entries.isInside(end, e.path.bytes) { end += 1 }
             if let mine = directories[e.path.bytes[...]], other.digest == (mine.w0, mine.w1) {
                 try emit(.sameSubtree(e.path))
                 i = end
@@ -180,12 +182,14 @@ public final class Sender {
     private func heldBases(_ welcome: Welcome) -> [UInt64] {
         guard options.compress, !options.dryRun, let objects = options.objects, let root = welcome.currentRoot,
               let base = loadedBase(root) else { return [] }
-        var kept = [RelativePath: UInt64](minimumCapacity: manifest.fileCount)
-        for e in manifest.entries where e.kind == .file { kept[e.path] = e.digest!.w0 }
+        let entries = manifest.entries, old = base.entries
         var held = [UInt64]()
-        for e in base.entries where e.kind == .file && e.size >= Sender.heldBasisSize && e.size <= UInt64(PatchLimits.largestFile) {
+        for i in old.indices where old.kind(i) == .file && old.size(i) >= Sender.heldBasisSize && old.size(i) <= UInt64(PatchLimits.largestFile) {
             guard held.count < Begin.maxHeldBases else { break }
-            if kept[e.path] != e.digest!.w0 && objects.contains(e.digest!, size: Int(e.size)) { held.append(e.digest!.w0) }
+            let digest = old.digest(i)!
+            // Both tables are in tree order: the same path is found by halving.
+            if let j = entries.index(of: old.path(i)), entries.digest(j) == digest { continue }
+            if objects.contains(digest, size: Int(old.size(i))) { held.append(digest.w0) }
         }
         return held
     }
@@ -199,7 +203,7 @@ public final class Sender {
         return baseManifest!
     }
 
-    private func push(welcome: Welcome, directories: [ArraySlice<UInt8>: ContentDigest], inbox: Inbox) throws {
+    private func push(welcome: Welcome, inbox: Inbox) throws {
         try peer.send(Begin(keep: UInt32(max(1, min(options.keep, 10_000))), actor: options.actor,
                             entryCount: UInt64(manifest.entries.count), shared: options.shared,
                             sharedCreate: options.sharedCreate, dryRun: options.dryRun, sync: options.sync,
@@ -208,7 +212,7 @@ public final class Sender {
         // The manifest in chunks; between them, whatever the agent asked for so far.
         var chunk = [ManifestItem]()
         var chunkBytes = 0
-        try forEachManifestItem(welcome: welcome, directories: directories) { item in
+        try forEachManifestItem(welcome: welcome) { item in
             chunk.append(item)
             switch item {
             case .entry(let e): chunkBytes += e.path.bytes.count + e.target.count + 48
@@ -223,6 +227,9 @@ public final class Sender {
             }
         }
         if !chunk.isEmpty { try sendChunk(&chunk, &chunkBytes) }
+        // Held through the files otherwise (0.8 MB for 2,300 folders, with the paths they keep).
+        directories = [:]
+        contentDigests = [:]
         try peer.send(ManifestEnd(rootDigest: root))
         try peer.flush()
 
@@ -405,7 +412,7 @@ public final class Sender {
     /// client read a file it was not asked to push). A file is sent once, and once more
     /// whole if its delta failed the agent's check.
     private func checkRequest(_ i: Int, allowResend: Bool) throws {
-        guard i >= 0, i < manifest.entries.count, manifest.entries[i].kind == .file else {
+        guard i >= 0, i < manifest.entries.count, manifest.entries.kind(i) == .file else {
             throw WireError(.protocolViolation, "the agent asked for entry #\(i), which is not a file of this push")
         }
         if handled[i] {
@@ -521,9 +528,9 @@ public final class Sender {
     /// holds the agent's basis (of `size` bytes, when its signature said) and the two fit
     /// in a patch's window.
     private func patchBasis(_ i: Int, _ basis: ContentDigest, size: Int?) -> CachedObject? {
-        guard options.compress, let objects = options.objects, manifest.entries[i].size <= UInt64(PatchLimits.largestFile),
+        guard options.compress, let objects = options.objects, manifest.entries.size(i) <= UInt64(PatchLimits.largestFile),
               let object = size.map({ objects.open(basis, size: $0) }) ?? objects.open(basis),
-              PatchLimits.windowLog(basisSize: object.bytes.count, size: Int(manifest.entries[i].size)) != nil else { return nil }
+              PatchLimits.windowLog(basisSize: object.bytes.count, size: Int(manifest.entries.size(i))) != nil else { return nil }
         return object
     }
 

@@ -97,8 +97,8 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
     public var fileCount: Int { records.count { $0.kind == .file } }
     public var totalBytes: UInt64 { records.reduce(0) { $0 + $1.size } }
 
-    /// Decodes an encoded manifest (``Manifest/encoded()``) straight into a table, with the
-    /// same checks as ``Manifest/init(decoding:)``.
+    /// Decodes an encoded manifest (``Manifest/encoded()``) straight into a table: strictly
+    /// increasing tree order, each parent listed before as a directory (``OrderChecker``).
     public init(decoding encoded: [UInt8]) throws {
         var r = ByteReader(encoded)
         guard Array(try r.raw(8, "manifest magic")) == Manifest.magic else { throw DecodeError("not a roll manifest") }

@@ -87,17 +87,23 @@ extension Manifest {
     /// covered are deleted by omission.
     public func items(against base: Manifest, maxTimes: Int = .max) -> [ManifestItemSpec] {
         var items = [ManifestItemSpec]()
+        let old = base.entries
         var j = 0
         for e in entries {
-            while j < base.entries.count && base.entries[j].path < e.path { j += 1 }
-            if j < base.entries.count && base.entries[j] == e {
+            while j < old.count && treeOrder(old.path(j), e.path.bytes) { j += 1 }
+            guard j < old.count else {
+                items.append(.entry(e))
+                continue
+            }
+            let b = old[j]
+            if b == e {
                 if case .range(let start, let count)? = items.last, start + count == j {
                     items[items.count - 1] = .range(start, count + 1)
                 } else {
                     items.append(.range(j, 1))
                 }
                 j += 1
-            } else if j < base.entries.count && base.entries[j].sameContent(as: e) {
+            } else if b.sameContent(as: e) {
                 if case .rangeTimes(let start, var times)? = items.last, start + times.count == j, times.count < maxTimes {
                     times.append(e.mtime)
                     items[items.count - 1] = .rangeTimes(start, times)

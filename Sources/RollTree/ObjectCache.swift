@@ -106,26 +106,26 @@ public final class ObjectCache: @unchecked Sendable {
     /// ``sizes``, marking those that are as used; then trims the cache to its capacity.
     /// A file that changed since it was scanned is not kept. Returns the files added.
     @discardableResult
-    public func keep(_ entries: [Entry], root: Descriptor) -> Int {
+    public func keep(_ entries: EntryTable, root: Descriptor) -> Int {
         let cursor = DirectoryCursor(base: root)
         var added = 0
         var large = Set<ContentDigest>()
         // Small ones as indexes into `entries`, 4 bytes each: a set and a dictionary of
         // digests took 3 MB for the benchmark's 20,000 files.
         var small = [Int32]()
-        for (i, e) in entries.enumerated() where e.kind == .file && ObjectCache.sizes.contains(e.size) {
-            guard let digest = e.digest else { continue }
-            if e.size < UInt64(Self.packedBelow) {
+        for i in entries.indices where entries.kind(i) == .file && ObjectCache.sizes.contains(entries.size(i)) {
+            guard let digest = entries.digest(i) else { continue }
+            if entries.size(i) < UInt64(Self.packedBelow) {
                 small.append(Int32(i))
                 continue
             }
             guard large.insert(digest).inserted else { continue }
             let target = path(digest)
             if utimensat(AT_FDCWD, target, nil, 0) == 0 { continue }
-            if (try? copy(e, cursor: cursor, to: target)) == true { added += 1 }
+            if (try? copy(entries[i], cursor: cursor, to: target)) == true { added += 1 }
         }
         large = []
-        func digest(_ i: Int32) -> ContentDigest { entries[Int(i)].digest! }
+        func digest(_ i: Int32) -> ContentDigest { entries.digest(Int(i))! }
         // By digest, each once; those a pack holds already mark it used and drop out.
         small.sort { digest($0).precedes(digest($1)) }
         var kept = 0
@@ -156,10 +156,8 @@ public final class ObjectCache: @unchecked Sendable {
         small = []
         held = []
         missing.sort()
-        added += PackIndex.write(into: packFolder, count: missing.count) { n in
-            let e = entries[Int(missing[n])]
-            return (e.digest!, try? Self.read(e, cursor: cursor))
-        }
+        added += PackIndex.write(into: packFolder, count: missing.count, digest: { entries.digest(Int(missing[$0]))! },
+                                 bytes: { try? Self.read(entries[Int(missing[$0])], cursor: cursor) })
         trim()
         return added
     }

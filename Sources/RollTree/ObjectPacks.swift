@@ -97,29 +97,32 @@ struct PackIndex {
         }
     }
 
-    /// Writes a new pack of `count` objects into `folder` (object `n` gives its digest and
-    /// its bytes, nil for one that cannot be kept); returns how many it holds.
-    static func write(into folder: String, count: Int, object: (Int) -> (digest: ContentDigest, bytes: [UInt8]?)) -> Int {
+    /// Writes a new pack of `count` objects into `folder` (object `n` has the digest
+    /// `digest(n)` and the bytes `bytes(n)`, nil for one that cannot be kept); returns how
+    /// many it holds.
+    static func write(into folder: String, count: Int, digest: (Int) -> ContentDigest, bytes: (Int) -> [UInt8]?) -> Int {
         mkdir(folder, 0o700)
         let name = folder + "/" + String(time(nil)) + "-" + randomHexID()
         let packTemp = name + ".pack.tmp", indexTemp = name + ".index.tmp"
         guard let pack = try? Descriptor.open(packTemp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600) else { return 0 }
-        var records = [(digest: ContentDigest, offset: Int64, size: Int)]()
+        // 16 bytes an object: with its digest, 48 took 0.57 MB for the benchmark's 12,000
+        // small files and the sort half as much again. Digests are asked for as needed.
+        var records = [(offset: Int64, n: UInt32, size: UInt32)]()
         records.reserveCapacity(count)
         var offset: Int64 = 0
         for n in 0..<count {
-            let o = object(n)
-            guard let bytes = o.bytes, (try? pack.write(bytes)) != nil else { continue }
-            records.append((o.digest, offset, bytes.count))
-            offset += Int64(bytes.count)
+            guard let object = bytes(n), object.count <= Int(UInt32.max), (try? pack.write(object)) != nil else { continue }
+            records.append((offset, UInt32(n), UInt32(object.count)))
+            offset += Int64(object.count)
         }
-        records.sort { $0.digest.precedes($1.digest) }
+        records.sort { digest(Int($0.n)).precedes(digest(Int($1.n))) }
         // The index goes out 1,024 records at a time.
         func writeIndex(_ file: Descriptor) throws {
             var chunk = magic
             chunk.reserveCapacity(1024 * recordSize)
             for (n, r) in records.enumerated() {
-                for w in [r.digest.w0, r.digest.w1, r.digest.w2, r.digest.w3, UInt64(r.offset), UInt64(r.size)] {
+                let d = digest(Int(r.n))
+                for w in [d.w0, d.w1, d.w2, d.w3, UInt64(r.offset), UInt64(r.size)] {
                     for shift in stride(from: 56, through: 0, by: -8) { chunk.append(UInt8(truncatingIfNeeded: w >> UInt64(shift))) }
                 }
                 if chunk.count >= 1024 * recordSize || n == records.count - 1 {

@@ -9,7 +9,7 @@ import Glibc
 /// The client's object cache: it keeps what a push sent, within its sizes and its
 /// capacity, least recently used out first; a file changed since its scan is not kept.
 @Suite struct ObjectCacheTests {
-    static func scan(_ src: String) throws -> [Entry] {
+    static func scan(_ src: String) throws -> EntryTable {
         var tree = SourceTree(root: src)
         return try tree.scan().manifest.entries
     }
@@ -121,7 +121,7 @@ import Glibc
         var names = [String]()
         for (i, unit) in ["f0.bin", "f1.bin", "p2/", "p3/"].enumerated() {
             let part = entries.filter { $0.kind == .file && $0.path.description.hasPrefix(unit) }
-            cache.keep(part, root: try Self.open(src))
+            cache.keep(EntryTable(part), root: try Self.open(src))
             var times = [timespec(tv_sec: 1_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_000_000 + i, tv_nsec: 0)]
             if unit.hasSuffix("/") {
                 let pack = try #require(Self.packFiles(objects).first { $0.hasSuffix(".pack") && !names.contains($0) })
@@ -136,7 +136,7 @@ import Glibc
         #expect(cache.open(f0.digest!, size: 100_000) != nil)
         #expect(cache.trim().objects == 0, "within its capacity")
         writeFile(src + "/f4.bin", rng.bytes(100_000))
-        cache.keep(try Self.scan(src).filter { $0.path.description == "f4.bin" }, root: try Self.open(src))
+        cache.keep(EntryTable(try Self.scan(src).filter { $0.path.description == "f4.bin" }), root: try Self.open(src))
         // Over capacity by one unit: the least recently used, f1, went; the packs stay.
         let f1 = try #require(entries.first { $0.path.description == "f1.bin" })
         #expect(cache.open(f1.digest!, size: 100_000) == nil)
