@@ -13,11 +13,11 @@ import RollWire
 /// that hardly waits (under an eighth of its compressing time) is the bottleneck itself,
 /// and a lower level goes faster. On a 40 Mbit/s uplink that settles at or next to the top of ``levels``; on a
 /// fast local network at the bottom. The stream is bounded (``ZstdCompressor/SessionBounds``:
-/// a 1 MiB window, tables of 128 Ki entries), so that neither end holds more than 3 MB for
+/// a 1 MiB window, tables of 64 Ki entries), so that neither end holds more than 2.5 MB for
 /// it; within those bounds a higher level stops paying at 4. On the benchmark's web
-/// application (as one tar stream, 262 MB) level 1 keeps 143.4 MB, 3 130.5 MB, 4 130.3 MB,
-/// 6 131.7 MB and 9 130.1 MB at three times level 4's time. Unbounded, 9 kept 123.4 MB with
-/// 17.6 MB of tables.
+/// application (as one tar stream, 262 MB) with tables of 128 Ki entries, level 1 kept
+/// 143.4 MB, 3 130.5 MB, 4 130.3 MB, 6 131.7 MB and 9 130.1 MB at three times level 4's
+/// time. Unbounded, 9 kept 123.4 MB with 17.6 MB of tables.
 public enum CompressionChoice {
     public static let startLevel: Int32 = 3
     public static let levels: ClosedRange<Int32> = 1...4

@@ -102,10 +102,10 @@ public final class Inflater {
 /// starts afresh then, which costs little at the rate levels change (a few times a push).
 ///
 /// A session's stream is `bounded`: its window and match tables stay within
-/// ``SessionBounds``, so the compressor holds at most 2.9 MB at any level (17.6 MB at
+/// ``SessionBounds``, so the compressor holds at most 2.4 MB at any level (17.6 MB at
 /// level 9 unbounded) and the agent's decoder 1.5 MB of window. Measured on the
-/// benchmark's web application as one tar stream: level 3 keeps 130.5 MB of 262 MB
-/// bounded against 128.4 MB unbounded (1.6 % more), level 4 130.3 MB.
+/// benchmark's web application as one tar stream (279 MB): level 3 keeps 131.0 MB bounded
+/// against 128.4 MB unbounded (2 % more).
 public final class ZstdCompressor {
     private let context: OpaquePointer
     private let output: UnsafeMutableRawBufferPointer
@@ -114,11 +114,15 @@ public final class ZstdCompressor {
     /// The level asked for, which the stream takes at its next chunk.
     public private(set) var nextLevel: Int32
 
-    /// The most a session's stream keeps: a 1 MiB window, 128 Ki entries in each table.
+    /// The most a session's stream keeps: a 1 MiB window, 64 Ki entries in each table.
+    /// Tables of 128 Ki entries kept 0.4 % fewer bytes at level 3 (130.5 MB of the tar
+    /// above) and 0.5 % at level 4, for 0.26 and 0.52 MB more (`ZSTD_estimateCStreamSize`
+    /// 2.61 and 2.88 MB against 2.35); the client's peak on a first push of that tree
+    /// went from 16.7 to 16.0 MiB (medians of three, bench/memory.sh).
     public enum SessionBounds {
         public static let windowLog: UInt32 = 20
-        public static let hashLog: UInt32 = 17
-        public static let chainLog: UInt32 = 17
+        public static let hashLog: UInt32 = 16
+        public static let chainLog: UInt32 = 16
     }
 
     public init(level: Int32, bounded: Bool = false) {
@@ -151,6 +155,9 @@ public final class ZstdCompressor {
 
     /// The level for the chunks after the next one.
     public func setLevel(_ level: Int32) { nextLevel = level }
+
+    /// Bytes the stream's context holds: its window, tables and buffers.
+    public var memory: Int { ZSTD_sizeof_CCtx(context) }
 
     /// Compresses `input` (at most ``FrameLimits/dataChunk`` bytes) and returns the bytes
     /// to send; they decode to exactly `input`. The corresponding C function is

@@ -32,13 +32,14 @@ import Testing
 
     /// A session's stream keeps its window within 1 MiB at every level, so the agent's
     /// decoder holds little for it; unbounded, the same levels ask for up to 4 MiB.
-    @Test func aSessionStreamKeepsItsWindowBounded() throws {
+    @Test func aSessionStreamKeepsItsWindowAndTablesBounded() throws {
         var rng = SeededRandom(seed: 9)
         let words = (0..<256).map { _ in rng.bytes(Int(rng.next() % 12) + 1) }
         var text = [UInt8]()
         while text.count < 3 << 20 { text += words[Int(rng.next() % 256)] }
-        func window(level: Int32, bounded: Bool) throws -> UInt64 {
+        func window(level: Int32, bounded: Bool, memory: inout Int) throws -> UInt64 {
             let compressor = ZstdCompressor(level: level, bounded: bounded)
+            defer { memory = compressor.memory }
             let decompressor = ZstdDecompressor()
             var first = [UInt8](), back = [UInt8]()
             for at in stride(from: 0, to: text.count, by: FrameLimits.dataChunk) {
@@ -51,10 +52,13 @@ import Testing
             #expect(ZSTD_getFrameHeader(&header, first, first.count) == 0)
             return header.windowSize
         }
+        var memory = 0
         for level in Int32(1)...9 {
-            #expect(try window(level: level, bounded: true) <= 1 << 20, "level \(level)")
+            #expect(try window(level: level, bounded: true, memory: &memory) <= 1 << 20, "level \(level)")
+            #expect(memory <= 2_500_000, "level \(level): \(memory) bytes")
         }
-        #expect(try window(level: 9, bounded: false) > 1 << 20)
+        #expect(try window(level: 9, bounded: false, memory: &memory) > 1 << 20)
+        #expect(memory > 8_000_000, "\(memory) bytes")
     }
 
     @Test func aChunkThatDecodesPastItsLimitIsRefused() throws {
