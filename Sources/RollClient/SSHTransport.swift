@@ -240,7 +240,7 @@ public enum Bootstrap {
     /// SHA-256 of the running binary.
     public static let selfDigest: ContentDigest = {
         guard let file = try? Descriptor.open(executablePath(), flags: O_RDONLY) else { return ContentDigest.of([]) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
         defer { buffer.deallocate() }
         return (try? hashFile(file, buffer: buffer).0) ?? ContentDigest.of([])
     }()

@@ -282,14 +282,15 @@ public struct Manifest: Sendable, Equatable {
         return w.bytes
     }
 
-    /// ``encode(_:)`` handed out in pieces of about 1 MiB, the same bytes in the end.
+    /// ``encode(_:)`` handed out in pieces of about 64 KiB, the same bytes in the end
+    /// (pieces of 1 MiB were a megabyte more at the end of a push, its peak).
     public static func encode(_ entries: some Collection<Entry>, into write: ([UInt8]) throws -> Void) rethrows {
-        var w = ByteWriter(capacity: (1 << 20) + 16 << 10)
+        var w = ByteWriter(capacity: (64 << 10) + 16 << 10)
         w.raw(Manifest.magic)
         w.varint(UInt64(entries.count))
         for e in entries {
             e.encode(into: &w)
-            if w.bytes.count >= 1 << 20 {
+            if w.bytes.count >= 64 << 10 {
                 try write(w.bytes)
                 w.bytes.removeAll(keepingCapacity: true)
             }

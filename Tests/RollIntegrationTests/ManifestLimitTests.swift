@@ -147,6 +147,11 @@ func deepEntries() -> [Entry] {
         var pieces = [UInt8]()
         Manifest.encode(table) { pieces += $0 }
         #expect(pieces == m.encoded())
+        // A tree whose encoding takes several pieces.
+        let many = EntryTable([entry("d", .directory)] + (0..<3000).map { entry("d/file-" + String($0).leftPadded(6), .file, content: "\($0)") })
+        var parts = [[UInt8]]()
+        Manifest.encode(many) { parts.append($0) }
+        #expect(parts.count > 1 && parts.joined().elementsEqual(Manifest.encode(many)))
         for (i, e) in entries.enumerated() { #expect(table.index(of: e.path.bytes) == i, "\(e.path)") }
         #expect(table.index(of: Array("a/b/d".utf8)) == nil && table.index(of: Array("0".utf8)) == nil)
         #expect(table.isInside(2, Array("a".utf8)) && !table.isInside(3, Array("a/b".utf8)))
