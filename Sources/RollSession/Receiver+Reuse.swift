@@ -85,25 +85,42 @@ extension Receiver.Build {
     /// (``SimilarNames/looseKey(_:)``) and within half to twice its size.
     mutating func similarBasis(for e: Entry) -> Int? {
         if similarNames == nil {
-            var index = [UInt64: [UInt32]]()
+            var pairs = [(key: UInt64, at: UInt32)]()
             var count = 0
             for i in base.indices where base.kind(i) == .file && base.size(i) >= Receiver.deltaThreshold {
                 guard count < Receiver.similarNamesLimit else { break }
                 let path = base.path(i)
-                index[similarityHash(SimilarNames.key(path), loose: false), default: []].append(UInt32(i))
-                if let loose = SimilarNames.looseKey(path) { index[similarityHash(loose, loose: true), default: []].append(UInt32(i)) }
+                pairs.append((similarityHash(SimilarNames.key(path), loose: false), UInt32(i)))
+                if let loose = SimilarNames.looseKey(path) { pairs.append((similarityHash(loose, loose: true), UInt32(i))) }
                 count += 1
             }
-            similarNames = index
+            pairs.sort { ($0.key, $0.at) < ($1.key, $1.at) }
+            similarNames = pairs
         }
         let size = Int64(e.size)
-        func nearest(_ candidates: [UInt32]) -> Int? {
-            candidates.map(Int.init).min { abs(Int64(base.size($0)) - size) < abs(Int64(base.size($1)) - size) }
+        func nearest(_ candidates: [Int]) -> Int? {
+            candidates.min { abs(Int64(base.size($0)) - size) < abs(Int64(base.size($1)) - size) }
         }
-        if let candidates = similarNames?[similarityHash(SimilarNames.key(e.path.bytes), loose: false)] { return nearest(candidates) }
-        guard let loose = SimilarNames.looseKey(e.path.bytes),
-              let candidates = similarNames?[similarityHash(loose, loose: true)] else { return nil }
-        return nearest(candidates.filter { size <= 2 * Int64(base.size(Int($0))) && Int64(base.size(Int($0))) <= 2 * size })
+        let strict = files(named: similarityHash(SimilarNames.key(e.path.bytes), loose: false))
+        if !strict.isEmpty { return nearest(strict) }
+        guard let loose = SimilarNames.looseKey(e.path.bytes) else { return nil }
+        return nearest(files(named: similarityHash(loose, loose: true)).filter { size <= 2 * Int64(base.size($0)) && Int64(base.size($0)) <= 2 * size })
+    }
+
+    /// The positions ``similarNames`` holds under `key`, in tree order.
+    private func files(named key: UInt64) -> [Int] {
+        guard let pairs = similarNames else { return [] }
+        var low = 0, high = pairs.count
+        while low < high {
+            let mid = (low + high) / 2
+            if pairs[mid].key < key { low = mid + 1 } else { high = mid }
+        }
+        var found = [Int]()
+        while low < pairs.count && pairs[low].key == key {
+            found.append(Int(pairs[low].at))
+            low += 1
+        }
+        return found
     }
 
     private func similarityHash(_ key: [UInt8], loose: Bool) -> UInt64 {
