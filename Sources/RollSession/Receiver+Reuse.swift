@@ -110,17 +110,7 @@ extension Receiver.Build {
     /// The positions ``similarNames`` holds under `key`, in tree order.
     private func files(named key: UInt64) -> [Int] {
         guard let pairs = similarNames else { return [] }
-        var low = 0, high = pairs.count
-        while low < high {
-            let mid = (low + high) / 2
-            if pairs[mid].key < key { low = mid + 1 } else { high = mid }
-        }
-        var found = [Int]()
-        while low < pairs.count && pairs[low].key == key {
-            found.append(Int(pairs[low].at))
-            low += 1
-        }
-        return found
+        return pairs[pairs.partitionPoint { $0.key < key }...].prefix { $0.key == key }.map { Int($0.at) }
     }
 
     private func similarityHash(_ key: [UInt8], loose: Bool) -> UInt64 {
@@ -175,11 +165,7 @@ extension Receiver.Build {
 
     /// Where ``olderByDigest`` has a file whose digest starts as `digest` does.
     func olderPlace(_ digest: ContentDigest) -> UInt64? {
-        var low = 0, high = olderByDigest.count
-        while low < high {
-            let mid = (low + high) / 2
-            if olderByDigest[mid].key < digest.w0 { low = mid + 1 } else { high = mid }
-        }
+        let low = olderByDigest.partitionPoint { $0.key < digest.w0 }
         return low < olderByDigest.count && olderByDigest[low].key == digest.w0 ? olderByDigest[low].at : nil
     }
 

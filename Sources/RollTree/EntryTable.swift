@@ -86,11 +86,7 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
     /// search, so no index by path needs to be kept.
     public func index(of path: some Collection<UInt8>) -> Int? {
         let key = Array(path)
-        var low = 0, high = records.count
-        while low < high {
-            let mid = (low + high) / 2
-            if treeOrder(self.path(mid), key) { low = mid + 1 } else { high = mid }
-        }
+        let low = indices.partitionPoint { treeOrder(self.path($0), key) }
         return low < records.count && self.path(low).elementsEqual(key) ? low : nil
     }
 

@@ -84,12 +84,7 @@ public struct HashCache: Sendable {
     /// The cached digest of `path` if the file is still the one that was hashed.
     public func lookup(_ path: [UInt8], _ key: Key) -> ContentDigest? {
         let pathKey = HashCache.pathKey(path), n = HashCache.wordsPerRecord
-        var low = 0, high = known.count / n
-        while low < high {
-            let mid = (low + high) / 2
-            if known[mid * n] < pathKey { low = mid + 1 } else { high = mid }
-        }
-        var i = low * n
+        var i = (0..<(known.count / n)).partitionPoint { known[$0 * n] < pathKey } * n
         let identity = key.digest
         while i < known.count && known[i] == pathKey {
             if known[i + 1] == identity {

@@ -89,11 +89,6 @@ extension ManifestLimits {
         }
         return nil
     }
-
-    /// The path and symlink target bytes of `entries`, as ``excess(entries:textBytes:)`` counts them.
-    public static func textBytes(of entries: some Sequence<Entry>) -> Int {
-        entries.reduce(0) { $0 + $1.path.bytes.count + $1.target.count }
-    }
 }
 
 extension Entry {

@@ -138,11 +138,7 @@ public final class ObjectCache: @unchecked Sendable {
         for pack in packs() {
             var used = false
             pack.forEachDigest { d in
-                var low = 0, high = small.count
-                while low < high {
-                    let mid = (low + high) / 2
-                    if digest(small[mid]).precedes(d) { low = mid + 1 } else { high = mid }
-                }
+                let low = small.partitionPoint { digest($0).precedes(d) }
                 if low < small.count && digest(small[low]) == d {
                     held[low] = true
                     used = true

@@ -341,11 +341,7 @@ public struct Begin: Message, Sendable {
 
     /// Whether the client said it holds a basis of `digest`.
     public func holds(_ digest: ContentDigest) -> Bool {
-        var low = 0, high = heldBases.count
-        while low < high {
-            let mid = (low + high) / 2
-            if heldBases[mid] < digest.w0 { low = mid + 1 } else { high = mid }
-        }
+        let low = heldBases.partitionPoint { $0 < digest.w0 }
         return low < heldBases.count && heldBases[low] == digest.w0
     }
 }

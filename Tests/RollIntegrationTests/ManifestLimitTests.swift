@@ -123,7 +123,7 @@ func deepEntries() -> [Entry] {
         let text = try #require(ManifestLimits.excess(entries: 10, textBytes: ManifestLimits.maxTextBytes + 1))
         #expect(text.contains("\(ManifestLimits.maxTextBytes >> 20) MiB") && text.contains(".rollignore"), "\(text)")
         let m = Manifest(entries: [entry("a", .directory), entry("a/b", .symlink, target: "../c")])
-        #expect(ManifestLimits.textBytes(of: m.entries) == 1 + 3 + 4)
+        #expect(m.entries.textBytes == 1 + 3 + 4)
         #expect(treeTooLarge(m, source: "src") == nil)
         let big = Manifest(entries: deepEntries())
         let refusal = try #require(treeTooLarge(big, source: "src"))
