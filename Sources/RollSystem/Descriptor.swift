@@ -75,6 +75,17 @@ public final class Descriptor: @unchecked Sendable {
         }
     }
 
+    /// Writes all of `buffer` at `offset`, leaving the file position alone.
+    public func pwrite(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = try sys("pwrite", name) {
+                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            }
+            done += n
+        }
+    }
+
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }

@@ -6,8 +6,10 @@ import Glibc
 /// Remembers the content digest of each file of a source tree under the identity that
 /// `stat(2)` gives it (device, inode, size, mtime, ctime), so an unchanged tree is not read
 /// again. Any write to a file changes its ctime, which no tool can set back; a file whose
-/// times are too close to the scan that hashed it is not remembered, since a write in the
-/// same clock tick would not show (git's "racily clean" problem).
+/// ctime is too close to the scan that hashed it is not remembered, since a write in the
+/// same clock tick would not show (git's "racily clean" problem). Its mtime does not take
+/// part: setting one (an archive's, or a clock ahead, often in the future) moves the ctime
+/// too, so a file stamped in the future is remembered like any other.
 ///
 /// Each file is one record of six words: a 64-bit digest of its path, a 64-bit digest of
 /// its identity, and its content digest. The cache read from disk is one sorted array of
@@ -97,7 +99,7 @@ public struct HashCache: Sendable {
 
     /// Keeps `digest` for the next scan, unless the file changed too close to this scan.
     public mutating func remember(_ path: [UInt8], _ key: Key, _ digest: ContentDigest) {
-        guard key.mtime.seconds < scanStart - 2 && key.ctime.seconds < scanStart - 2 else { return }
+        guard key.ctime.seconds < scanStart - 2 else { return }
         seen.append(HashCache.pathKey(path)); seen.append(key.digest)
         seen.append(digest.w0); seen.append(digest.w1); seen.append(digest.w2); seen.append(digest.w3)
     }

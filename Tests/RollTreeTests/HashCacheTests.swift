@@ -57,6 +57,21 @@ import Glibc
         #expect(try scan().hashedFiles == 50)
     }
 
+    @Test func aFileStampedInTheFutureIsRemembered() throws {
+        makeTree()
+        // An mtime a year ahead, as an archive from a clock that runs fast leaves it.
+        var times = [timespec](repeating: timespec(tv_sec: Int(currentTime()) + 365 * 86_400, tv_nsec: 0), count: 2)
+        #expect(utimensat(AT_FDCWD, src + "/d2/f2.txt", &times, 0) == 0)
+        #expect(try scan(scanStart: later).hashedFiles == 50)
+        #expect(try scan(scanStart: later).hashedFiles == 0)
+        // Its content changes and its mtime is set back to the same future: the ctime shows it.
+        writeFile(src + "/d2/f2.txt", "CONTENT 2")
+        #expect(utimensat(AT_FDCWD, src + "/d2/f2.txt", &times, 0) == 0)
+        let third = try scan(scanStart: later)
+        #expect(third.hashedFiles == 1)
+        #expect(digests(third)["d2/f2.txt"] == ContentDigest.of(Array("CONTENT 2".utf8)))
+    }
+
     @Test(arguments: ["cut", "junk", "unsorted", "empty"])
     func aDamagedCacheFileOnlyCostsAScan(_ damage: String) throws {
         makeTree()

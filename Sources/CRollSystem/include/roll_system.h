@@ -22,6 +22,11 @@ int roll_pipe_cloexec(int fds[_Nonnull 2]);
 // waiting, so a later fsync/syncfs finds most of the data on disk already.
 int roll_start_writeback(int fd, long long offset, long long length);
 
+// Turns O_DIRECT on or off for an open file (fcntl F_SETFL): writes then go from the
+// caller's buffer to the disk without a copy into the page cache. -1 with errno EINVAL
+// where the file system does not do direct I/O.
+int roll_set_direct(int fd, int on);
+
 // posix_spawn_file_actions_addchdir_np: the child starts in `path`.
 int roll_spawn_addchdir(posix_spawn_file_actions_t *_Nonnull actions, const char *_Nonnull path);
 
