@@ -46,20 +46,7 @@ public final class HookRunner: ReleaseHooks {
             try checkLink(link, root: context.root, stage: stage)
             if stage == .restart { try ensureLink(link, to: context.root + "/current", say: say, stage: stage) }
         }
-        var argv: [String]?
-        if let command = settings.hooks[stage.rawValue] {
-            argv = ["/bin/sh", "-c", command]
-        } else {
-            let file = dir + "/.roll/hooks/" + stage.rawValue
-            var st = stat()
-            if lstat(file, &st) == 0 {
-                guard (st.st_mode & S_IFMT) == S_IFREG, st.st_mode & 0o111 != 0 else {
-                    throw HookFailure(stage, ".roll/hooks/\(stage.rawValue) must be an executable file (chmod +x), not a symlink or folder")
-                }
-                argv = [file]
-            }
-        }
-        if let argv {
+        if let argv = try command(stage, settings, in: dir) {
             guard geteuid() != 0 || allowRoot else {
                 throw HookFailure(stage, "refusing to run the \(stage.rawValue) hook as root: the deploy root belongs to root, so the agent "
                                   + "could not switch to an app user; chown the root to the app's user, run the agent with --user NAME, "
@@ -71,6 +58,30 @@ public final class HookRunner: ReleaseHooks {
         if stage == .verify, let health = settings.health {
             try record("health") { try health.waitUntilHealthy(say: { say("health: " + $0) }, stage: stage) }
         }
+    }
+
+    public func runsCommand(_ stage: HookStage, _ context: HookContext) -> Bool {
+        let dir = context.releaseDirectory
+        // A settings file that does not load, or a hook that is not an executable file,
+        // fails in `run`: true, so that the caller goes the way `run` will be taken.
+        do {
+            return try command(stage, ProjectConfig.load(source: dir) ?? ProjectConfig(), in: dir) != nil
+        } catch {
+            return true
+        }
+    }
+
+    /// The command of `stage`'s hook in release folder `dir`: the settings' own, or an
+    /// executable `.roll/hooks/<stage>`; nil when there is none.
+    private func command(_ stage: HookStage, _ settings: ProjectConfig, in dir: String) throws -> [String]? {
+        if let command = settings.hooks[stage.rawValue] { return ["/bin/sh", "-c", command] }
+        let file = dir + "/.roll/hooks/" + stage.rawValue
+        var st = stat()
+        guard lstat(file, &st) == 0 else { return nil }
+        guard (st.st_mode & S_IFMT) == S_IFREG, st.st_mode & 0o111 != 0 else {
+            throw HookFailure(stage, ".roll/hooks/\(stage.rawValue) must be an executable file (chmod +x), not a symlink or folder")
+        }
+        return [file]
     }
 
     private func record(_ stage: String, _ body: () throws -> Void) throws {

@@ -78,6 +78,11 @@ public protocol ReleaseHooks: AnyObject {
     /// hook. Throws ``HookFailure`` when the hook fails.
     func run(_ stage: HookStage, _ context: HookContext, output: @escaping (String) -> Void) throws
 
+    /// Whether `run` would start a command for `stage` (false lets the caller skip the
+    /// work that only a command needs: the build hook's before-and-after look at every
+    /// deployed file). When unsure, true.
+    func runsCommand(_ stage: HookStage, _ context: HookContext) -> Bool
+
     /// Asked while a hook runs: why to stop it (its process group gets SIGTERM, then
     /// SIGKILL, and `run` throws ``HookInterrupted``), or nil to let it go on.
     var interruption: (() -> String?)? { get set }
@@ -88,6 +93,8 @@ public protocol ReleaseHooks: AnyObject {
 }
 
 extension ReleaseHooks {
+    public func runsCommand(_ stage: HookStage, _ context: HookContext) -> Bool { true }
+
     /// Switches `store` back from a release that failed after going live, reruns
     /// `restart` and then `rollback` in the release switched to, and records the failure.
     /// Returns what happened, for the error message.

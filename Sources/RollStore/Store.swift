@@ -302,6 +302,7 @@ public final class Store {
     /// Keeps the staging folder of a push that broke off as `releases/.partial`, in place of
     /// an older one; removes it when that fails.
     public func keepPartial(_ staging: Staging) {
+        staging.stopFlushing()
         staging.cursor.reset()
         if !replacePartial(with: staging.name) { staging.discard() }
     }
