@@ -526,7 +526,7 @@ final class DirectWriter {
 /// `builder`, `direct`, `flushedUpTo` and `failure` only on `writing`; `finish` drains both.
 final class LargeFileWriter: @unchecked Sendable {
     static let threshold: UInt64 = 8 << 20
-    static let slotCount = 3
+    static let slotCount = 2
     /// A multiple of any disk's block: every direct write starts and ends on one.
     static let slotSize = 512 << 10
     private let file: Descriptor
