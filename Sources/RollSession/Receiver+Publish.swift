@@ -78,7 +78,7 @@ extension Receiver.Build {
         let output = hookOutput
         var record = record
         // What the hook changes is found by looking at every deployed file before and after
-        // it (two stats a file: a tenth of the agent's time on a first push of 20,000
+        // it (two stats a file: 6 % of the agent's time on a first push of 20,000
         // files), so only when there is a hook to run.
         let watched = hooks.runsCommand(.build, context)
         let before = watched ? fileStates(context.release, manifest) : []
