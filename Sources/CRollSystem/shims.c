@@ -6,6 +6,8 @@
 #include <string.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -32,6 +34,10 @@ int roll_set_direct(int fd, int on) {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0) return -1;
     return fcntl(fd, F_SETFL, on ? (flags | O_DIRECT) : (flags & ~O_DIRECT));
+}
+
+int roll_clone_file(int dst, int src) {
+    return ioctl(dst, FICLONE, src);
 }
 
 int roll_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {

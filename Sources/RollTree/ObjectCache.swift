@@ -169,11 +169,12 @@ public final class ObjectCache: @unchecked Sendable {
         let output = try Descriptor.open(temporary, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         var done = false
         defer { if !done { unlink(temporary) } }
-        var left = Int(e.size)
-        while left > 0 {
-            let n = roll_copy_file_range(input.fd, output.fd, left)
-            guard n > 0 else { return false }
-            left -= n
+        // Shared blocks where the file system has them; else a copy that bypasses the page
+        // cache (`DirectAppender`): nothing reads it back soon.
+        if roll_clone_file(output.fd, input.fd) != 0 {
+            let appender = DirectAppender(output)
+            guard try appender.append(readingFrom: input, count: Int(e.size)) == Int(e.size) else { return false }
+            try appender.finish()
         }
         guard Self.isUnchanged(before, try input.stat()), rename(temporary, target) == 0 else { return false }
         done = true

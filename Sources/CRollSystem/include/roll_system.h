@@ -27,6 +27,10 @@ int roll_start_writeback(int fd, long long offset, long long length);
 // where the file system does not do direct I/O.
 int roll_set_direct(int fd, int on);
 
+// ioctl FICLONE: `dst` shares `src`'s blocks (copy on write), where the file system can
+// (btrfs, XFS); -1 with errno elsewhere.
+int roll_clone_file(int dst, int src);
+
 // posix_spawn_file_actions_addchdir_np: the child starts in `path`.
 int roll_spawn_addchdir(posix_spawn_file_actions_t *_Nonnull actions, const char *_Nonnull path);
 
