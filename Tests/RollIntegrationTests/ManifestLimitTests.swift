@@ -72,7 +72,9 @@ func pushByHand(root: String, _ manifest: GeneratedManifest, announced: Int? = n
         }
     }
     if error == nil {
-        try agent.send(ManifestEnd(rootDigest: Manifest(entries: entries).rootDigest))
+        // An agent that refused the begin may have gone before this is written (a broken
+        // pipe); its answer is read next either way.
+        _ = try? agent.send(ManifestEnd(rootDigest: Manifest(entries: entries).rootDigest))
         while let f = try agent.reader.next() {
             if f.type == MessageType.needEnd.rawValue { break }
             try collect(f)
