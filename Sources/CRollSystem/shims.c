@@ -26,10 +26,6 @@ int roll_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *
 
 int roll_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
-int roll_start_writeback(int fd, long long offset, long long length) {
-    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
-}
-
 int roll_set_direct(int fd, int on) {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0) return -1;

@@ -195,7 +195,7 @@ public final class Receiver {
         // While files travel, a trickle is a stall too: the client must keep sending.
         timed?.minimumRate = (Build.minimumRate, stall)
         let staging = try store.beginStaging()
-        staging.startsWriteback = begin.sync
+        staging.flushesAsFilesArrive = begin.sync
         Fault.point("agent-after-staging")
         journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision,
                          group: begin.group, message: begin.message)

@@ -27,8 +27,8 @@ public final class Staging {
     /// the same for data but cost the receiving thread a system call that submits the I/O
     /// per file: a first push of the benchmark's 20,000 files took 2.2-2.8 s that way and
     /// 1.7-2.3 s this way (the final flush 30 ms either way).
-    public var startsWriteback = false {
-        didSet { if startsWriteback && flusher == nil { flusher = Flusher(dir) } }
+    public var flushesAsFilesArrive = false {
+        didSet { if flushesAsFilesArrive && flusher == nil { flusher = Flusher(dir) } }
     }
     private var flusher: Flusher?
     /// The aligned buffer a file of ``DirectWriter/sizes`` goes to the disk through, lent to
@@ -233,7 +233,7 @@ public final class IncomingFile {
         self.file = file
         self.staging = staging
         if entry.size >= LargeFileWriter.threshold {
-            large = LargeFileWriter(file: file, size: Int(entry.size), startsWriteback: staging.startsWriteback)
+            large = LargeFileWriter(file: file, size: Int(entry.size))
         } else if DirectWriter.sizes.contains(entry.size) {
             direct = DirectWriter(file: file, size: Int64(entry.size), staging: staging)
         }
@@ -478,7 +478,7 @@ final class DirectWriter {
 ///
 /// `@unchecked Sendable`: a slot's buffer is read by its two jobs and written by the caller
 /// only after `groups[slot]` says both ran; `hasher` is touched only on `hashing`;
-/// `builder`, `direct`, `flushedUpTo` and `failure` only on `writing`; `finish` drains both.
+/// `builder`, `direct` and `failure` only on `writing`; `finish` drains both.
 final class LargeFileWriter: @unchecked Sendable {
     static let threshold: UInt64 = 8 << 20
     static let slotCount = 2
@@ -497,18 +497,13 @@ final class LargeFileWriter: @unchecked Sendable {
     private var filled = 0
     private var offset: Int64 = 0
     private var direct: Bool
-    /// Through the page cache: start writeback of every 8 MiB, so the flush before
-    /// publishing has little left to do.
-    private let startsWriteback: Bool
-    private var flushedUpTo: Int64 = 0
     /// The first write that failed; later slots are not written.
     private var failure: Error?
 
     /// For `file`, new and empty, which will hold `size` bytes.
-    init(file: Descriptor, size: Int, startsWriteback: Bool) {
+    init(file: Descriptor, size: Int) {
         self.file = file
         self.size = Int64(size)
-        self.startsWriteback = startsWriteback
         direct = roll_set_direct(file.fd, 1) == 0
         builder = try? SignatureBuilder.forBasis(size: size)
     }
@@ -538,9 +533,6 @@ final class LargeFileWriter: @unchecked Sendable {
         if filled > 0 { flushSlot(last: true) }
         let signature = try writing.sync {
             if let failure { throw failure }
-            if startsWriteback && !direct && offset > flushedUpTo {
-                _ = roll_start_writeback(file.fd, flushedUpTo, offset - flushedUpTo)
-            }
             return builder?.finish()
         }
         return (hashing.sync { hasher.finalize() }, signature)
@@ -556,7 +548,7 @@ final class LargeFileWriter: @unchecked Sendable {
             let piece = UnsafeRawBufferPointer(rebasing: self.ring[start..<stop])
             guard self.failure == nil else { return }
             // The tail is not a whole number of disk blocks.
-            if last && self.direct { self.turnOffDirect(at: at) }
+            if last && self.direct { self.turnOffDirect() }
             do { try self.write(piece, at: at) } catch { self.failure = error; return }
             if self.builder != nil {
                 // A file of more blocks than a signature holds gets none.
@@ -572,25 +564,20 @@ final class LargeFileWriter: @unchecked Sendable {
         if direct {
             let n = pwrite(file.fd, piece.baseAddress, piece.count, off_t(offset))
             if n == piece.count { return }
-            if n < 0 && errno != EINVAL && errno != EINTR { throw SystemError(call: "pwrite", path: file.name, errno: errno) }
+            let code = n < 0 ? errno : 0
+            if n < 0 && code != EINVAL && code != EINTR { throw SystemError(call: "pwrite", path: file.name, errno: code) }
             // Refused or short: the rest of the file goes through the page cache.
-            turnOffDirect(at: offset)
+            turnOffDirect()
             let done = max(n, 0)
             try file.pwrite(UnsafeRawBufferPointer(rebasing: piece[done...]), at: offset + Int64(done))
             return
         }
         try file.pwrite(piece, at: offset)
-        let end = offset + Int64(piece.count)
-        if startsWriteback && end - flushedUpTo >= 8 << 20 {
-            _ = roll_start_writeback(file.fd, flushedUpTo, end - flushedUpTo)
-            flushedUpTo = end
-        }
     }
 
-    private func turnOffDirect(at offset: Int64) {
+    private func turnOffDirect() {
         direct = false
         _ = roll_set_direct(file.fd, 0)
-        flushedUpTo = offset
     }
 }
 

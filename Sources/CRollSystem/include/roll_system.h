@@ -18,10 +18,6 @@ int roll_renameat2(int olddirfd, const char *_Nonnull oldpath, int newdirfd, con
 // pipe2(2) with O_CLOEXEC, so a spawned child inherits only what it is given.
 int roll_pipe_cloexec(int fds[_Nonnull 2]);
 
-// sync_file_range(2) with SYNC_FILE_RANGE_WRITE: starts writeback of a range without
-// waiting, so a later fsync/syncfs finds most of the data on disk already.
-int roll_start_writeback(int fd, long long offset, long long length);
-
 // Turns O_DIRECT on or off for an open file (fcntl F_SETFL): writes then go from the
 // caller's buffer to the disk without a copy into the page cache. -1 with errno EINVAL
 // where the file system does not do direct I/O.
