@@ -126,17 +126,12 @@ extension Receiver.Build {
     mutating func indexOlderReleases() throws {
         for r in try store.list().reversed() where r.record.state == .published && r.onDisk && r.record.id != current {
             guard olderByDigest.count < ManifestLimits.maxEntries, olderReleases.count < 1 << 16 else { break }
-            guard let bytes = try store.manifestBytes(of: r.record.id) else { continue }
+            guard var reader = try store.manifestReader(of: r.record.id) else { continue }
             let slot = UInt64(olderReleases.count)
             olderReleases.append(r.record.id)
-            var reader = ByteReader(bytes)
             do {
-                guard Array(try reader.raw(8, "manifest magic")) == Manifest.magic else { throw DecodeError("not a roll manifest") }
-                let count = try reader.count("entry count", limit: reader.remaining / 5)
-                olderByDigest.reserveCapacity(min(olderByDigest.count + count, ManifestLimits.maxEntries))
-                for _ in 0..<count {
-                    let offset = reader.offset
-                    let e = try Entry.decode(from: &reader)
+                olderByDigest.reserveCapacity(min(olderByDigest.count + reader.count, ManifestLimits.maxEntries))
+                while let (offset, e) = try reader.next() {
                     guard e.kind == .file, activeByDigest.find(e.digest!, in: base) == nil else { continue }
                     olderByDigest.append((e.digest!.w0, slot << 32 | UInt64(offset)))
                     if olderByDigest.count >= ManifestLimits.maxEntries { break }

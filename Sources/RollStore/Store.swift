@@ -133,25 +133,28 @@ public final class Store {
     }
 
     public func manifest(of id: ReleaseID) throws -> Manifest? {
-        guard let bytes = try manifestBytes(of: id) else { return nil }
-        do { return try Manifest(decoding: bytes) } catch {
-            throw StoreError(.corrupt, "\(path)/.roll/manifests/\(id) is damaged: \(error)")
-        }
+        try entryTable(of: id).map(Manifest.init(entries:))
     }
 
     /// The manifest of a release packed as an ``EntryTable``, as the agent holds the one it
-    /// builds on (without an ``Entry`` per entry on the way).
+    /// builds on (without an ``Entry`` per entry on the way), decoded as it is read.
     public func entryTable(of id: ReleaseID) throws -> EntryTable? {
-        guard let bytes = try manifestBytes(of: id) else { return nil }
-        do { return try EntryTable(decoding: bytes) } catch {
+        guard let file = try openManifest(id) else { return nil }
+        do { return try EntryTable(reading: file) } catch let e as SystemError {
+            throw StoreError.wrap(e, doing: "reading the manifest of \(id)")
+        } catch {
             throw StoreError(.corrupt, "\(path)/.roll/manifests/\(id) is damaged: \(error)")
         }
     }
 
-    /// The encoded manifest of a release (``Manifest/encoded()``), nil when it has none.
-    public func manifestBytes(of id: ReleaseID) throws -> [UInt8]? {
+    /// The encoded manifest of a release, read an entry at a time, nil when it has none.
+    public func manifestReader(of id: ReleaseID) throws -> ManifestFileReader? {
         guard let file = try openManifest(id) else { return nil }
-        return try doing("reading the manifest of \(id)") { try file.readAll(limit: 1 << 30) }
+        do { return try ManifestFileReader(file) } catch let e as SystemError {
+            throw StoreError.wrap(e, doing: "reading the manifest of \(id)")
+        } catch {
+            throw StoreError(.corrupt, "\(path)/.roll/manifests/\(id) is damaged: \(error)")
+        }
     }
 
     /// The entry that starts `offset` bytes into the encoded manifest of a release (an

@@ -109,6 +109,84 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
         }
         try r.expectEnd("manifest")
     }
+
+    /// Decodes the encoded manifest in `file` as it is read (``ManifestFileReader``), with
+    /// the checks of ``init(decoding:)``: the encoding is never held whole.
+    public init(reading file: Descriptor) throws {
+        var reader = try ManifestFileReader(file)
+        reserveCapacity(reader.count, textBytes: reader.fileSize)
+        var checker = OrderChecker()
+        while let (_, e) = try reader.next() {
+            try checker.check(e)
+            append(e)
+        }
+    }
+}
+
+/// An encoded manifest (``Manifest/encoded()``) read from a file an entry at a time, through
+/// a buffer of 64 KiB and the longest entry: a side that keeps the entries packed
+/// (``EntryTable``) or only some of them no longer holds the whole encoding as well (1.9 MB
+/// for the benchmark's 20,071 entries, on top of the table decoded from it).
+public struct ManifestFileReader {
+    private let file: Descriptor
+    private var reader = ByteReader([])
+    /// The file's offset of the reader's first byte.
+    private var base = 0
+    private var atEnd = false
+    private var decoded = 0
+    /// The entries the manifest says it holds (bounded by the file's size).
+    public private(set) var count = 0
+    public let fileSize: Int
+
+    static let piece = 64 << 10
+    public static let largestFile = 1 << 30
+    /// The most one encoded entry takes: kind, a path and a symlink target of their
+    /// longest with their lengths, and the numbers.
+    static let longestEntry = 1 + 3 + RelativePath.maxLength + 3 + ManifestLimits.maxSymlinkTarget + 64
+
+    public init(_ file: Descriptor) throws {
+        self.file = file
+        fileSize = Int(try file.stat().st_size)
+        // Offsets into it are kept in 32 bits (``count`` entries never come near).
+        guard fileSize <= ManifestFileReader.largestFile else { throw DecodeError("a manifest of \(fileSize) bytes is past the limit") }
+        try fill()
+        guard Array(try reader.raw(8, "manifest magic")) == Manifest.magic else { throw DecodeError("not a roll manifest") }
+        count = try reader.count("entry count", limit: Swift.min(ManifestLimits.maxEntries, Swift.max(0, fileSize - reader.offset) / 5))
+    }
+
+    /// Tops the buffer up once less than the longest entry is left in it.
+    private mutating func fill() throws {
+        guard !atEnd, reader.remaining < ManifestFileReader.longestEntry else { return }
+        var bytes = Array(reader.bytes[reader.offset..<reader.end])
+        base += reader.offset
+        let want = ManifestFileReader.piece + ManifestFileReader.longestEntry
+        bytes.reserveCapacity(want)
+        while bytes.count < want {
+            let had = bytes.count
+            bytes.append(contentsOf: repeatElement(0, count: want - had))
+            let n = try bytes.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[had...])) }
+            bytes.removeLast(want - had - n)
+            if n == 0 {
+                atEnd = true
+                break
+            }
+        }
+        reader = ByteReader(bytes)
+    }
+
+    /// The next entry and where it starts in the file, or nil after the last one (and
+    /// then the file must end there).
+    public mutating func next() throws -> (offset: Int, entry: Entry)? {
+        try fill()
+        guard decoded < count else {
+            try reader.expectEnd("manifest")
+            return nil
+        }
+        let offset = base + reader.offset
+        let e = try Entry.decode(from: &reader)
+        decoded += 1
+        return (offset, e)
+    }
 }
 
 /// Tree order (see ``RelativePath/<(_:_:)``) for any two byte paths.

@@ -36,8 +36,9 @@ public struct ManifestCache: Sendable {
 
     public func load(_ root: ContentDigest) -> Manifest? {
         guard let file = try? Descriptor.open(directory + "/" + root.hex, flags: O_RDONLY),
-              let bytes = try? file.readAll(limit: 1 << 30), let m = try? Manifest(decoding: bytes),
-              m.rootDigest == root else { return nil }
+              let entries = try? EntryTable(reading: file) else { return nil }
+        let m = Manifest(entries: entries)
+        guard m.rootDigest == root else { return nil }
         return m
     }
 

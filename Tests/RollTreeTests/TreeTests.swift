@@ -57,6 +57,61 @@ import Glibc
         _ = try? Manifest(decoding: bytes)
     }
 
+    /// Many entries, among them paths and symlink targets of the longest, so that entries
+    /// straddle every piece the reader takes from the file.
+    static func large() -> Manifest {
+        let t = Timestamp(seconds: 1_700_000_000, nanoseconds: 5)
+        var entries = [Entry(path: RelativePath("d")!, kind: .directory, mode: 0o755, mtime: t)]
+        func six(_ i: Int) -> String { String(String(1_000_000 + i).dropFirst()) }
+        // A folder 19 levels deep whose names take 200 bytes each: paths of 3,827 bytes.
+        var deep = "d"
+        for level in 0..<19 {
+            deep += "/" + String(repeating: "x", count: 197) + six(level).suffix(3)
+            entries.append(Entry(path: RelativePath(deep)!, kind: .directory, mode: 0o755, mtime: t))
+        }
+        for i in 0..<3_000 {
+            let path = RelativePath((i % 97 == 0 ? deep : "d") + "/f" + six(i))!
+            if i % 50 == 1 {
+                entries.append(Entry(path: path, kind: .symlink, mode: 0o777, mtime: t,
+                                     target: Array(String(repeating: "t", count: ManifestLimits.maxSymlinkTarget).utf8)))
+            } else {
+                entries.append(Entry(path: path, kind: .file, mode: 0o644, mtime: t, size: UInt64(i), digest: ContentDigest.of(Array("\(i)".utf8))))
+            }
+        }
+        return Manifest(entries: entries.sorted { $0.path < $1.path })
+    }
+
+    @Test func aManifestReadFromItsFileIsTheSameWithEachEntrysPlace() throws {
+        let dir = TempDir()
+        let m = Self.large()
+        let bytes = m.encoded()
+        #expect(bytes.count > 3 * 64 << 10)
+        writeFile(dir.sub("m"), bytes)
+        let table = try EntryTable(reading: try Descriptor.open(dir.sub("m"), flags: O_RDONLY))
+        #expect(Manifest(entries: table) == m)
+        var reader = try ManifestFileReader(try Descriptor.open(dir.sub("m"), flags: O_RDONLY))
+        #expect(reader.count == m.entries.count)
+        var i = 0
+        while let (offset, e) = try reader.next() {
+            #expect(e == m.entries[i])
+            // The place is where the entry's encoding starts.
+            var r = ByteReader(Array(bytes[offset...]))
+            #expect(try Entry.decode(from: &r) == e)
+            i += 1
+        }
+        #expect(i == m.entries.count)
+    }
+
+    @Test func aManifestFileCutShortOrWithMoreAfterItIsRefused() throws {
+        let dir = TempDir()
+        let bytes = Self.large().encoded()
+        for n in [0, 7, 9, 64 << 10, 64 << 10 + 1, bytes.count / 2, bytes.count - 1] + [bytes.count + 1, bytes.count + 100_000] {
+            let cut = n <= bytes.count ? Array(bytes[..<n]) : bytes + [UInt8](repeating: 0, count: n - bytes.count)
+            writeFile(dir.sub("m"), cut)
+            #expect(throws: DecodeError.self, "\(n) bytes") { try EntryTable(reading: try Descriptor.open(dir.sub("m"), flags: O_RDONLY)) }
+        }
+    }
+
     @Test func hugeCountsDoNotAllocate() throws {
         var w = ByteWriter()
         w.raw(Manifest.magic)
