@@ -79,7 +79,7 @@ final class Peer: @unchecked Sendable {
         guard var frame = try reader.next() else { return nil }
         if frame.type & Protocol.compressedFlag != 0 {
             if decompressor == nil { decompressor = ZstdDecompressor() }
-            frame.payload = try decompressor!.decompress(frame.payload) { Array($0) }
+            frame.payload = try decompressor!.decompress(frame.payload)
             frame.type &= ~Protocol.compressedFlag
         }
         return frame

@@ -143,7 +143,7 @@ public final class Receiver {
         if !stale.isEmpty { try peer.send(LogLine("cleaned up \(stale.count) unfinished release(s) left by an interrupted push")) }
 
         let current = try store.currentRelease()
-        let currentManifest = try current.flatMap { try store.entryTable(of: $0) }
+        var currentManifest = try current.flatMap { try store.entryTable(of: $0) }
         var directories = [DirectoryDigest]()
         var currentRoot: ContentDigest?
         if let currentManifest {
@@ -201,6 +201,8 @@ public final class Receiver {
                          group: begin.group, message: begin.message)
         var build = Build(peer: peer, store: store, staging: staging, begin: begin, current: current,
                           base: currentManifest ?? EntryTable(), hooks: hooks, storePath: storePath)
+        // The build holds the one reference, which it gives up before publishing.
+        currentManifest = nil
         build.stall = stall
         do {
             try build.run()
@@ -244,7 +246,8 @@ extension Receiver {
         let begin: Begin
         let current: ReleaseID?
         /// The active release's entries, in tree order: found by path with a binary search.
-        let base: EntryTable
+        /// Let go once the files are in and what was deleted is counted.
+        var base: EntryTable
         let hooks: ReleaseHooks?
         let storePath: String
 
@@ -486,6 +489,12 @@ extension Receiver {
             Fault.point("agent-after-files")
             let manifest = entries
             tallyDeleted()
+            // The active release's manifest (2 MB for 20,000 entries) and what was found
+            // through it are not needed to publish, and publishing is when the agent's code
+            // and heap are largest.
+            base = EntryTable()
+            similarNames = nil
+            deltaBasis = [:]
             let deleted = plan.deletedCount
             let record = ReleaseRecord(id: staging.id, state: .published, created: currentTime(), actor: begin.actor,
                                        previous: current?.description ?? "", files: UInt64(manifest.fileCount),

@@ -198,7 +198,6 @@ public final class ZstdCompressor {
 /// peer may make us keep (``ZstdDecompressor/windowLogMax``).
 public final class ZstdDecompressor {
     private let context: OpaquePointer
-    private let output: UnsafeMutableRawBufferPointer
     public let limit: Int
     /// 8 MiB: the compressor's levels (at most 9) use 4 MiB; a peer asking for more is refused.
     public static let windowLogMax: Int32 = 23
@@ -206,38 +205,45 @@ public final class ZstdDecompressor {
     public init(limit: Int = FrameLimits.dataChunk) {
         self.limit = limit
         context = ZSTD_createDCtx()!
-        output = .allocate(byteCount: limit + 1, alignment: 16)
         _ = ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, ZstdDecompressor.windowLogMax)
     }
 
     deinit {
         ZSTD_freeDCtx(context)
-        output.deallocate()
     }
 
-    /// Decodes one chunk and calls `body` with the result. The corresponding C function is
-    /// `ZSTD_decompressStream`.
-    public func decompress<R>(_ input: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let produced: Int = try input.withUnsafeBytes { bytes in
-            var source = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
-            var sink = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
-            while true {
-                let before = (source.pos, sink.pos)
-                let rc = ZSTD_decompressStream(context, &sink, &source)
-                if ZSTD_isError(rc) != 0 {
-                    throw WireError(.protocolViolation, "compressed data is corrupt (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
+    /// Decodes one chunk straight into the array it returns, room for `limit` bytes of which
+    /// only what the chunk fills is ever touched: no buffer of the limit's size stays
+    /// resident between chunks, and the result is not copied out of one. The corresponding
+    /// C function is `ZSTD_decompressStream`.
+    public func decompress(_ input: [UInt8]) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: limit + 1) { output, count in
+            count = 0
+            count = try input.withUnsafeBytes { bytes in
+                var source = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+                var sink = ZSTD_outBuffer(dst: output.baseAddress, size: limit + 1, pos: 0)
+                while true {
+                    let before = (source.pos, sink.pos)
+                    let rc = ZSTD_decompressStream(context, &sink, &source)
+                    if ZSTD_isError(rc) != 0 {
+                        throw WireError(.protocolViolation, "compressed data is corrupt (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
+                    }
+                    guard sink.pos <= limit else {
+                        throw WireError(.protocolViolation, "a compressed chunk decodes past \(limit) bytes")
+                    }
+                    // Done when the input is used up and nothing more comes out of what is buffered.
+                    if source.pos == source.size && (sink.pos == before.1 || rc == 0) { break }
+                    if (source.pos, sink.pos) == before {
+                        throw WireError(.protocolViolation, "compressed data is corrupt (zstd made no progress)")
+                    }
                 }
-                guard sink.pos <= limit else {
-                    throw WireError(.protocolViolation, "a compressed chunk decodes past \(limit) bytes")
-                }
-                // Done when the input is used up and nothing more comes out of what is buffered.
-                if source.pos == source.size && (sink.pos == before.1 || rc == 0) { break }
-                if (source.pos, sink.pos) == before {
-                    throw WireError(.protocolViolation, "compressed data is corrupt (zstd made no progress)")
-                }
+                return sink.pos
             }
-            return sink.pos
         }
-        return try body(UnsafeRawBufferPointer(rebasing: output[..<produced]))
+    }
+
+    /// Decodes one chunk and calls `body` with the result.
+    public func decompress<R>(_ input: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try decompress(input).withUnsafeBytes(body)
     }
 }
