@@ -23,7 +23,7 @@ public final class Sender {
     /// Files sent as patches, with the object each was made against: dropped from the
     /// cache if the agent asks for the file again (the patch did not rebuild it).
     private var patched = [Int: ContentDigest]()
-    private var baseManifest: Manifest??
+    private var baseManifest: KeptManifest??
     private var root = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
     /// Each directory's subtree digest, with and without mtimes
     /// (``Manifest/subtreeDigestsWithContent()``): until the manifest has gone out.
@@ -130,7 +130,7 @@ public final class Sender {
     /// collapsed; else (a first push) every entry. Each goes to `emit` as it is made: a
     /// first push's items are never all held at once.
     private func forEachManifestItem(welcome: Welcome, _ emit: (ManifestItem) throws -> Void) rethrows {
-        if let root = welcome.currentRoot, let base = loadedBase(root) {
+        if let root = welcome.currentRoot, let base = keptBase(root) {
             report.manifestMode = "difference"
             for spec in manifest.items(against: base, maxTimes: ManifestItem.maxTimes) {
                 switch spec {
@@ -181,15 +181,15 @@ public final class Sender {
     /// mtime new, names none).
     private func heldBases(_ welcome: Welcome) -> [UInt64] {
         guard options.compress, !options.dryRun, let objects = options.objects, let root = welcome.currentRoot,
-              let base = loadedBase(root) else { return [] }
-        let entries = manifest.entries, old = base.entries
+              let base = keptBase(root) else { return [] }
+        let entries = manifest.entries
         var held = [UInt64]()
-        for i in old.indices where old.kind(i) == .file && old.size(i) >= Sender.heldBasisSize && old.size(i) <= UInt64(PatchLimits.largestFile) {
+        for b in base where b.kind == .file && b.size >= Sender.heldBasisSize && b.size <= UInt64(PatchLimits.largestFile) {
             guard held.count < Begin.maxHeldBases else { break }
-            let digest = old.digest(i)!
-            // Both tables are in tree order: the same path is found by halving.
-            if let j = entries.index(of: old.path(i)), entries.digest(j) == digest { continue }
-            if objects.contains(digest, size: Int(old.size(i))) { held.append(digest.w0) }
+            let digest = b.digest!
+            // The tree's table is in tree order: the same path is found by halving.
+            if let j = entries.index(of: b.path.bytes), entries.digest(j) == digest { continue }
+            if objects.contains(digest, size: Int(b.size)) { held.append(digest.w0) }
         }
         return held
     }
@@ -197,9 +197,10 @@ public final class Sender {
     /// Below this size a signature costs little, and is kept as the fallback.
     static let heldBasisSize = UInt64(ObjectCache.packedBelow)
 
-    /// The kept manifest of the active release, read once, for the manifest only.
-    private func loadedBase(_ root: ContentDigest) -> Manifest? {
-        if baseManifest == nil { baseManifest = .some(options.manifestCache?.load(root)) }
+    /// The kept manifest of the active release, checked once, for the manifest only; its
+    /// entries are read from its file as they are walked.
+    private func keptBase(_ root: ContentDigest) -> KeptManifest? {
+        if baseManifest == nil { baseManifest = .some(options.manifestCache?.kept(root)) }
         return baseManifest!
     }
 
@@ -229,7 +230,7 @@ public final class Sender {
         if !chunk.isEmpty { try sendChunk(&chunk, &chunkBytes) }
         // What only the manifest needed would be held through the files otherwise: the
         // subtree digests (0.8 MB for 2,300 folders, with the paths they keep) and the
-        // active release's manifest (2.5 MB for 22,773 entries).
+        // active release's manifest file, open.
         directories = [:]
         contentDigests = [:]
         baseManifest = nil

@@ -130,8 +130,10 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
 public struct ManifestFileReader {
     private let file: Descriptor
     private var reader = ByteReader([])
-    /// The file's offset of the reader's first byte.
+    /// The file's offset of the reader's first byte, and of the next byte to read (reads
+    /// are positioned: two readers of one descriptor do not disturb each other).
     private var base = 0
+    private var position = 0
     private var atEnd = false
     private var decoded = 0
     /// The entries the manifest says it holds (bounded by the file's size).
@@ -164,7 +166,10 @@ public struct ManifestFileReader {
         while bytes.count < want {
             let had = bytes.count
             bytes.append(contentsOf: repeatElement(0, count: want - had))
-            let n = try bytes.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[had...])) }
+            let n = try bytes.withUnsafeMutableBytes {
+                try file.pread(into: UnsafeMutableRawBufferPointer(rebasing: $0[had...]), at: Int64(position))
+            }
+            position += n
             bytes.removeLast(want - had - n)
             if n == 0 {
                 atEnd = true

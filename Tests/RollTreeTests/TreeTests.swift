@@ -112,6 +112,39 @@ import Glibc
         }
     }
 
+    @Test func aKeptManifestIsWalkedFromItsFileAndADamagedOneIsNotKept() throws {
+        let dir = TempDir()
+        let cache = ManifestCache(directory: dir.sub("manifests"))
+        let old = Self.large()
+        cache.store(old, root: old.rootDigest)
+        let kept = try #require(cache.kept(old.rootDigest))
+        #expect(Array(kept) == Array(old.entries))
+        // A new tree: one file changed, one gone, one added, the rest the same or touched.
+        var entries = Array(old.entries)
+        entries[5].digest = ContentDigest.of([9])
+        entries.remove(at: 40)
+        entries.append(Entry(path: RelativePath("d/zzz")!, kind: .file, mode: 0o644, mtime: entries[3].mtime, size: 1, digest: ContentDigest.of([1])))
+        for i in stride(from: 100, to: 200, by: 3) where entries[i].kind == .file { entries[i].mtime = Timestamp(seconds: 5, nanoseconds: 0) }
+        let new = Manifest(entries: entries)
+        #expect(new.items(against: kept, maxTimes: 7) == new.items(against: old.entries, maxTimes: 7))
+        #expect(new.items(against: kept).count < 100)
+        // Walked again, the same; a second walk while the first goes on is its own.
+        var a = kept.makeIterator(), b = kept.makeIterator()
+        _ = a.next()
+        #expect(b.next() == old.entries[0])
+        // A flipped byte, a cut, or another tree's manifest under this root: not kept.
+        let path = dir.sub("manifests/") + old.rootDigest.hex
+        let bytes = old.encoded()
+        for damaged in [Array(bytes[..<(bytes.count - 3)]), bytes + [0], Self.sample().encoded()] {
+            writeFile(path, damaged, mode: 0o600)
+            #expect(cache.kept(old.rootDigest) == nil)
+        }
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0x20
+        writeFile(path, flipped, mode: 0o600)
+        #expect(cache.kept(old.rootDigest) == nil)
+    }
+
     @Test func hugeCountsDoNotAllocate() throws {
         var w = ByteWriter()
         w.raw(Manifest.magic)
