@@ -265,10 +265,10 @@ extension Receiver {
 
         /// Content of the active release, by position in its manifest.
         var activeByDigest = DigestIndex()
-        /// Files of the active release by the hash of their ``SimilarNames`` key, as (hash,
-        /// position) pairs sorted by both: delta bases for files with none at their own
-        /// path. Built when the first such file comes.
-        var similarNames: [(key: UInt64, at: UInt32)]?
+        /// Files of the active release by the hash of their ``SimilarNames`` key, 32 bits of
+        /// it above the position, sorted (8 bytes a name, two names a file at most): delta
+        /// bases for files with none at their own path. Built when the first such file comes.
+        var similarNames: [UInt64]?
         /// Files sent as a delta against a file of the active release at another path: the
         /// entry's index, the basis's index in `base`.
         var deltaBasis = [Int: Int]()
