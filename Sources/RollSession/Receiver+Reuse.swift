@@ -14,7 +14,7 @@ extension Receiver.Build {
     mutating func place(_ e: Entry, index: Int) throws {
         guard let staging else { return classify(e, index: index) }
         switch e.kind {
-        case .directory: try staging.makeDirectory(e)
+        case .directory: try staging.makeDirectory(e, at: index)
         case .symlink: try staging.makeSymlink(e)
         case .file:
             let digest = e.digest!
