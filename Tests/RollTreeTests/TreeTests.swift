@@ -145,6 +145,24 @@ import Glibc
         #expect(cache.kept(old.rootDigest) == nil)
     }
 
+    @Test func aDigestIndexFindsEveryFileSizedOrGrownAndNothingElse() {
+        let m = Self.large()
+        let table = m.entries
+        var sized = DigestIndex(capacity: table.fileCount), grown = DigestIndex()
+        for i in table.indices where table.kind(i) == .file {
+            sized.insert(i, in: table)
+            grown.insert(i, in: table)
+        }
+        // Inserted again, a digest keeps its first position.
+        for i in table.indices where table.kind(i) == .file { sized.insert(i, in: table) }
+        #expect(sized.count == table.fileCount && grown.count == table.fileCount)
+        for i in table.indices where table.kind(i) == .file {
+            #expect(sized.find(table.digest(i)!, in: table) == i)
+            #expect(grown.find(table.digest(i)!, in: table) == i)
+        }
+        for n in 0..<200 { #expect(sized.find(ContentDigest.of(Array("absent \(n)".utf8)), in: table) == nil) }
+    }
+
     @Test func hugeCountsDoNotAllocate() throws {
         var w = ByteWriter()
         w.raw(Manifest.magic)
