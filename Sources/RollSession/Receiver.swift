@@ -490,8 +490,7 @@ extension Receiver {
             let manifest = entries
             tallyDeleted()
             // The active release's manifest (2 MB for 20,000 entries) and what was found
-            // through it are not needed to publish, and publishing is when the agent's code
-            // and heap are largest.
+            // through it are not needed to publish: the build hook runs without them.
             base = EntryTable()
             similarNames = nil
             deltaBasis = [:]
