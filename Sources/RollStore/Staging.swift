@@ -570,14 +570,9 @@ final class LargeFileWriter: @unchecked Sendable {
 
     private func write(_ piece: UnsafeRawBufferPointer, at offset: Int64) throws {
         if direct {
-            let n = pwrite(file.fd, piece.baseAddress, piece.count, off_t(offset))
-            if n == piece.count { return }
-            let code = n < 0 ? errno : 0
-            if n < 0 && code != EINVAL && code != EINTR { throw SystemError(call: "pwrite", path: file.name, errno: code) }
             // Refused or short: the rest of the file goes through the page cache.
-            turnOffDirect()
-            let done = max(n, 0)
-            try file.pwrite(UnsafeRawBufferPointer(rebasing: piece[done...]), at: offset + Int64(done))
+            var refused = false
+            if try !DirectAppender.write(piece, to: file, at: offset, refused: &refused) { direct = false }
             return
         }
         try file.pwrite(piece, at: offset)

@@ -94,14 +94,9 @@ public final class DirectAppender {
     private func flush(_ count: Int) throws {
         guard count > 0 else { return }
         if direct {
-            let n = pwrite(file.fd, buffer.baseAddress, count, off_t(offset))
-            if n != count {
-                let code = n < 0 ? errno : 0
-                if n < 0 && code != EINVAL && code != EINTR { throw SystemError(call: "pwrite", path: file.name, errno: code) }
-                // Refused or short: this and the rest go through the page cache.
-                refused = code == EINVAL
-                turnOffDirect()
-                try file.pwrite(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), at: offset)
+            // Refused or short: this and the rest go through the page cache.
+            if try !DirectAppender.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), to: file, at: offset, refused: &refused) {
+                direct = false
             }
         } else {
             try file.pwrite(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), at: offset)
@@ -110,6 +105,22 @@ public final class DirectAppender {
         let rest = filled - count
         if rest > 0 { buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + count, byteCount: rest) }
         filled = rest
+    }
+
+    /// Writes `piece` (whole blocks of an aligned buffer) at `offset` of `file`, which has
+    /// direct writes on. A write the file system refuses (`EINVAL`, which sets `refused`)
+    /// or cuts short turns them off for `file`, and the rest of `piece` goes through the
+    /// page cache: false then.
+    public static func write(_ piece: UnsafeRawBufferPointer, to file: Descriptor, at offset: Int64, refused: inout Bool) throws -> Bool {
+        let n = pwrite(file.fd, piece.baseAddress, piece.count, off_t(offset))
+        if n == piece.count { return true }
+        let code = n < 0 ? errno : 0
+        if n < 0 && code != EINVAL && code != EINTR { throw SystemError(call: "pwrite", path: file.name, errno: code) }
+        if code == EINVAL { refused = true }
+        _ = roll_set_direct(file.fd, 0)
+        let done = max(n, 0)
+        try file.pwrite(UnsafeRawBufferPointer(rebasing: piece[done...]), at: offset + Int64(done))
+        return false
     }
 
     private func turnOffDirect() {
