@@ -1,10 +1,13 @@
 import RollSystem
 
 /// Entries packed for a side that holds a whole tree of them (the agent, for the release it
-/// receives and the one it builds on): one 64-byte record per entry, and every path and
-/// symlink target in one shared byte buffer. An ``Entry`` costs 88 bytes plus a heap array
-/// of 32 bytes of header and its path, rounded up by the allocator (64 bytes for a
-/// 24-byte path). Reading an element builds its ``Entry`` on the spot.
+/// receives and the one it builds on; the client, for the tree it scans): one 64-byte
+/// record per entry, and names in one shared byte buffer. A folder keeps its whole path
+/// there; anything else keeps its name and the place of its folder, so a path costs its
+/// last component (12 bytes on average in the benchmark's tree, where whole paths take 45).
+/// An ``Entry`` costs 88 bytes plus a heap array of 32 bytes of header and its path, rounded
+/// up by the allocator (64 bytes for a 24-byte path). Reading an element builds its
+/// ``Entry`` on the spot.
 public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
     struct Record: Sendable, Equatable {
         /// Zero for what is not a file.
@@ -12,20 +15,30 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
         var size: UInt64
         var seconds: Int64
         var nanoseconds: Int32
-        /// Where the path starts in ``bytes``; the symlink target follows it.
+        /// Where the stored name starts in ``bytes``; a symlink's target follows it, after
+        /// two bytes of its length (little-endian).
         var start: UInt32
-        var pathLength: UInt16
-        var targetLength: UInt16
-        var mode: UInt16
-        var kind: EntryKind
+        /// The place of the folder whose path comes before the stored name, or
+        /// ``EntryTable/noParent`` when the stored name is the whole path (a folder, an entry
+        /// at the top, or one whose folder is not in the table).
+        var parent: UInt32
+        var nameLength: UInt16
+        /// Permission bits below, the kind's raw value from bit 12.
+        var modeAndKind: UInt16
+
+        var kind: EntryKind { EntryKind(rawValue: UInt8(modeAndKind >> 12))! }
+        var mode: UInt16 { modeAndKind & 0o7777 }
     }
 
     private static let noDigest = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
+    static let noParent = UInt32.max
 
     private var records = [Record]()
     private var bytes = [UInt8]()
+    /// The folders that contain the next entry, deepest last (while appending).
+    private var open = [UInt32]()
 
-    /// Bytes of paths and symlink targets the table can hold (offsets are 32-bit).
+    /// Bytes of names and symlink targets the table can hold (offsets are 32-bit).
     public static let maxTextBytes = Int(UInt32.max)
 
     public init() {}
@@ -34,21 +47,22 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
         for e in entries { append(e) }
     }
 
+    public static func == (a: EntryTable, b: EntryTable) -> Bool { a.records == b.records && a.bytes == b.bytes }
+
     public var startIndex: Int { 0 }
     public var endIndex: Int { records.count }
 
     public subscript(i: Int) -> Entry {
         let r = records[i]
-        let start = Int(r.start), pathEnd = start + Int(r.pathLength)
-        let path = RelativePath(Array(bytes[start..<pathEnd]))!
+        let path = RelativePath(self.path(i))!
         let digest = r.kind == .file ? r.digest : nil
-        let target = r.kind == .symlink ? Array(bytes[pathEnd..<(pathEnd + Int(r.targetLength))]) : []
         return Entry(path: path, kind: r.kind, mode: UInt32(r.mode), mtime: Timestamp(seconds: r.seconds, nanoseconds: r.nanoseconds),
-                     size: r.size, digest: digest, target: target)
+                     size: r.size, digest: digest, target: r.kind == .symlink ? Array(target(i)) : [])
     }
 
-    /// Path and target bytes held, for a caller that bounds them.
-    public var textBytes: Int { bytes.count }
+    /// Path and symlink-target bytes of the entries held (whole paths, however they are
+    /// stored), for a caller that bounds them.
+    public private(set) var textBytes = 0
 
     /// Room for `n` entries whose paths and targets take `textBytes`: pages of it that are
     /// never written cost address space only.
@@ -58,37 +72,89 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
     }
 
     public mutating func append(_ e: Entry) {
-        precondition(bytes.count + e.path.bytes.count + e.target.count <= EntryTable.maxTextBytes, "entry table full")
+        let path = e.path.bytes
+        precondition(bytes.count + path.count + 2 + e.target.count <= EntryTable.maxTextBytes, "entry table full")
+        // The innermost open folder that holds the path (tree order: a folder's entries
+        // follow it).
+        while let top = open.last, !EntryTable.holds(folder: stored(Int(top)), path) { open.removeLast() }
+        var parent = EntryTable.noParent
+        var name = path[...]
+        if e.kind != .directory, let top = open.last, let slash = path.lastIndex(of: UInt8(ascii: "/")),
+           slash == Int(records[Int(top)].nameLength) {
+            parent = top
+            name = path[(slash + 1)...]
+        }
+        let mode = UInt16(e.mode & 0o7777) | UInt16(e.kind.rawValue) << 12
         records.append(Record(digest: e.digest ?? EntryTable.noDigest, size: e.size, seconds: e.mtime.seconds,
-                              nanoseconds: e.mtime.nanoseconds, start: UInt32(bytes.count), pathLength: UInt16(e.path.bytes.count),
-                              targetLength: UInt16(e.target.count), mode: UInt16(e.mode), kind: e.kind))
-        bytes += e.path.bytes
-        bytes += e.target
+                              nanoseconds: e.mtime.nanoseconds, start: UInt32(bytes.count), parent: parent,
+                              nameLength: UInt16(name.count), modeAndKind: mode))
+        bytes += name
+        if e.kind == .symlink {
+            bytes += [UInt8(e.target.count & 0xFF), UInt8(e.target.count >> 8)]
+            bytes += e.target
+        }
+        if e.kind == .directory { open.append(UInt32(records.count - 1)) }
+        textBytes += path.count + e.target.count
+    }
+
+    /// Whether `path` lies below the folder whose whole path is `folder`.
+    private static func holds(folder: ArraySlice<UInt8>, _ path: [UInt8]) -> Bool {
+        path.count > folder.count && path[folder.count] == UInt8(ascii: "/") && path[..<folder.count].elementsEqual(folder)
+    }
+
+    /// The name entry `i` stores (its whole path when it has no parent).
+    private func stored(_ i: Int) -> ArraySlice<UInt8> {
+        let start = Int(records[i].start)
+        return bytes[start..<(start + Int(records[i].nameLength))]
+    }
+
+    /// A symlink's target.
+    private func target(_ i: Int) -> ArraySlice<UInt8> {
+        let at = Int(records[i].start) + Int(records[i].nameLength)
+        let count = Int(bytes[at]) | Int(bytes[at + 1]) << 8
+        return bytes[(at + 2)..<(at + 2 + count)]
+    }
+
+    /// Entry `i`'s path in two parts, its folder's and its name (the first empty when the
+    /// name is the whole path), read in place.
+    private func parts(_ i: Int) -> SplitPath {
+        let parent = records[i].parent
+        return parent == EntryTable.noParent ? SplitPath(head: [], tail: stored(i)) : SplitPath(head: stored(Int(parent)), tail: stored(i))
     }
 
     public func kind(_ i: Int) -> EntryKind { records[i].kind }
     public func size(_ i: Int) -> UInt64 { records[i].size }
     public func digest(_ i: Int) -> ContentDigest? { records[i].kind == .file ? records[i].digest : nil }
 
-    /// The path of entry `i`, as a slice of the shared buffer (no copy).
-    public func path(_ i: Int) -> ArraySlice<UInt8> {
-        let start = Int(records[i].start)
-        return bytes[start..<(start + Int(records[i].pathLength))]
+    /// The path of entry `i`.
+    public func path(_ i: Int) -> [UInt8] {
+        let p = parts(i)
+        guard !p.head.isEmpty else { return Array(p.tail) }
+        var out = [UInt8]()
+        out.reserveCapacity(p.count)
+        out += p.head
+        out.append(UInt8(ascii: "/"))
+        out += p.tail
+        return out
     }
 
     /// Whether entry `i` lies below `directory` (not equal to it).
     public func isInside(_ i: Int, _ directory: some Collection<UInt8>) -> Bool {
-        let p = path(i)
-        return p.count > directory.count && p.starts(with: directory) && p[p.startIndex + directory.count] == UInt8(ascii: "/")
+        let p = parts(i)
+        guard p.count > directory.count, p[directory.count] == UInt8(ascii: "/") else { return false }
+        return zip(0..<directory.count, directory).allSatisfy { p[$0] == $1 }
     }
 
     /// The position of `path`, for a table in tree order (as every manifest is): a binary
     /// search, so no index by path needs to be kept.
     public func index(of path: some Collection<UInt8>) -> Int? {
         let key = Array(path)
-        let low = indices.partitionPoint { treeOrder(self.path($0), key) }
-        return low < records.count && self.path(low).elementsEqual(key) ? low : nil
+        let low = indices.partitionPoint { parts($0).precedes(key) }
+        return low < records.count && parts(low).equals(key) ? low : nil
     }
+
+    /// Bytes the names and targets take as stored.
+    var storedBytes: Int { bytes.count }
 
     public var fileCount: Int { records.count { $0.kind == .file } }
     public var totalBytes: UInt64 { records.reduce(0) { $0 + $1.size } }
@@ -207,6 +273,36 @@ func treeOrder(_ a: ArraySlice<UInt8>, _ b: [UInt8]) -> Bool {
         j += 1
     }
     return a.count < b.count
+}
+
+/// A path held as a folder's path and a name, joined by a slash when both are there.
+struct SplitPath {
+    let head: ArraySlice<UInt8>
+    let tail: ArraySlice<UInt8>
+
+    var count: Int { head.isEmpty ? tail.count : head.count + 1 + tail.count }
+
+    subscript(k: Int) -> UInt8 {
+        if head.isEmpty { return tail[tail.startIndex + k] }
+        if k < head.count { return head[head.startIndex + k] }
+        return k == head.count ? UInt8(ascii: "/") : tail[tail.startIndex + k - head.count - 1]
+    }
+
+    /// ``treeOrder(_:_:)`` of this path and `key`.
+    func precedes(_ key: [UInt8]) -> Bool {
+        let n = count
+        var i = 0
+        while i < n && i < key.count {
+            let a = self[i], b = key[i]
+            if a != b { return (a == UInt8(ascii: "/") ? 0 : a) < (b == UInt8(ascii: "/") ? 0 : b) }
+            i += 1
+        }
+        return n < key.count
+    }
+
+    func equals(_ key: [UInt8]) -> Bool {
+        count == key.count && (0..<key.count).allSatisfy { self[$0] == key[$0] }
+    }
 }
 
 /// Positions in an ``EntryTable``, found by the content digest of the file there: a hash

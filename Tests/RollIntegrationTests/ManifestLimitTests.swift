@@ -166,6 +166,33 @@ func deepEntries() -> [Entry] {
         #expect(index.find(ContentDigest.of(Array("nope".utf8)), in: table) == nil)
     }
 
+    /// Entries below a folder of the table keep only their names; an entry whose folder is
+    /// missing or comes out of order keeps its whole path, and every path, target, lookup
+    /// and containment reads the same as from the entries themselves.
+    @Test func entryTablesKeepNamesBelowTheirFolders() throws {
+        let long = String(repeating: "t", count: 300)
+        let entries = [entry("a", .directory), entry("a/b", .directory), entry("a/b/c.txt", .file, content: "x"),
+                       entry("a/b/l", .symlink, target: long), entry("a/b.d", .file, content: "y"),
+                       entry("a/bz/orphan", .file, content: "z"), entry("a/c", .directory), entry("b", .file, content: "b"),
+                       entry("q/late", .file, content: "q"), entry("a/b/back", .file, content: "w"), entry("z", .symlink, target: "a")]
+        let table = EntryTable(entries)
+        #expect(Array(table) == entries)
+        #expect(table.textBytes == entries.reduce(0) { $0 + $1.path.bytes.count + $1.target.count })
+        // Folders whole (a, a/b, a/c), names below them (c.txt, l, b.d), whole paths for the
+        // rest (a/bz/orphan, b, q/late, a/b/back out of order, z), two length bytes before
+        // each target.
+        #expect(table.storedBytes == (1 + 3 + 3) + (5 + 1 + 3) + (11 + 1 + 6 + 8 + 1) + (2 + 300) + (2 + 1))
+        for (i, e) in entries.enumerated() {
+            #expect(table.path(i) == e.path.bytes)
+            for (j, d) in entries.enumerated() where d.kind == .directory {
+                #expect(table.isInside(i, d.path.bytes) == e.path.isInside(d.path), "\(e.path) in \(d.path), \(j)")
+            }
+        }
+        let sorted = EntryTable(entries.sorted { $0.path < $1.path })
+        for i in sorted.indices { #expect(sorted.index(of: sorted.path(i)) == i) }
+        for absent in ["a/b/c", "a/b/c.txt/x", "a/b/", "a/", "", "0", "a/b.c", "zz"] { #expect(sorted.index(of: Array(absent.utf8)) == nil, "\(absent)") }
+    }
+
     /// A begin that announces more entries than the limit is refused at once, in words
     /// that say what to do: the agent allocates nothing for it (its peak stays that of an
     /// idle agent) and the root is unchanged.
