@@ -32,6 +32,11 @@ int roll_set_direct(int fd, int on) {
     return fcntl(fd, F_SETFL, on ? (flags | O_DIRECT) : (flags & ~O_DIRECT));
 }
 
+int roll_is_direct(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 ? -1 : (flags & O_DIRECT) != 0;
+}
+
 int roll_clone_file(int dst, int src) {
     return ioctl(dst, FICLONE, src);
 }

@@ -196,6 +196,7 @@ public final class Receiver {
         timed?.minimumRate = (Build.minimumRate, stall)
         let staging = try store.beginStaging()
         staging.flushesAsFilesArrive = begin.sync
+        staging.writesDirect = begin.sync
         Fault.point("agent-after-staging")
         journal?.started(kind: recordKind, release: staging.id, previous: current, actor: begin.actor, revision: begin.revision,
                          group: begin.group, message: begin.message)

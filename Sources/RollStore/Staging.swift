@@ -37,6 +37,13 @@ public final class Staging {
     /// one file at a time; nil until the first such file, and for good once the file
     /// system refuses direct writes.
     private var directBuffer: UnsafeMutableRawBufferPointer?
+    /// Direct writes are for a release that goes to the disk before it goes live: its
+    /// bytes must reach the disk before the push ends, and going there straight saves
+    /// copying them into the page cache first. A release that is not flushed
+    /// (`--no-sync`) is written through the page cache, so the push never waits for the
+    /// disk: a 1 GiB file took 2.8 s written directly and 0.39 s through the cache on a
+    /// disk that wrote 380 MB/s (`dd oflag=direct`).
+    public var writesDirect = true
     private var directBufferLent = false
     private var directRefused = false
 
@@ -63,7 +70,7 @@ public final class Staging {
     /// Lends the direct-write buffer to a file opened for direct writes, or says no (lent
     /// already, or direct writes refused here).
     fileprivate func lendDirectBuffer() -> UnsafeMutableRawBufferPointer? {
-        guard !directRefused, !directBufferLent else { return nil }
+        guard writesDirect, !directRefused, !directBufferLent else { return nil }
         if directBuffer == nil {
             directBuffer = .allocate(byteCount: DirectWriter.bufferSize, alignment: DirectAppender.alignment)
         }
@@ -232,6 +239,8 @@ public final class IncomingFile {
     /// A file of middle size goes straight to the disk from this thread.
     private var direct: DirectWriter?
     public private(set) var size: UInt64 = 0
+    /// Whether the file's writes go straight to the disk at this moment (`O_DIRECT`).
+    public var writesDirect: Bool { roll_is_direct(file.fd) == 1 }
     /// The file's block signature, built on the second thread for a file of at least
     /// ``LargeFileWriter/threshold`` bytes; set by ``finish()``.
     public private(set) var signature: Signature?
@@ -241,7 +250,7 @@ public final class IncomingFile {
         self.file = file
         self.staging = staging
         if entry.size >= LargeFileWriter.threshold {
-            large = LargeFileWriter(file: file, size: Int(entry.size))
+            large = LargeFileWriter(file: file, size: Int(entry.size), direct: staging.writesDirect)
         } else if DirectWriter.sizes.contains(entry.size) {
             direct = DirectWriter(file: file, size: Int64(entry.size), staging: staging)
         }
@@ -508,11 +517,12 @@ final class LargeFileWriter: @unchecked Sendable {
     /// The first write that failed; later slots are not written.
     private var failure: Error?
 
-    /// For `file`, new and empty, which will hold `size` bytes.
-    init(file: Descriptor, size: Int) {
+    /// For `file`, new and empty, which will hold `size` bytes; straight to the disk when
+    /// `direct` and the file system allows.
+    init(file: Descriptor, size: Int, direct: Bool = true) {
         self.file = file
         self.size = Int64(size)
-        direct = roll_set_direct(file.fd, 1) == 0
+        self.direct = direct && roll_set_direct(file.fd, 1) == 0
         builder = try? SignatureBuilder.forBasis(size: size)
     }
 

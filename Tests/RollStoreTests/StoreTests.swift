@@ -153,9 +153,10 @@ func makeRelease(_ store: Store, _ content: String, state: ReleaseRecord.State =
     /// the file system allows: a large one from the slots of a ring on threads of their own,
     /// a middle-sized one from a buffer the staging folder lends) and the tail through the
     /// page cache: pieces of any size land at the right offsets, and a wrong byte anywhere
-    /// fails the digest.
-    @Test(arguments: [11 << 20 + 12_345, 300_000 + 777, 512 << 10])
-    func aFileWrittenInPiecesOfAnySizeIsWholeAndChecked(size: Int) throws {
+    /// fails the digest. A staging folder that is not flushed (`--no-sync`) writes
+    /// everything through the page cache.
+    @Test(arguments: [11 << 20 + 12_345, 300_000 + 777, 512 << 10], [true, false])
+    func aFileWrittenInPiecesOfAnySizeIsWholeAndChecked(size: Int, direct: Bool) throws {
         let t = TempDir()
         let store = try Store(path: t.sub("root"))
         var rng = SeededRandom(seed: 7)
@@ -176,8 +177,15 @@ func makeRelease(_ store: Store, _ content: String, state: ReleaseRecord.State =
             }
         }
         let staging = try store.beginStaging()
+        staging.writesDirect = direct
         let good = try staging.createFile(entry("good.bin", digest: ContentDigest.of(bytes)))
-        try write(good, bytes)
+        if !direct {
+            try bytes.withUnsafeBytes { try good.write(UnsafeRawBufferPointer(rebasing: $0[0..<(size / 2)])) }
+            #expect(!good.writesDirect)
+            try bytes.withUnsafeBytes { try good.write(UnsafeRawBufferPointer(rebasing: $0[(size / 2)...])) }
+        } else {
+            try write(good, bytes)
+        }
         try good.finish()
         #expect((good.signature != nil) == (size >= 8 << 20))
         #expect(readFile(t.sub("root/releases/.staging-\(staging.id)/good.bin")) == bytes)

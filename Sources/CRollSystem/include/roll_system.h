@@ -22,6 +22,8 @@ int roll_pipe_cloexec(int fds[_Nonnull 2]);
 // caller's buffer to the disk without a copy into the page cache. -1 with errno EINVAL
 // where the file system does not do direct I/O.
 int roll_set_direct(int fd, int on);
+/* 1 when fd writes straight to the disk (O_DIRECT), 0 when not, -1 on error. */
+int roll_is_direct(int fd);
 
 // ioctl FICLONE: `dst` shares `src`'s blocks (copy on write), where the file system can
 // (btrfs, XFS); -1 with errno elsewhere.
