@@ -43,7 +43,7 @@ public final class TCPProxy: @unchecked Sendable {
         }
         guard ok else { close(listener); return nil }
         port = Int(UInt16(bigEndian: addr.sin_port))
-        DispatchQueue.global().async { self.acceptLoop() }
+        onThreadOfItsOwn { self.acceptLoop() }
     }
 
     deinit { stop() }
@@ -70,8 +70,8 @@ public final class TCPProxy: @unchecked Sendable {
             } == 0
             guard connected else { close(client); close(server); continue }
             lock.withLock { $0 += [client, server] }
-            DispatchQueue.global().async { self.forward(from: client, to: server, counting: true) }
-            DispatchQueue.global().async { self.forward(from: server, to: client, counting: false) }
+            onThreadOfItsOwn { self.forward(from: client, to: server, counting: true) }
+            onThreadOfItsOwn { self.forward(from: server, to: client, counting: false) }
         }
     }
 
