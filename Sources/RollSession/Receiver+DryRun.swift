@@ -51,8 +51,8 @@ extension Receiver.Build {
     private func forEachDeleted(_ body: (Int) -> Void) {
         var k = 0
         for i in base.indices {
-            let p = Array(base.path(i))
-            while k < entries.count && treeOrder(Array(entries.path(k)), p) { k += 1 }
+            let p = base.path(i)
+            while k < entries.count && treeOrder(entries.path(k), p) { k += 1 }
             if k == entries.count || !entries.path(k).elementsEqual(p) { body(i) }
         }
     }

@@ -99,16 +99,14 @@ public struct RelativePath: Hashable, Comparable, Sendable, CustomStringConverti
     public var description: String { displayPath(bytes) }
 }
 
-/// Component-wise byte order: `/` sorts below every other byte.
+/// Component-wise byte order: `/` sorts below every other byte. For any two byte
+/// sequences (a path, a slice of one, a path held in parts).
 @inlinable
-public func treeOrder(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    let n = min(a.count, b.count)
-    var i = 0
-    while i < n {
-        let x = a[i] == UInt8(ascii: "/") ? 0 : a[i]
-        let y = b[i] == UInt8(ascii: "/") ? 0 : b[i]
-        if x != y { return x < y }
-        i += 1
+public func treeOrder(_ a: some Sequence<UInt8>, _ b: some Sequence<UInt8>) -> Bool {
+    var x = a.makeIterator(), y = b.makeIterator()
+    while true {
+        guard let p = x.next() else { return y.next() != nil }
+        guard let q = y.next() else { return false }
+        if p != q { return (p == UInt8(ascii: "/") ? 0 : p) < (q == UInt8(ascii: "/") ? 0 : q) }
     }
-    return a.count < b.count
 }

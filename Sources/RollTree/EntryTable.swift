@@ -141,16 +141,15 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
     /// Whether entry `i` lies below `directory` (not equal to it).
     public func isInside(_ i: Int, _ directory: some Collection<UInt8>) -> Bool {
         let p = parts(i)
-        guard p.count > directory.count, p[directory.count] == UInt8(ascii: "/") else { return false }
-        return zip(0..<directory.count, directory).allSatisfy { p[$0] == $1 }
+        return p.count > directory.count && p[directory.count] == UInt8(ascii: "/") && p.starts(with: directory)
     }
 
     /// The position of `path`, for a table in tree order (as every manifest is): a binary
     /// search, so no index by path needs to be kept.
     public func index(of path: some Collection<UInt8>) -> Int? {
         let key = Array(path)
-        let low = indices.partitionPoint { parts($0).precedes(key) }
-        return low < records.count && parts(low).equals(key) ? low : nil
+        let low = indices.partitionPoint { treeOrder(parts($0), key) }
+        return low < records.count && parts(low).elementsEqual(key) ? low : nil
     }
 
     /// Bytes the names and targets take as stored.
@@ -262,46 +261,18 @@ public struct ManifestFileReader {
     }
 }
 
-/// Tree order (see ``RelativePath/<(_:_:)``) for any two byte paths.
-func treeOrder(_ a: ArraySlice<UInt8>, _ b: [UInt8]) -> Bool {
-    var i = a.startIndex, j = 0
-    while i < a.endIndex && j < b.count {
-        let x = a[i] == UInt8(ascii: "/") ? 0 : a[i]
-        let y = b[j] == UInt8(ascii: "/") ? 0 : b[j]
-        if x != y { return x < y }
-        i += 1
-        j += 1
-    }
-    return a.count < b.count
-}
-
 /// A path held as a folder's path and a name, joined by a slash when both are there.
-struct SplitPath {
+struct SplitPath: RandomAccessCollection {
     let head: ArraySlice<UInt8>
     let tail: ArraySlice<UInt8>
 
-    var count: Int { head.isEmpty ? tail.count : head.count + 1 + tail.count }
+    var startIndex: Int { 0 }
+    var endIndex: Int { head.isEmpty ? tail.count : head.count + 1 + tail.count }
 
     subscript(k: Int) -> UInt8 {
         if head.isEmpty { return tail[tail.startIndex + k] }
         if k < head.count { return head[head.startIndex + k] }
         return k == head.count ? UInt8(ascii: "/") : tail[tail.startIndex + k - head.count - 1]
-    }
-
-    /// ``treeOrder(_:_:)`` of this path and `key`.
-    func precedes(_ key: [UInt8]) -> Bool {
-        let n = count
-        var i = 0
-        while i < n && i < key.count {
-            let a = self[i], b = key[i]
-            if a != b { return (a == UInt8(ascii: "/") ? 0 : a) < (b == UInt8(ascii: "/") ? 0 : b) }
-            i += 1
-        }
-        return n < key.count
-    }
-
-    func equals(_ key: [UInt8]) -> Bool {
-        count == key.count && (0..<key.count).allSatisfy { self[$0] == key[$0] }
     }
 }
 

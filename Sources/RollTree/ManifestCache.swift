@@ -145,7 +145,7 @@ extension Manifest {
         var next = old.next()
         var j = 0
         for e in entries {
-            while let b = next, treeOrder(b.path.bytes[...], e.path.bytes) {
+            while let b = next, treeOrder(b.path.bytes, e.path.bytes) {
                 next = old.next()
                 j += 1
             }

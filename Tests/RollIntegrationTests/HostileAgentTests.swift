@@ -38,7 +38,7 @@ final class FakeAgent {
         client = Client(sender: Sender(stream: clientSide, sourceRoot: root, manifest: manifest, options: options),
                             stream: clientSide)
         // The client blocks on its stream for the whole push: a thread of its own.
-        onThreadOfItsOwn { [client] in
+        _ = JoinableThread { [client] in
             client.result = Result { try client.sender.run() }
             client.stream.closeWrite()
             client.done.signal()

@@ -283,7 +283,7 @@ import Glibc
             """)
         let done = DispatchSemaphore(value: 0)
         let escapes = Self.escapes
-        onThreadOfItsOwn {
+        _ = JoinableThread {
             defer { done.signal() }
             guard let fd = listener.accept(timeout: 60) else { return }
             let stream = DescriptorStream(input: Descriptor(fd, name: "client"), output: Descriptor(dup(fd), name: "client"))

@@ -30,7 +30,7 @@ import Glibc
         // A writer on its own thread: `cat` answers while we are still sending.
         let sent = DispatchSemaphore(value: 0)
         let payload = data
-        onThreadOfItsOwn {
+        _ = JoinableThread {
             var offset = 0
             while offset < payload.count {
                 let n = min(70_001, payload.count - offset)

@@ -214,22 +214,3 @@ public func listFolder(_ path: String) -> [String] {
     }
     return names.sorted()
 }
-
-/// Runs `body` on a thread of its own, for work that blocks for as long as it runs (a
-/// played peer, a proxy's loops). The dispatch pool's threads are few on a two-core
-/// machine and shared by the whole suite running at once: work that blocks them can keep
-/// the work of other tests from ever starting.
-public func onThreadOfItsOwn(_ body: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&thread, nil, { raw in
-        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, box)
-    precondition(rc == 0, "pthread_create failed: \(rc)")
-    pthread_detach(thread)
-}

@@ -43,7 +43,7 @@ public final class TCPProxy: @unchecked Sendable {
         }
         guard ok else { close(listener); return nil }
         port = Int(UInt16(bigEndian: addr.sin_port))
-        onThreadOfItsOwn { self.acceptLoop() }
+        _ = JoinableThread { self.acceptLoop() }
     }
 
     deinit { stop() }
@@ -70,8 +70,8 @@ public final class TCPProxy: @unchecked Sendable {
             } == 0
             guard connected else { close(client); close(server); continue }
             lock.withLock { $0 += [client, server] }
-            onThreadOfItsOwn { self.forward(from: client, to: server, counting: true) }
-            onThreadOfItsOwn { self.forward(from: server, to: client, counting: false) }
+            _ = JoinableThread { self.forward(from: client, to: server, counting: true) }
+            _ = JoinableThread { self.forward(from: server, to: client, counting: false) }
         }
     }
 
