@@ -122,6 +122,14 @@ public struct EntryTable: RandomAccessCollection, Sendable, Equatable {
         return parent == EntryTable.noParent ? SplitPath(head: [], tail: stored(i)) : SplitPath(head: stored(Int(parent)), tail: stored(i))
     }
 
+    /// Sets file `i`'s digest and size, once they are known (a scan appends a file it hands
+    /// to ``FileHashers`` before they are).
+    mutating func setContent(_ i: Int, digest: ContentDigest, size: UInt64) {
+        precondition(records[i].kind == .file)
+        records[i].digest = digest
+        records[i].size = size
+    }
+
     public func kind(_ i: Int) -> EntryKind { records[i].kind }
     public func size(_ i: Int) -> UInt64 { records[i].size }
     public func digest(_ i: Int) -> ContentDigest? { records[i].kind == .file ? records[i].digest : nil }

@@ -99,8 +99,13 @@ public struct HashCache: Sendable {
 
     /// Keeps `digest` for the next scan, unless the file changed too close to this scan.
     public mutating func remember(_ path: [UInt8], _ key: Key, _ digest: ContentDigest) {
+        remember(pathKey: HashCache.pathKey(path), key, digest)
+    }
+
+    /// ``remember(_:_:_:)`` for a path given by its ``pathKey(_:)``.
+    mutating func remember(pathKey: UInt64, _ key: Key, _ digest: ContentDigest) {
         guard key.ctime.seconds < scanStart - 2 else { return }
-        seen.append(HashCache.pathKey(path)); seen.append(key.digest)
+        seen.append(pathKey); seen.append(key.digest)
         seen.append(digest.w0); seen.append(digest.w1); seen.append(digest.w2); seen.append(digest.w3)
     }
 

@@ -33,6 +33,9 @@ public struct SourceTree {
     public var rules: IgnoreRules
     public var cache: HashCache
 
+    /// Stands for a file's digest until its hashing thread is done.
+    private static let unknownDigest = ContentDigest(bytes: [UInt8](repeating: 0, count: 32))
+
     public init(root: String, rules: IgnoreRules = IgnoreRules(), cache: HashCache = HashCache()) {
         self.root = root
         self.rules = rules
@@ -48,14 +51,50 @@ public struct SourceTree {
         // As many entries as the last scan's files and a fifth for folders: the array is
         // not copied as it grows (twice its size while it does).
         if cache.knownFiles > 0 { scan.manifest.entries.reserveCapacity(cache.knownFiles + cache.knownFiles / 5 + 16) }
+        var hashing = hashThreads.map { Hashing(hashers: $0 > 0 ? FileHashers(threads: $0) : nil) }
+            ?? Hashing(hashers: FileHashers.forThisMachine())
+        defer { hashing.hashers?.finish() }
+        // The walk's own buffer, for the files it hashes itself.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
         defer { buffer.deallocate() }
-        try walk(top, prefix: [], into: &scan, buffer: buffer)
+        try walk(top, prefix: [], into: &scan, hashing: &hashing, buffer: buffer)
+        while try take(&hashing, into: &scan, wait: true) {}
         scan.ignoreDiagnostics = rules.diagnostics
         return scan
     }
 
-    private mutating func walk(_ dir: Descriptor, prefix: [UInt8], into scan: inout Scan,
+    /// Threads hashing files for the walk (none: the walk hashes them itself), and what the
+    /// walk keeps of each file in flight, oldest first.
+    private struct Hashing {
+        struct Pending {
+            var index: Int
+            var pathKey: UInt64
+            var before: stat
+        }
+        var hashers: FileHashers?
+        var pending = [Pending]()
+    }
+
+    /// How many threads hash files: nil for one a processor beyond the first (up to four),
+    /// zero for none (the walk hashes on its own thread).
+    public var hashThreads: Int?
+
+    /// Takes the oldest result of the hashing threads, if it is in (or when `wait`, once it
+    /// is), into the manifest and the hash cache; false when there was none to take.
+    private mutating func take(_ hashing: inout Hashing, into scan: inout Scan, wait: Bool) throws -> Bool {
+        guard let result = hashing.hashers?.next(wait: wait) else { return false }
+        let p = hashing.pending.removeFirst()
+        let (digest, size, after) = try result.get()
+        scan.manifest.entries.setContent(p.index, digest: digest, size: size)
+        if HashCache.Key(after) == HashCache.Key(p.before) && UInt64(p.before.st_size) == size {
+            cache.remember(pathKey: p.pathKey, HashCache.Key(p.before), digest)
+        }
+        scan.hashedFiles += 1
+        scan.hashedBytes += size
+        return true
+    }
+
+    private mutating func walk(_ dir: Descriptor, prefix: [UInt8], into scan: inout Scan, hashing: inout Hashing,
                                buffer: UnsafeMutableRawBufferPointer) throws {
         let names = try dir.entries().map(\.name).sorted { $0.lexicographicallyPrecedes($1) }
         if names.contains(SourceTree.ignoreFileName) {
@@ -87,7 +126,7 @@ public struct SourceTree {
                 if rules.isIgnored(pathBytes, isDirectory: true) { continue }
                 scan.manifest.entries.append(Entry(path: path, kind: .directory, mode: UInt32(st.st_mode), mtime: mtime))
                 let sub = try Descriptor.openDirectory(at: dir.fd, name, display: root + "/" + path.description)
-                try walk(sub, prefix: pathBytes, into: &scan, buffer: buffer)
+                try walk(sub, prefix: pathBytes, into: &scan, hashing: &hashing, buffer: buffer)
             case S_IFREG:
                 if rules.isIgnored(pathBytes, isDirectory: false) { continue }
                 let key = HashCache.Key(st)
@@ -99,8 +138,19 @@ public struct SourceTree {
                 }
                 let file = try Descriptor.open(at: dir.fd, name, flags: O_RDONLY, display: root + "/" + path.description)
                 let fst = try file.stat()
-                let (digest, size) = try hashFile(file, buffer: buffer)
                 let fileMtime = Timestamp(seconds: Int64(fst.st_mtim.tv_sec), nanoseconds: Int32(fst.st_mtim.tv_nsec))
+                if let hashers = hashing.hashers, fst.st_size >= FileHashers.smallest {
+                    // In the manifest now, its digest and size once a thread has read it.
+                    scan.manifest.entries.append(Entry(path: path, kind: .file, mode: UInt32(fst.st_mode), mtime: fileMtime,
+                                                       size: UInt64(fst.st_size), digest: SourceTree.unknownDigest))
+                    if hashers.inFlight == hashers.capacity { _ = try take(&hashing, into: &scan, wait: true) }
+                    hashing.pending.append(.init(index: scan.manifest.entries.count - 1, pathKey: HashCache.pathKey(pathBytes),
+                                                 before: fst))
+                    hashers.submit(file)
+                    while try take(&hashing, into: &scan, wait: false) {}
+                    continue
+                }
+                let (digest, size) = try hashFile(file, buffer: buffer)
                 let after = try file.stat()
                 if HashCache.Key(after) == HashCache.Key(fst) && UInt64(fst.st_size) == size {
                     cache.remember(pathBytes, HashCache.Key(fst), digest)

@@ -14,9 +14,10 @@ import Glibc
     /// A scan start far enough ahead that files written by the test count as settled.
     let later = currentTime() + 60
 
-    func scan(scanStart: Int64? = nil) throws -> SourceTree.Scan {
+    func scan(scanStart: Int64? = nil, hashThreads: Int? = nil) throws -> SourceTree.Scan {
         let cache = scanStart.map { HashCache(file: cacheFile, scanStart: $0) } ?? HashCache(file: cacheFile)
         var tree = SourceTree(root: src, cache: cache)
+        tree.hashThreads = hashThreads
         let scan = try tree.scan()
         tree.cache.save()
         return scan
@@ -92,5 +93,29 @@ import Glibc
         #expect(second.hashedFiles == 50)
         // And it is whole again afterwards.
         #expect(try scan(scanStart: later).hashedFiles == 0)
+    }
+
+    /// Files of 64 KiB and more are hashed on threads of their own while the walk goes on:
+    /// the manifest and what the cache remembers are the same with none, one or four, for
+    /// more such files than the threads hold in flight, between small ones and empty ones.
+    @Test(arguments: [0, 1, 4])
+    func aTreeHashedOnThreadsIsTheSameAsOneHashedByTheWalk(_ threads: Int) throws {
+        var sizes = [0, 1, 65_535, 65_536, 65_537, 300_000, 2 << 20]
+        for i in 0..<60 { sizes.append(i % 3 == 0 ? 70_000 + i * 4_099 : i * 37) }
+        for (i, size) in sizes.enumerated() {
+            writeFile(src + "/d\(i % 7)/f\(i).bin", (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i &* 7 &+ $0 >> 9) })
+        }
+        let walked = try scan(scanStart: later, hashThreads: 0)
+        unlink(cacheFile)
+        let threaded = try scan(scanStart: later, hashThreads: threads)
+        #expect(threaded.manifest == walked.manifest)
+        #expect(threaded.hashedFiles == sizes.count)
+        #expect(threaded.hashedBytes == UInt64(sizes.reduce(0, +)))
+        for (i, size) in sizes.enumerated() where size >= 65_536 {
+            let bytes = try #require(readFile(src + "/d\(i % 7)/f\(i).bin"))
+            #expect(digests(threaded)["d\(i % 7)/f\(i).bin"] == ContentDigest.of(bytes))
+        }
+        // Remembered: the next scan reads nothing.
+        #expect(try scan(scanStart: later, hashThreads: threads).hashedFiles == 0)
     }
 }
