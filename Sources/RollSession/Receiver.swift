@@ -383,8 +383,9 @@ extension Receiver {
                     let file = try staging!.createFile(entries[index])
                     // The file's SHA-256 (``IncomingFile/finish()``) checks what the patcher
                     // rebuilt; the delta's own digest would read every byte once more.
+                    let basis = ReadAhead(basisFile)
                     let patcher = Patcher(
-                        readBasis: { offset, into in try basisFile.pread(into: into, at: Int64(offset)) },
+                        readBasis: { offset, into in try basis.pread(into: into, at: Int64(offset)) },
                         write: { try file.write($0) }, checksDigest: false)
                     incoming = .delta(index, file, patcher, basisFile)
                 case .patchBegin:

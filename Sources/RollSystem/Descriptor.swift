@@ -119,6 +119,38 @@ public final class Descriptor: @unchecked Sendable {
     }
 }
 
+/// Reads of a file that go mostly forward (a delta's basis), with the kernel asked to read
+/// ahead of them, ``window`` bytes at a time and at least one window ahead. A file the agent
+/// wrote straight to the disk is not in the page cache when the next push reads it as a
+/// basis, and the kernel's own read-ahead (128 KiB by default) left the disk idle between
+/// reads: a 1 GiB file with 1 MiB inserted took 6.8-8.2 s to push with its basis out of
+/// the cache and 5.2 s with it in (5.5-5.9 s with these reads ahead). Bounded, so that a basis larger than the memory a
+/// container may cache is not read in whole to be dropped again before it is used.
+public final class ReadAhead {
+    /// 32 MiB; 128 MiB was slower on the 1 GiB file (the reads ahead compete with the
+    /// writes of the new file for the disk).
+    public static let window: Int64 = 32 << 20
+    public let file: Descriptor
+    private let window: Int64
+    /// Where the kernel was last asked to read up to.
+    private var advised: Int64 = 0
+
+    public init(_ file: Descriptor, window: Int64 = ReadAhead.window) {
+        self.file = file
+        self.window = window
+    }
+
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        let end = offset + Int64(buffer.count)
+        if end + window > advised {
+            let from = max(advised, offset), to = end + 2 * window
+            _ = posix_fadvise(file.fd, off_t(from), off_t(to - from), POSIX_FADV_WILLNEED)
+            advised = to
+        }
+        return try file.pread(into: buffer, at: offset)
+    }
+}
+
 extension Descriptor {
     /// A file to read, or standard input for `-` (for commands that take either).
     public static func forReading(_ path: String, sequential: Bool = true) throws -> Descriptor {

@@ -3,7 +3,10 @@ import Glibc
 #endif
 
 /// A file's bytes, read-only, mapped from a descriptor (a basis for a patch). Mapped, not
-/// read, so that a large file costs page cache rather than the process's own memory.
+/// read, so that a large file costs page cache rather than the process's own memory. The
+/// kernel is asked to read the whole mapping in at once: a patch's basis is read nearly
+/// whole, and one written straight to the disk (as the agent writes files) is not in the
+/// page cache, where faulting it in a page at a time waits for the disk at every step.
 ///
 /// `@unchecked Sendable`: immutable, and the mapping is read-only.
 public final class MappedFile: @unchecked Sendable {
@@ -22,6 +25,7 @@ public final class MappedFile: @unchecked Sendable {
         }
         base = p
         bytes = UnsafeRawBufferPointer(start: p, count: size)
+        _ = madvise(p, size, MADV_WILLNEED)
     }
 
     deinit {

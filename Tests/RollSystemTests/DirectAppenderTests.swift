@@ -36,3 +36,25 @@ import Glibc
         #expect(readFile(t.sub("copy")) == bytes)
     }
 }
+
+/// Reads of a delta's basis with the kernel asked to read ahead: whatever the order of the
+/// reads (forward, back, a jump past what was asked for, across the end), each returns the
+/// bytes a plain read at its offset does.
+@Suite struct ReadAheadTests {
+    @Test func readsInAnyOrderReturnTheFilesBytes() throws {
+        let t = TempDir()
+        var rng = SeededRandom(seed: 11)
+        let bytes = rng.bytes(1_000_003)
+        writeFile(t.sub("basis"), bytes)
+        let basis = ReadAhead(try Descriptor.open(t.sub("basis"), flags: O_RDONLY), window: 16_384)
+        let reads: [(offset: Int, count: Int)] = [(0, 700), (700, 20_000), (5_000, 100), (600_000, 50_000),
+                                                  (20_700, 4_096), (999_000, 4_096), (1_000_003, 10), (0, 1_000_003)]
+        for r in reads {
+            var buffer = [UInt8](repeating: 0, count: r.count)
+            let n = try buffer.withUnsafeMutableBytes { try basis.pread(into: $0, at: Int64(r.offset)) }
+            let expected = bytes[min(r.offset, bytes.count)..<min(r.offset + r.count, bytes.count)]
+            #expect(n == expected.count, "read of \(r.count) at \(r.offset)")
+            #expect(buffer[..<n].elementsEqual(expected), "read of \(r.count) at \(r.offset)")
+        }
+    }
+}
