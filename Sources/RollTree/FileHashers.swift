@@ -41,11 +41,11 @@ final class FileHashers: @unchecked Sendable {
     /// hold 57 % of its 250 MiB; handing over all 20,071 files made the scan slower.
     static let smallest = 64 << 10
 
-    /// Threads for this machine: one for each processor online beyond the walk's own, at
-    /// least one and at most `limit`; nil on a single processor, where the walk hashes itself.
-    static func forThisMachine(limit: Int = 4) -> FileHashers? {
+    /// Threads for this machine: one for each processor online, at most `limit`; none on a
+    /// single processor, where the walk hashes every file itself.
+    static func threadsForThisMachine(limit: Int = 4) -> Int {
         let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        return online > 1 ? FileHashers(threads: min(max(online, 1), limit)) : nil
+        return online > 1 ? min(online, limit) : 0
     }
 
     init(threads count: Int) {

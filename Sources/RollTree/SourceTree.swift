@@ -51,8 +51,7 @@ public struct SourceTree {
         // As many entries as the last scan's files and a fifth for folders: the array is
         // not copied as it grows (twice its size while it does).
         if cache.knownFiles > 0 { scan.manifest.entries.reserveCapacity(cache.knownFiles + cache.knownFiles / 5 + 16) }
-        var hashing = hashThreads.map { Hashing(hashers: $0 > 0 ? FileHashers(threads: $0) : nil) }
-            ?? Hashing(hashers: FileHashers.forThisMachine())
+        var hashing = Hashing(threads: hashThreads ?? FileHashers.threadsForThisMachine())
         defer { hashing.hashers?.finish() }
         // The walk's own buffer, for the files it hashes itself.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
@@ -63,7 +62,8 @@ public struct SourceTree {
         return scan
     }
 
-    /// Threads hashing files for the walk (none: the walk hashes them itself), and what the
+    /// Threads hashing files for the walk (none: the walk hashes them itself), started for
+    /// the first file handed over (a scan the hash cache answers starts none), and what the
     /// walk keeps of each file in flight, oldest first.
     private struct Hashing {
         struct Pending {
@@ -71,11 +71,17 @@ public struct SourceTree {
             var pathKey: UInt64
             var before: stat
         }
+        let threads: Int
         var hashers: FileHashers?
         var pending = [Pending]()
+
+        mutating func started() -> FileHashers? {
+            if hashers == nil && threads > 0 { hashers = FileHashers(threads: threads) }
+            return hashers
+        }
     }
 
-    /// How many threads hash files: nil for one a processor beyond the first (up to four),
+    /// How many threads hash files: nil for one a processor (up to four; none on one),
     /// zero for none (the walk hashes on its own thread).
     public var hashThreads: Int?
 
@@ -139,7 +145,7 @@ public struct SourceTree {
                 let file = try Descriptor.open(at: dir.fd, name, flags: O_RDONLY, display: root + "/" + path.description)
                 let fst = try file.stat()
                 let fileMtime = Timestamp(seconds: Int64(fst.st_mtim.tv_sec), nanoseconds: Int32(fst.st_mtim.tv_nsec))
-                if let hashers = hashing.hashers, fst.st_size >= FileHashers.smallest {
+                if fst.st_size >= FileHashers.smallest, let hashers = hashing.started() {
                     // In the manifest now, its digest and size once a thread has read it.
                     scan.manifest.entries.append(Entry(path: path, kind: .file, mode: UInt32(fst.st_mode), mtime: fileMtime,
                                                        size: UInt64(fst.st_size), digest: SourceTree.unknownDigest))
