@@ -124,8 +124,9 @@ public final class Descriptor: @unchecked Sendable {
 /// wrote straight to the disk is not in the page cache when the next push reads it as a
 /// basis, and the kernel's own read-ahead (128 KiB by default) left the disk idle between
 /// reads: a 1 GiB file with 1 MiB inserted took 6.8-8.2 s to push with its basis out of
-/// the cache and 5.2 s with it in (5.5-5.9 s with these reads ahead). Bounded, so that a basis larger than the memory a
-/// container may cache is not read in whole to be dropped again before it is used.
+/// the cache, 5.2 s with it in, and 5.5-5.9 s with these reads ahead. Bounded, so that a
+/// basis larger than the memory a container may cache is not read in whole to be dropped
+/// again before it is used.
 public final class ReadAhead {
     /// 32 MiB; 128 MiB was slower on the 1 GiB file (the reads ahead compete with the
     /// writes of the new file for the disk).

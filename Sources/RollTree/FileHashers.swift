@@ -57,8 +57,6 @@ final class FileHashers: @unchecked Sendable {
         }
     }
 
-    deinit { finish() }
-
     /// Files handed over whose results have not been taken.
     var inFlight: Int { submitted - taken }
 
@@ -84,7 +82,8 @@ final class FileHashers: @unchecked Sendable {
         }
     }
 
-    /// Ends the threads once they have hashed what was handed over (idempotent).
+    /// Ends the threads once they have hashed what was handed over (idempotent). The threads
+    /// hold this object until then: call it on every way out.
     func finish() {
         let ending = taking.withLock { t in
             defer { t.closing = true }
