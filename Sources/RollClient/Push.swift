@@ -199,14 +199,23 @@ public struct Pusher {
         // Compression pays on a network; a local pipe is faster than any compressor.
         if case .local = target { options.compress = false } else { options.compress = request.compress }
         // What this push sends is kept for the next one's patches (only where patches go:
-        // over a network), copied while the push runs and finished before it returns. A
-        // push that fails does not wait for it (a copy cut short is cleaned up later).
+        // over a network), copied while the push runs. Once the release is live the copy
+        // stops at the next file and the push waits only for that one: a CI runner whose
+        // cache starts empty would otherwise wait for a copy of the whole tree on a push
+        // that sent nothing; what is left out is kept by a later push. A push that fails
+        // does not wait for it (a copy cut short is cleaned up later).
         options.objects = options.compress && !request.dryRun ? try ObjectCache.standard() : nil
+        let stopKeeping = StopSignal()
         let keeping = options.objects.map { cache in
-            Background { cache.keep(manifest.entries, root: try Descriptor.openDirectory(Array(source.utf8))) }
+            Background { cache.keep(manifest.entries, root: try Descriptor.openDirectory(Array(source.utf8)), until: stopKeeping) }
         }
         var pushed = false
-        defer { if pushed { _ = try? keeping?.wait() } }
+        defer {
+            if pushed {
+                stopKeeping.raise()
+                _ = try? keeping?.wait()
+            }
+        }
         if connectors.count > 1 {
             let fleet = try pushToFleet(connectors, connections, source: source, manifest: manifest, options: options,
                                         allowPartial: request.allowPartial, quiet: request.quiet,

@@ -36,6 +36,17 @@ public final class JoinableThread: @unchecked Sendable {
     }
 }
 
+/// A request to stop, raised by one thread and read by another between steps of its work.
+public final class StopSignal: Sendable {
+    private let raised = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func raise() { raised.store(true, ordering: .releasing) }
+
+    public var isRaised: Bool { raised.load(ordering: .acquiring) }
+}
+
 /// Sleeps `seconds` (any non-negative value, however large, without overflow), resuming
 /// after signals.
 public func sleepSeconds(_ seconds: Double) {

@@ -104,9 +104,12 @@ public final class ObjectCache: @unchecked Sendable {
 
     /// Keeps the files of `entries` (read below `root`) that are not here yet, within
     /// ``sizes``, marking those that are as used; then trims the cache to its capacity.
-    /// A file that changed since it was scanned is not kept. Returns the files added.
+    /// A file that changed since it was scanned is not kept. Once `stop` is raised no
+    /// further file is copied or read (the one under way is finished, and the small ones
+    /// read by then still make their pack): the rest waits for a later push. Returns the
+    /// files added.
     @discardableResult
-    public func keep(_ entries: EntryTable, root: Descriptor) -> Int {
+    public func keep(_ entries: EntryTable, root: Descriptor, until stop: StopSignal = StopSignal()) -> Int {
         let cursor = DirectoryCursor(base: root)
         var added = 0
         var large = Set<ContentDigest>()
@@ -121,7 +124,7 @@ public final class ObjectCache: @unchecked Sendable {
             }
             guard large.insert(digest).inserted else { continue }
             let target = path(digest)
-            if utimensat(AT_FDCWD, target, nil, 0) == 0 { continue }
+            if utimensat(AT_FDCWD, target, nil, 0) == 0 || stop.isRaised { continue }
             if (try? copy(entries[i], cursor: cursor, to: target)) == true { added += 1 }
         }
         large = []
@@ -153,7 +156,7 @@ public final class ObjectCache: @unchecked Sendable {
         held = []
         missing.sort()
         added += PackIndex.write(into: packFolder, count: missing.count, digest: { entries.digest(Int(missing[$0]))! },
-                                 bytes: { try? Self.read(entries[Int(missing[$0])], cursor: cursor) })
+                                 bytes: { stop.isRaised ? nil : try? Self.read(entries[Int(missing[$0])], cursor: cursor) })
         trim()
         return added
     }

@@ -104,6 +104,42 @@ import Glibc
         #expect(!listFolder(objects + "/packs").contains { $0.hasSuffix(".index") })
     }
 
+    /// A keep told to stop copies and reads nothing more, and leaves nothing half-made;
+    /// it still trims the cache to its capacity (a CI job whose pushes all stop early
+    /// must not grow it without end), and a later keep adds what was left out.
+    @Test func aStoppedKeepAddsNothingMoreAndStillTrims() throws {
+        let t = TempDir()
+        let src = t.sub("src"), objects = t.sub("objects")
+        var rng = SeededRandom(seed: 12)
+        for i in 0..<3 { writeFile(src + "/large\(i).bin", rng.bytes(100_000)) }
+        for i in 0..<5 { writeFile(src + "/small/\(i).txt", rng.bytes(10_000)) }
+        let entries = try Self.scan(src)
+        let stopped = StopSignal()
+        stopped.raise()
+        let cache = ObjectCache(directory: objects)
+        #expect(cache.keep(entries, root: try Self.open(src), until: stopped) == 0)
+        #expect(cache.usage().objects == 0)
+        // No copy begun, no pack written, no temporary file left in any folder.
+        #expect(Self.packFiles(objects).isEmpty)
+        for folder in listFolder(objects) where folder != "packs" {
+            #expect(listFolder(objects + "/" + folder).isEmpty, "\(folder): \(listFolder(objects + "/" + folder))")
+        }
+        #expect(cache.keep(entries, root: try Self.open(src), until: StopSignal()) == 8)
+        // Two more files; stopped, they wait, and the cache is trimmed all the same.
+        writeFile(src + "/large0.bin", rng.bytes(100_000))
+        writeFile(src + "/small/0.txt", rng.bytes(10_000))
+        let changed = try Self.scan(src)
+        #expect(cache.keep(changed, root: try Self.open(src), until: stopped) == 0)
+        #expect(cache.usage().objects == 8)
+        let small = ObjectCache(directory: objects, capacity: 150_000)
+        #expect(small.keep(changed, root: try Self.open(src), until: stopped) == 0)
+        #expect(small.usage().bytes <= 150_000 && small.usage().objects < 8)
+        #expect(cache.keep(changed, root: try Self.open(src)) >= 2)
+        for e in changed where e.kind == .file {
+            #expect(cache.open(e.digest!, size: Int(e.size)) != nil, "\(e.path)")
+        }
+    }
+
     @Test func theLeastRecentlyUsedGoFirst() throws {
         let t = TempDir()
         let src = t.sub("src"), objects = t.sub("objects")
