@@ -14,7 +14,7 @@
 # second (update) transfer:
 #   roll local      ROLL push into a local root (agent is a child process; never compressed)
 #   roll ssh        ROLL push over ssh://  (roll's own SSH client, zstd at a level that
-#                   follows the link: on unshaped loopback that is level 1); changed files
+#                   follows the link, 1 to 4, patches three above); changed files
 #                   whose old version the first push left in ~/.cache/roll/objects go as
 #                   zstd patches against it
 #   roll ssh cold   same, but the client's ~/.cache/roll is emptied before the update push,
@@ -63,8 +63,8 @@ BENCH_USER=${BENCH_USER:-benchuser}
 SSH_PORT=${SSH_PORT:-}
 # Optional, e.g. SHAPED_RATE=20mbit: also run "roll ssh" and "rsync -z" through a network
 # namespace whose loopback is limited to that rate. roll picks its zstd level from the link
-# (compress time vs. time waiting for the link, levels 1-9): on plain loopback the link never
-# waits, so it sits at level 1, while rsync -z always uses its default level. A shaped link
+# (compress time vs. time waiting for the link, levels 1-4): on plain loopback it moves with
+# the CPU the agent and sshd leave it, while rsync -z always uses its default level. A shaped link
 # shows what roll sends where bandwidth is what costs. Empty: skipped.
 SHAPED_RATE=${SHAPED_RATE:-}
 
