@@ -39,6 +39,8 @@ public final class DecompressingSource: ByteSource {
     private var zstd: OpaquePointer?
     /// What `ZSTD_decompressStream` last said is left of the frame (0: at a frame's end).
     private var zstdLeft = 0
+    /// Every frame of the stream, not only the first, in zstd's current format.
+    private var zstdFrame = FrameMagic(FrameMagic.zstd)
     public private(set) var format: Format?
     private var finished = false
 
@@ -131,11 +133,15 @@ public final class DecompressingSource: ByteSource {
             }
             var source = ZSTD_inBuffer(src: input.baseAddress! + start, size: end - start, pos: 0)
             var sink = ZSTD_outBuffer(dst: buffer.baseAddress, size: buffer.count, pos: 0)
+            guard zstdFrame.admits(UnsafeRawBufferPointer(rebasing: input[start..<end])) else {
+                throw BundleError("the zstd data holds a frame of another format than zstd's current one (such as zstd 0.5-0.7's)")
+            }
             let rc = ZSTD_decompressStream(zstd, &sink, &source)
             start += source.pos
             if ZSTD_isError(rc) != 0 {
                 throw BundleError("the zstd data is corrupt or needs more memory than allowed (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
             }
+            zstdFrame.advance(by: source.pos, frameEnded: rc == 0)
             zstdLeft = rc
             if sink.pos > 0 { return sink.pos }
         }

@@ -1,6 +1,7 @@
 import CRollSystem
 import CZlib
 import CZstd
+import RollSystem
 
 /// One deflate stream for a whole session. Each chunk is flushed with `Z_SYNC_FLUSH`, so
 /// it decompresses on its own at the other end while later chunks still profit from what
@@ -199,6 +200,7 @@ public final class ZstdCompressor {
 public final class ZstdDecompressor {
     private let context: OpaquePointer
     public let limit: Int
+    private var frame = FrameMagic(FrameMagic.zstd)
     /// 8 MiB: the compressor's levels (at most 9) use 4 MiB; a peer asking for more is refused.
     public static let windowLogMax: Int32 = 23
 
@@ -224,10 +226,14 @@ public final class ZstdDecompressor {
                 var sink = ZSTD_outBuffer(dst: output.baseAddress, size: limit + 1, pos: 0)
                 while true {
                     let before = (source.pos, sink.pos)
+                    guard frame.admits(UnsafeRawBufferPointer(rebasing: bytes[source.pos...])) else {
+                        throw WireError(.protocolViolation, "compressed data is not a zstd frame of the current format")
+                    }
                     let rc = ZSTD_decompressStream(context, &sink, &source)
                     if ZSTD_isError(rc) != 0 {
                         throw WireError(.protocolViolation, "compressed data is corrupt (zstd: \(String(cString: ZSTD_getErrorName(rc))))")
                     }
+                    frame.advance(by: source.pos - before.0, frameEnded: rc == 0)
                     guard sink.pos <= limit else {
                         throw WireError(.protocolViolation, "a compressed chunk decodes past \(limit) bytes")
                     }

@@ -113,6 +113,7 @@ public final class ZstdPatchDecoder {
     public let size: UInt64
     public private(set) var produced: UInt64 = 0
     private var ended = false
+    private var frame = FrameMagic(FrameMagic.zstd)
 
     public init(basis: MappedFile, size: UInt64) throws {
         self.basis = basis
@@ -135,8 +136,13 @@ public final class ZstdPatchDecoder {
         while source.pos < source.size || !ended {
             guard !ended else { throw PatchError("data after the patch's end") }
             var sink = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+            guard frame.admits(UnsafeRawBufferPointer(rebasing: input[source.pos...])) else {
+                throw PatchError("the patch is not a zstd frame of the current format")
+            }
+            let before = source.pos
             let rc = ZSTD_decompressStream(context, &sink, &source)
             if ZSTD_isError(rc) != 0 { throw PatchError("the patch is corrupt (zstd: \(String(cString: ZSTD_getErrorName(rc))))") }
+            frame.advance(by: source.pos - before, frameEnded: rc == 0)
             guard UInt64(sink.pos) <= size - produced else { throw PatchError("the patch decodes past the file's \(size) bytes") }
             produced += UInt64(sink.pos)
             if sink.pos > 0 { try write(UnsafeRawBufferPointer(rebasing: output[..<sink.pos])) }

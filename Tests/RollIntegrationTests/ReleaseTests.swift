@@ -1,6 +1,7 @@
 import Foundation
 import RollSystem
 import RollTestSupport
+import RollWire
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -244,6 +245,16 @@ extension ReleaseFromUploadTests {
         let r = roll("import", t.sub("short.tzst"), t.sub("cut"))
         #expect(r.status == 65, "\(r)")
         #expect(readLinkText(t.sub("cut") + "/current") == nil)
+        // A frame of zstd 0.5's format after one of today's (libzstd would decode it through
+        // code of its own) is refused by name, and nothing is released.
+        #expect(run("/bin/sh", ["-c", "gzip -dc \(t.sub("b.tgz")) > \(t.sub("b.tar"))"]).status == 0)
+        let head = Array(try #require(readFile(t.sub("b.tar"))).prefix(10_240))
+        let compressor = ZstdCompressor(level: 3)
+        let frame = head.withUnsafeBytes { Array(compressor.compress($0)) } + Array(compressor.finish())
+        writeFile(t.sub("mixed.tzst"), frame + [0x25, 0xB5, 0x2F, 0xFD, 0, 0, 1] + [UInt8](repeating: 0, count: 40))
+        let mixed = roll("import", t.sub("mixed.tzst"), t.sub("mixed"))
+        #expect(mixed.status == 65 && mixed.stderr.contains("another format"), "\(mixed)")
+        #expect(readLinkText(t.sub("mixed") + "/current") == nil)
         #expect(roll("export", root, "--level", "20", "-o", t.sub("x")).status == 64)
         #expect(roll("export", root, "--gzip", "--level", "10", "-o", t.sub("x")).status == 64)
     }

@@ -96,6 +96,38 @@ import Testing
         }
     }
 
+    /// Every frame of the session's stream must be one of zstd's current format, not only
+    /// the first: libzstd would decode zstd 0.5-0.7's formats through code of their own.
+    @Test func aFrameOfAnotherZstdFormatIsRefusedWhereverItStarts() throws {
+        let compressor = ZstdCompressor(level: 3)
+        let text = Array(String(repeating: "a frame of today's format ", count: 40).utf8)
+        // The level changes after the first chunk: it ends its frame, the next starts one.
+        compressor.setLevel(4)
+        let first = text.withUnsafeBytes { Array(compressor.compress($0)) }
+        let second = text.withUnsafeBytes { Array(compressor.compress($0)) }
+        let legacy: [UInt8] = [0x25, 0xB5, 0x2F, 0xFD, 0, 0, 1] + [UInt8](repeating: 0, count: 40)
+        func refused(_ chunks: [[UInt8]]) -> Bool {
+            let decompressor = ZstdDecompressor()
+            do {
+                for c in chunks { _ = try decompressor.decompress(c) { $0.count } }
+                return false
+            } catch {
+                return (error as? WireError)?.code == .protocolViolation && "\(error)".contains("current format")
+            }
+        }
+        #expect(refused([legacy]))
+        #expect(refused([first, legacy]))
+        // The magic number split over two chunks.
+        #expect(refused([first, Array(legacy.prefix(2)), Array(legacy.dropFirst(2))]))
+        #expect(refused([first, Array(second.prefix(2)), [0x2F, 0xFC] + Array(second.dropFirst(4))]))
+        // Today's frames, whole or with the second's magic number split, decode.
+        for chunks in [[first, second], [first, Array(second.prefix(2)), Array(second.dropFirst(2))]] {
+            let decompressor = ZstdDecompressor()
+            let out = try chunks.flatMap { c in try decompressor.decompress(c) { Array($0) } }
+            #expect(out == text + text)
+        }
+    }
+
     @Test(arguments: [UInt64(4), 5, 6, 7])
     func garbageIsAnErrorNotATrap(seed: UInt64) {
         var rng = SeededRandom(seed: seed)

@@ -104,6 +104,30 @@ import Glibc
         #expect(try Self.decode([fits], against: basis, size: 1) == [0x41])
     }
 
+    /// libzstd also decodes zstd 0.5-0.7's formats, which roll never writes: one (found by
+    /// the patch fuzzer) decoded to nothing whole and failed in pieces. A frame of any other
+    /// format than today's is refused, whole or a byte at a time, and a real patch fed a
+    /// byte at a time still decodes.
+    @Test func aFrameOfAnotherZstdFormatIsRefusedWholeOrInPieces() throws {
+        let t = TempDir()
+        var rng = SeededRandom(seed: 5)
+        let old = rng.bytes(20_000)
+        let new = Self.rebuilt(old, every: 300, rng: &rng)
+        let basis = try Self.mapped(old, in: t)
+        let bytes = try Self.encode(new, against: basis).flatMap { $0 }
+        #expect(try Self.decode(bytes.map { [$0] }, against: basis, size: new.count) == new)
+        // zstd 0.5, 0.6 and 0.7, a skippable frame, and a magic number off in its last byte.
+        for magic: [UInt8] in [[0x25, 0xB5, 0x2F, 0xFD], [0x26, 0xB5, 0x2F, 0xFD], [0x27, 0xB5, 0x2F, 0xFD],
+                               [0x50, 0x2A, 0x4D, 0x18], [0x28, 0xB5, 0x2F, 0xFC]] {
+            let frame = magic + [0, 0, 1] + [UInt8](repeating: 0, count: 37)
+            for pieces in [[frame], frame.map { [$0] }, [Array(frame.prefix(2)), Array(frame.dropFirst(2))]] {
+                #expect { try Self.decode(pieces, against: basis, size: 100) } throws: { error in
+                    error is PatchError && "\(error)".contains("current format")
+                }
+            }
+        }
+    }
+
     @Test func aFrameThatLiesAboutItsSizeOrEndIsRefused() throws {
         let t = TempDir()
         var rng = SeededRandom(seed: 4)
