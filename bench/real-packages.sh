@@ -14,7 +14,7 @@
 # second (update) transfer:
 #   roll local      ROLL push into a local root (agent is a child process; never compressed)
 #   roll ssh        ROLL push over ssh://  (roll's own SSH client, zstd at a level that
-#                   follows the link, 1 to 4, patches three above); changed files
+#                   follows the link, 1 to 4; patches three above it, 12 at 4); changed files
 #                   whose old version the first push left in ~/.cache/roll/objects go as
 #                   zstd patches against it
 #   roll ssh cold   same, but the client's ~/.cache/roll is emptied before the update push,
