@@ -317,7 +317,7 @@ public final class DeltaEncoder {
 /// first position whose weak sum a block has (the index's filter, then its
 /// slots), or -1 with (a, b) at `stop`. Reads bytes up to `stop + n - 1`,
 /// which the caller guarantees are in the buffer (stop <= limit - n). Where
-/// the processor has AVX2 this is CRollDelta's loop, eight windows per step;
+/// the processor has AVX2 this is CRollDelta's loop, sixteen windows per step;
 /// the sums it hands back are exact in their low 16 bits, which is all a weak
 /// sum and further rolling use.
 @inline(__always)
