@@ -98,11 +98,16 @@ extension Roll {
                 let source = try Descriptor.forReading(signature)
                 let sig = try RollDelta.Signature.read { try source.readFully(into: $0) }
                 let input = try Descriptor.forReading(new)
-                let writer = BufferedWriter(try Descriptor.forWriting(delta))
+                let writer = ThreadedWriter(try Descriptor.forWriting(delta))
                 let encoder = DeltaEncoder(signature: sig) { try writer.append($0) }
-                try input.forEachChunk(size: chunkSize) { try encoder.update($0) }
-                try encoder.finish()
-                try writer.flush()
+                do {
+                    try input.forEachChunk(size: chunkSize) { try encoder.update($0) }
+                    try encoder.finish()
+                    try writer.finish()
+                } catch {
+                    writer.abandon()
+                    throw error
+                }
                 if verbose {
                     let s = encoder.statistics
                     printError("roll: delta: \(s.matchedBytes) bytes matched in \(s.copyOps) copies, \(s.literalBytes) literal bytes in \(s.literalOps) literals, \(s.deltaBytes) delta bytes")
@@ -119,7 +124,7 @@ extension Roll {
             Applies a delta made by `roll delta` to the basis it was made against \
             and writes the result. The output's length and digest are checked \
             against the delta's trailer; on a mismatch (wrong or changed basis, \
-            corrupted delta) the command fails, removes OUT, and the caller \
+            corrupted delta) the command fails, removes OUT (a regular file), and the caller \
             should transfer the file whole instead.
 
             BASIS must be a regular file (it is read at random offsets). OUT \
@@ -149,16 +154,18 @@ extension Roll {
             try guarded {
                 let source = try Descriptor.forReading(basis, sequential: false)
                 let input = try Descriptor.forReading(delta)
-                let writer = BufferedWriter(try Descriptor.forWriting(out))
+                let writer = ThreadedWriter(try Descriptor.forWriting(out))
                 do {
                     let patcher = Patcher(
                         readBasis: { offset, into in try source.pread(into: into, at: Int64(offset)) },
                         write: { try writer.append($0) })
                     try input.forEachChunk(size: chunkSize) { try patcher.update($0) }
                     try patcher.finish()
-                    try writer.flush()
+                    try writer.finish()
                 } catch {
-                    if out != "-" { unlink(out) }
+                    writer.abandon()
+                    // Only a file this command wrote: never a device or a pipe named as OUT.
+                    if out != "-" && writer.file.regularFileSize != nil { unlink(out) }
                     throw error
                 }
             }
