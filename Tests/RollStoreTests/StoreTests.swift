@@ -166,14 +166,8 @@ func makeRelease(_ store: Store, _ content: String, state: ReleaseRecord.State =
                   size: UInt64(bytes.count), digest: digest)
         }
         func write(_ file: IncomingFile, _ content: [UInt8]) throws {
-            let sizes = [1, 4095, 300 << 10, (2 << 20) + 7, 1 << 20, 65_536]
-            var at = 0, i = 0
-            try content.withUnsafeBytes { all in
-                while at < all.count {
-                    let n = min(sizes[i % sizes.count], all.count - at)
-                    try file.write(UnsafeRawBufferPointer(rebasing: all[at..<(at + n)]))
-                    at += n; i += 1
-                }
+            try forEachPiece(of: content, sizes: [1, 4095, 300 << 10, (2 << 20) + 7, 1 << 20, 65_536]) {
+                try file.write($0)
             }
         }
         let staging = try store.beginStaging()

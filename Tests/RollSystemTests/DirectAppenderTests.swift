@@ -19,15 +19,7 @@ import Glibc
         let appender = DirectAppender(output)
         // A third in pieces of odd sizes, the rest read from the source file.
         let head = size / 3
-        var at = 0, i = 0
-        let sizes = [1, 4095, 70_000, 200_000, 13]
-        try bytes.withUnsafeBytes { all in
-            while at < head {
-                let n = min(sizes[i % sizes.count], head - at)
-                try appender.append(UnsafeRawBufferPointer(rebasing: all[at..<(at + n)]))
-                at += n; i += 1
-            }
-        }
+        try forEachPiece(of: bytes, upTo: head, sizes: [1, 4095, 70_000, 200_000, 13]) { try appender.append($0) }
         let input = try Descriptor.open(source, flags: O_RDONLY)
         _ = lseek(input.fd, off_t(head), SEEK_SET)
         #expect(try appender.append(readingFrom: input, count: size - head + 10) == size - head)

@@ -17,14 +17,8 @@ import Glibc
         let writer = ThreadedWriter(
             try Descriptor.open(t.sub("out"), flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600),
             bufferSize: buffer, depth: depth)
-        let sizes = [0, 1, 5, 4095, 4096, 4097, 262_144, 70_000, 1_048_576, 13]
-        var at = 0, i = 0
-        try bytes.withUnsafeBytes { all in
-            while at < all.count {
-                let n = min(sizes[i % sizes.count], all.count - at)
-                try writer.append(UnsafeRawBufferPointer(rebasing: all[at..<(at + n)]))
-                at += n; i += 1
-            }
+        try forEachPiece(of: bytes, sizes: [0, 1, 5, 4095, 4096, 4097, 262_144, 70_000, 1_048_576, 13]) {
+            try writer.append($0)
         }
         try writer.finish()
         try writer.finish()

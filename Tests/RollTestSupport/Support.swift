@@ -40,6 +40,21 @@ public func mkdirs(_ path: String, mode: mode_t = 0o755) {
     }
 }
 
+/// Hands `bytes[..<end]` (all of them by default) to `body` in consecutive pieces whose
+/// sizes go round `sizes` (the last piece cut short), as a stream's reads would.
+public func forEachPiece(of bytes: [UInt8], upTo end: Int? = nil, sizes: [Int],
+                         _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+    let end = end ?? bytes.count
+    var at = 0, i = 0
+    try bytes.withUnsafeBytes { all in
+        while at < end {
+            let n = min(sizes[i % sizes.count], end - at)
+            try body(UnsafeRawBufferPointer(rebasing: all[at..<(at + n)]))
+            at += n; i += 1
+        }
+    }
+}
+
 /// Writes a file, creating its parent folders.
 public func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) {
     if let slash = path.lastIndex(of: "/") { mkdirs(String(path[..<slash])) }
