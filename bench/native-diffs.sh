@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# How small a patch of a rebuilt native library can be, by method: zstd's dictionary
+# patch (`zstd --long=27 --patch-from`, what roll's patches are, here unbounded) at levels
+# 3, 12 and 19, and bsdiff (a diff made for executables, as Debian ships it). The files
+# are the shared libraries of 1 MB or more that changed between two consecutive releases
+# of the wheels bench/real-packages.sh upgrades, paired by path, or by name with
+# auditwheel's content hash taken out (libscipy_openblas64_-<hash>.so).
+#
+#   bench/native-diffs.sh          # a markdown table per file, then totals
+# Env: WORK (default /var/tmp/native-diffs; wheels are kept in $WORK/wheels between runs).
+# Each command runs once under GNU time: seconds (one core) and peak memory.
+set -euo pipefail
+PACKAGES=("numpy 2.2.5 2.2.6" "scipy 1.15.2 1.15.3" "pillow 11.2.1 11.3.0"
+          "cryptography 45.0.6 45.0.7" "grpcio 1.74.0 1.75.0")
+WORK=${WORK:-/var/tmp/native-diffs}
+for t in zstd bsdiff bspatch /usr/bin/time pip python3; do
+    command -v "$t" >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd bsdiff time python3-pip >/dev/null; break; }
+done
+mkdir -p "$WORK/wheels"
+rm -rf "$WORK/unpacked" "$WORK/out" && mkdir -p "$WORK/unpacked" "$WORK/out"
+for spec in "${PACKAGES[@]}"; do
+    read -r name old new <<<"$spec"
+    for v in "$old" "$new"; do
+        d=$WORK/wheels/$name-$v
+        if ! ls "$d"/*.whl >/dev/null 2>&1; then
+            pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+                --platform manylinux2014_x86_64 -d "$d" "$name==$v" >&2
+        fi
+        python3 -m zipfile -e "$(ls "$d"/*.whl | head -1)" "$WORK/unpacked/$name-$v"
+    done
+done
+
+# old<TAB>new<TAB>label for each pair, largest first.
+python3 - "$WORK/unpacked" "${PACKAGES[@]}" >"$WORK/pairs" <<'PY'
+import filecmp, os, re, sys
+root = sys.argv[1]
+def libraries(top):
+    found = {}
+    for d, _, names in os.walk(top):
+        for n in names:
+            if re.search(r'\.so(\.|$)', n):
+                path = os.path.join(d, n)
+                found[os.path.relpath(path, top)] = path
+    return found
+def unhashed(rel):
+    d, n = os.path.split(rel)
+    return os.path.join(d, re.sub(r'-[0-9a-f]{8}(?=[-.])', '', n))
+pairs = []
+for spec in sys.argv[2:]:
+    name, old, new = spec.split()
+    a, b = libraries(f"{root}/{name}-{old}"), libraries(f"{root}/{name}-{new}")
+    by_name = {}
+    for rel in a: by_name.setdefault(unhashed(rel), []).append(rel)
+    for rel, path in b.items():
+        if rel in a:
+            match = rel
+        else:
+            named = by_name.get(unhashed(rel), [])
+            match = named[0] if len(named) == 1 else None
+        if match is None or os.path.getsize(path) < 1_000_000 or filecmp.cmp(a[match], path, shallow=False):
+            continue
+        pairs.append((os.path.getsize(path), a[match], path, f"{name} {os.path.basename(unhashed(rel))}"))
+for size, old, new, label in sorted(pairs, reverse=True):
+    print(f"{old}\t{new}\t{label}")
+PY
+
+timed() {  # OUT CMD... -> "bytes seconds peakKiB"
+    local out=$1; shift
+    /usr/bin/time -f '%e %M' -o "$WORK/t" "$@" >/dev/null 2>&1
+    read -r s m <"$WORK/t"
+    echo "$(stat -c %s "$out") $s $m"
+}
+echo "| file | new bytes | zstd -3 | zstd -12 | zstd -19 | bsdiff | bsdiff / zstd -12 | s: zstd -12, -19, bsdiff | peak MiB: zstd -12, bsdiff |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+declare -A total=()
+while IFS=$'\t' read -r old new label; do
+    o=$WORK/out/patch
+    declare -A r=()
+    for level in 3 12 19; do
+        r[$level]=$(timed "$o.zst" zstd -q -f "-$level" --long=27 --patch-from="$old" "$new" -o "$o.zst")
+    done
+    r[bsdiff]=$(timed "$o.bsdiff" bsdiff "$old" "$new" "$o.bsdiff")
+    bspatch "$old" "$o.rebuilt" "$o.bsdiff" && cmp -s "$o.rebuilt" "$new" || { echo "bspatch did not rebuild $new" >&2; exit 1; }
+    set -- ${r[3]}; z3=$1
+    set -- ${r[12]}; z12=$1 z12s=$2 z12m=$3
+    set -- ${r[19]}; z19=$1 z19s=$2
+    set -- ${r[bsdiff]}; bd=$1 bds=$2 bdm=$3
+    n=$(stat -c %s "$new")
+    for k in n z3 z12 z19 bd; do total[$k]=$(( ${total[$k]:-0} + ${!k} )); done
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s, %s, %s | %s, %s |\n' "$label" "$n" "$z3" "$z12" "$z19" "$bd" \
+        "$(awk -v a="$bd" -v b="$z12" 'BEGIN { printf "%.2f", a / b }')" "$z12s" "$z19s" "$bds" \
+        "$((z12m / 1024))" "$((bdm / 1024))"
+done <"$WORK/pairs"
+printf '| total | %s | %s | %s | %s | %s | %s | | |\n' "${total[n]}" "${total[z3]}" "${total[z12]}" "${total[z19]}" "${total[bd]}" \
+    "$(awk -v a="${total[bd]}" -v b="${total[z12]}" 'BEGIN { printf "%.2f", a / b }')"
+rm -rf "$WORK/unpacked" "$WORK/out"
