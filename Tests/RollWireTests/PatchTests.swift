@@ -30,6 +30,13 @@ import Glibc
         return try MappedFile(fd: fd, size: bytes.count)
     }
 
+    /// A random basis of `size` bytes, mapped from a file in `t`, and a file rebuilt from it.
+    static func rebuiltPair(size: Int, every: Int, rng: inout SeededRandom, in t: TempDir) throws -> (new: [UInt8], basis: MappedFile) {
+        let old = rng.bytes(size)
+        let new = rebuilt(old, every: every, rng: &rng)
+        return (new, try mapped(old, in: t))
+    }
+
     static func encode(_ new: [UInt8], against basis: MappedFile, level: Int32 = 3) throws -> [[UInt8]] {
         let encoder = try ZstdPatchEncoder(basis: basis.bytes, size: new.count, level: level)
         var pieces = [[UInt8]]()
@@ -49,9 +56,7 @@ import Glibc
     func aRebuiltFileRoundTripsInAFractionOfItsSize(seed: UInt64, size: Int, level: Int32) throws {
         let t = TempDir()
         var rng = SeededRandom(seed: seed)
-        let old = rng.bytes(size)
-        let new = Self.rebuilt(old, every: 1000, rng: &rng)
-        let basis = try Self.mapped(old, in: t)
+        let (new, basis) = try Self.rebuiltPair(size: size, every: 1000, rng: &rng, in: t)
         let pieces = try Self.encode(new, against: basis, level: level)
         #expect(pieces.allSatisfy { $0.count <= FrameLimits.dataChunk })
         let total = pieces.reduce(0) { $0 + $1.count }
@@ -66,9 +71,7 @@ import Glibc
     func theEncodersTablesAreBoundedAtEveryLevel(level: Int32) throws {
         let t = TempDir()
         var rng = SeededRandom(seed: 21)
-        let old = rng.bytes(3 << 20)
-        let new = Self.rebuilt(old, every: 4000, rng: &rng)
-        let basis = try Self.mapped(old, in: t)
+        let (new, basis) = try Self.rebuiltPair(size: 3 << 20, every: 4000, rng: &rng, in: t)
         let encoder = try ZstdPatchEncoder(basis: basis.bytes, size: new.count, level: level)
         var pieces = [[UInt8]]()
         try new.withUnsafeBytes { input in try encoder.encode(input) { pieces.append(Array($0)) } }
@@ -111,9 +114,7 @@ import Glibc
     @Test func aFrameOfAnotherZstdFormatIsRefusedWholeOrInPieces() throws {
         let t = TempDir()
         var rng = SeededRandom(seed: 5)
-        let old = rng.bytes(20_000)
-        let new = Self.rebuilt(old, every: 300, rng: &rng)
-        let basis = try Self.mapped(old, in: t)
+        let (new, basis) = try Self.rebuiltPair(size: 20_000, every: 300, rng: &rng, in: t)
         let bytes = try Self.encode(new, against: basis).flatMap { $0 }
         #expect(try Self.decode(bytes.map { [$0] }, against: basis, size: new.count) == new)
         // zstd 0.5, 0.6 and 0.7, a skippable frame, and a magic number off in its last byte.
@@ -131,9 +132,7 @@ import Glibc
     @Test func aFrameThatLiesAboutItsSizeOrEndIsRefused() throws {
         let t = TempDir()
         var rng = SeededRandom(seed: 4)
-        let old = rng.bytes(50_000)
-        let new = Self.rebuilt(old, every: 500, rng: &rng)
-        let basis = try Self.mapped(old, in: t)
+        let (new, basis) = try Self.rebuiltPair(size: 50_000, every: 500, rng: &rng, in: t)
         let pieces = try Self.encode(new, against: basis)
         let whole = pieces.flatMap { $0 }
         // Decodes past the size the manifest gave the file.
