@@ -1,25 +1,41 @@
 /// Names that differ only where builds put hashes and versions: `libfoo-8fb3d286.so` and
 /// `libfoo-fdde5778.so`, `main.3f2a9c.js` and `main.9c1e47.js`, `pkg-1.2.3/setup.py` and
-/// `pkg-1.2.4/setup.py`. A file with no predecessor at its own path often has one under
-/// such a name, and a delta against it sends far less than the whole file.
+/// `pkg-1.2.4/setup.py`, `.pnpm/lodash@4.17.20/…` and `.pnpm/lodash@4.17.21/…`. A file with
+/// no predecessor at its own path often has one under such a name, and a delta against it
+/// sends far less than the whole file.
 public enum SimilarNames {
     /// The path with every version-like or hash-like word replaced by `#`: a run of digits,
     /// or a run of at least six hex digits with a digit in it (so `facade` stays a word).
-    /// Words are separated by `/`, `-`, `_`, `.` and `+`.
+    /// Words are separated by `/`, `-`, `_`, `.`, `+` and `@`. Such words joined by dots are
+    /// one `#`, for versions of any length: `Django-4.2.16.dist-info` and
+    /// `Django-5.0.dist-info` are both `Django-#.dist-info`.
     public static func key(_ path: some Collection<UInt8>) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(path.count)
         var word = [UInt8]()
+        // The last word was a `#`, with at most a dot after it.
+        var afterWildcard = false
         func flush() {
             guard !word.isEmpty else { return }
             let digits = word.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
             let hex = word.count >= 6 && word.allSatisfy(isHex) && word.contains { $0 >= 0x30 && $0 <= 0x39 }
-            if digits || hex { out.append(UInt8(ascii: "#")) } else { out += word }
+            if digits || hex {
+                if afterWildcard && out.last == UInt8(ascii: ".") {
+                    out.removeLast()
+                } else {
+                    out.append(UInt8(ascii: "#"))
+                }
+                afterWildcard = true
+            } else {
+                out += word
+                afterWildcard = false
+            }
             word.removeAll(keepingCapacity: true)
         }
         for byte in path {
             if isSeparator(byte) {
                 flush()
+                if byte != UInt8(ascii: ".") { afterWildcard = false }
                 out.append(byte)
             } else {
                 word.append(byte)
@@ -48,6 +64,7 @@ public enum SimilarNames {
 
     private static func isSeparator(_ b: UInt8) -> Bool {
         b == UInt8(ascii: "/") || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".") || b == UInt8(ascii: "+")
+            || b == UInt8(ascii: "@")
     }
 
     private static func isHex(_ b: UInt8) -> Bool {

@@ -121,6 +121,8 @@ import Glibc
         ("pkg-1.2.3/data.bin", "pkg-1.2.4/data.bin"),
         ("assets/index-BZ2LoXbv.js", "assets/index-CwMnDZ3r.js"),
         ("dist/chunk-7KQW3ZXN.mjs", "dist/chunk-PL2NAB4Q.mjs"),
+        ("Django-4.2.16.dist-info/RECORD", "Django-5.0.dist-info/RECORD"),
+        (".pnpm/lodash@4.17.21/node_modules/lodash/lodash.js", ".pnpm/lodash@5.0.0/node_modules/lodash/lodash.js"),
     ])
     func aRenamedFileTravelsAsADeltaAgainstItsPredecessor(old: String, new: String) throws {
         let t = TempDir()
@@ -143,6 +145,30 @@ import Glibc
         #expect(try describeTree(root + "/current/") == describeTree(src))
         let wire = (json(r, "wire_out") ?? .max) + (json(r, "wire_in") ?? .max)
         #expect(wire < 60_000, "\(r.stdout)")
+    }
+
+    /// Chunks named `<id>.<hash>.js` all share one similar name, and a build may give a
+    /// module another id: a new chunk takes the old chunk nearest in size, whatever its id.
+    @Test func aRenamedChunkTakesTheOldChunkNearestInSize() throws {
+        let t = TempDir()
+        let src = t.sub("src"), root = t.sub("root")
+        var rng = SeededRandom(seed: 13)
+        let first = rng.bytes(60_000)
+        var second = rng.bytes(100_500)
+        writeFile(src + "/static/js/101.3f2a9c1b.js", first)
+        writeFile(src + "/static/js/202.8e4d0a7c.js", second)
+        #expect(roll("push", src, root).status == 0)
+
+        removeTree(src + "/static")
+        second.replaceSubrange(50_000..<50_100, with: rng.bytes(100))
+        writeFile(src + "/static/js/101.77c0e5d2.js", second)
+        let r = roll("push", "--json", src, root)
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "delta_files") == 1 && json(r, "sent_files") == 0, "\(r.stdout)")
+        #expect(try describeTree(root + "/current/") == describeTree(src))
+        // Against the chunk of the same id it would be 100 KB of literals.
+        let wire = (json(r, "wire_out") ?? .max) + (json(r, "wire_in") ?? .max)
+        #expect(wire < 20_000, "\(r.stdout)")
     }
 
     @Test func aNewFileWithNoSimilarNameIsSentWhole() throws {
