@@ -32,8 +32,8 @@
 #
 # Usage (as root: it creates a user and runs a private sshd):
 #   ROLL=/path/to/roll bench/real-packages.sh
-# Env: ROLL (required), WORK (default /tmp/realpkg), CACHE (wheel cache, default
-# $WORK/wheel-cache; kept between runs), BENCH_USER (default benchuser), SSH_PORT (default:
+# Env: ROLL (required), PACKAGES_LIST (another set of packages, below), WORK (default
+# /tmp/realpkg), CACHE (wheel cache, default $WORK/wheel-cache; kept between runs), BENCH_USER (default benchuser), SSH_PORT (default:
 # a free loopback port), SHAPED_RATE (e.g. 20mbit: adds roll ssh and rsync -z over a
 # rate-limited loopback in a private network namespace; see below). Re-runnable: trees, roots and destinations are rebuilt every run;
 # wheels, the sshd host key and the client key are reused. Report: $WORK/results/report.md.
@@ -48,6 +48,10 @@ PACKAGES=(
     "cryptography 45.0.6 45.0.7"
     "grpcio 1.74.0 1.75.0"
 )
+# PACKAGES_LIST replaces the set: specs as above separated by commas, e.g. an application's
+# own kind of upgrade, "django 4.2.16 5.0, jupyterlab 4.2.5 4.3.0" (a version of another
+# length in the dist-info folder's name; webpack chunks renamed by their content hash).
+if [[ -n ${PACKAGES_LIST:-} ]]; then IFS=',' read -r -a PACKAGES <<<"$PACKAGES_LIST"; fi
 PY_VERSION=3.11
 # pip tries these platform tags; several because projects moved from manylinux2014 to
 # manylinux_2_28 / _2_34 at different times.
@@ -459,7 +463,9 @@ for p, path in n.items():
         basis, kind = None, "new (no counterpart)"
     count[kind] += 1; raw[kind] += os.path.getsize(path)
     w = z(["-3"], path); whole[kind] += w
-    patch[kind] += z(["-3", "--long=27", f"--patch-from={basis}"], path) if basis else w
+    # zstd's --patch-from aborts on an empty file, either one.
+    patchable = basis and os.path.getsize(basis) and os.path.getsize(path)
+    patch[kind] += z(["-3", "--long=27", f"--patch-from={basis}"], path) if patchable else w
 print("| files of new | count | raw bytes | zstd -3 each | zstd -3 --patch-from old |")
 print("|---|--:|--:|--:|--:|")
 for k in sorted(count):
