@@ -23,8 +23,7 @@ public final class ObjectCache: @unchecked Sendable {
     /// patch can still reach across (``PatchLimits``: basis and file within 128 MiB).
     public static let sizes: ClosedRange<UInt64> = (2 << 10)...(64 << 20)
     public static let defaultCapacity: UInt64 = 2 << 30
-    /// Objects smaller than this go into packs. It is also the size from which a client
-    /// names the bases it holds (`Begin.heldBases`), which asks only about object files.
+    /// Objects smaller than this go into packs.
     public static let packedBelow = 64 << 10
 
     public init(directory: String, capacity: UInt64 = ObjectCache.defaultCapacity) {
@@ -86,9 +85,29 @@ public final class ObjectCache: @unchecked Sendable {
 
     /// Whether an object of `digest` and `size` is here.
     public func contains(_ digest: ContentDigest, size: Int) -> Bool {
-        var st = stat()
-        if lstat(path(digest), &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && Int(st.st_size) == size { return true }
-        return size < Self.packedBelow && packs().contains { $0.find(digest)?.size == size }
+        var lookup = lookup()
+        return lookup.contains(digest, size: size)
+    }
+
+    /// Answers whether objects are here, for many of them: the packs' indexes are opened
+    /// once, when the first small object is asked about.
+    public func lookup() -> Lookup { Lookup(cache: self) }
+
+    public struct Lookup {
+        let cache: ObjectCache
+        private var packs: [PackIndex]?
+
+        init(cache: ObjectCache) { self.cache = cache }
+
+        /// Whether an object of `digest` and `size` is here.
+        public mutating func contains(_ digest: ContentDigest, size: Int) -> Bool {
+            if size >= ObjectCache.packedBelow {
+                var st = stat()
+                return lstat(cache.path(digest), &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && Int(st.st_size) == size
+            }
+            if packs == nil { packs = cache.packs() }
+            return packs!.contains { $0.find(digest)?.size == size }
+        }
     }
 
     /// Forgets an object that did not rebuild its file (with the pack it is in).

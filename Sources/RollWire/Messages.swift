@@ -268,7 +268,7 @@ public struct Begin: Message, Sendable {
     public var group: String
     /// Stop before the switch and after the verify hook for the client's word (see above).
     public var twoPhase: Bool
-    /// Large files of the active release whose content the client still holds (the first
+    /// Files of the active release whose content the client still holds (the first
     /// 8 bytes of their digests, ascending): a changed file with such a basis will travel
     /// as a patch, so the agent sends that basis's digest with an empty signature instead
     /// of computing and sending its block sums. A claim that turns out wrong costs only

@@ -69,6 +69,24 @@ import Glibc
         #expect(s.cache().stdout.contains(": 2 objects"), "\(s.cache())")
     }
 
+    /// A small file (kept in a pack) is a held basis too: the agent sends no block sums.
+    @Test func aSmallChangedFileTravelsAsAPatchWithoutASignature() throws {
+        try #require(SSHServer.isAvailable(.openssh))
+        var s = try Setup()
+        var page = Array(String(repeating: "<li class=\"item\">entry</li>\n", count: 2000).utf8.prefix(60_000))
+        for i in stride(from: 0, to: page.count, by: 97) { page[i] = UInt8(truncatingIfNeeded: s.rng.next() % 26 + 97) }
+        writeFile(s.src + "/templates/list.html", page)
+        #expect(s.push().status == 0)
+        page.replaceSubrange(30_000..<30_010, with: Array("<b>new</b>".utf8))
+        writeFile(s.src + "/templates/list.html", page)
+        let r = s.push()
+        #expect(r.status == 0, "\(r)")
+        #expect(json(r, "patch_files") == 1 && json(r, "retried") == 0, "\(r.stdout)")
+        // The signature of 60 KB would be about 1.5 KB.
+        #expect((json(r, "wire_in") ?? .max) < 800, "\(r.stdout)")
+        #expect(try describeTree(s.root + "/current/") == describeTree(s.src))
+    }
+
     @Test func withoutTheCacheABlockDeltaStays() throws {
         try #require(SSHServer.isAvailable(.openssh))
         var s = try Setup()
