@@ -82,10 +82,11 @@ extension Receiver.Build {
     /// A file of the active release whose name differs from `e`'s only in hashes and
     /// versions (``SimilarNames/key(_:)``); else one in the same folder with the same first
     /// word and extension (``SimilarNames/looseKey(_:)``) and within half to twice its size.
-    /// Of several, the nearest in size: webpack's chunks (`static/1954.07d96e40.js`) share
-    /// one key, and from jupyterlab 4.2.5 to 4.3.0 four new chunks whose id had an old chunk
-    /// were rebuilt from another chunk of the same size: deltas of 338–427 bytes (zstd)
-    /// where the chunk of the same id gave 998–1,812, more than the file sent whole.
+    /// Of several, the nearest in size, not the one with the same chunk id: webpack's
+    /// chunks (`static/1954.07d96e40.js`) share one key, and from jupyterlab 4.2.5 to 4.3.0
+    /// the build gave modules other ids. Three new chunks made deltas of 338–427 bytes
+    /// (zstd) against an old chunk of their size, and 998–1,812 against the old chunk of
+    /// their id, more than the file sent whole; a fourth came out the same either way.
     mutating func similarBasis(for e: Entry) -> Int? {
         if similarNames == nil {
             var pairs = [UInt64]()
