@@ -43,10 +43,30 @@ public func spawnBackground(_ args: [String], logTo log: String, newGroup: Bool 
 public enum TestUser {
     public static let name = "rolltest"
 
-    /// The account's password, random for each test process (for password logins).
+    /// The account's password (for password logins): random, made by the first test
+    /// process on this machine and kept for the next ones in a file only root reads, so
+    /// that two test processes at once do not set the account's password from under
+    /// each other.
     public static let password: String = {
+        let folder = "/var/lib/roll-tests", file = folder + "/\(name).password"
+        mkdir(folder, 0o700)
+        func kept() -> String? {
+            guard let text = readText(file), text.hasPrefix("rt-"), text.count == 15 else { return nil }
+            return text
+        }
+        if let text = kept() { return text }
         var rng = SeededRandom(seed: UInt64(getpid()) &* 0x9E37_79B9 ^ UInt64(time(nil)))
-        return "rt-" + rng.bytes(12).map { String($0 % 36, radix: 36) }.joined()
+        let made = "rt-" + rng.bytes(12).map { String($0 % 36, radix: 36) }.joined()
+        // Written whole under a name of its own, then linked into place: another process
+        // that got there first keeps its password, and this one takes it.
+        let draft = file + ".\(getpid())"
+        let fd = open(draft, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return made }
+        let written = write(fd, made, made.utf8.count) == made.utf8.count
+        close(fd)
+        let linked = written && link(draft, file) == 0
+        unlink(draft)
+        return linked ? made : kept() ?? made
     }()
 
     private static let created: Bool = {
