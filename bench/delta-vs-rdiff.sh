@@ -4,6 +4,7 @@
 #
 #   bench/delta-vs-rdiff.sh            # 1 GiB files, 3 reps
 #   SIZE_MIB=256 REPS=5 bench/delta-vs-rdiff.sh
+#   ROLL=dist/roll bench/delta-vs-rdiff.sh   # that binary (default: this checkout's release build)
 #
 # Files live under /var/tmp (on disk; /tmp may be a small tmpfs) and are
 # removed on exit. They stay in the page cache between runs, so this measures
@@ -23,8 +24,11 @@ if [ ! -x /usr/bin/time ]; then
     apt-get update -qq && apt-get install -y -qq time >/dev/null
 fi
 
-(cd "$HERE" && swift build -c release >/dev/null)
-ROLL="$(cd "$HERE" && swift build -c release --show-bin-path)/roll"
+if [[ -z ${ROLL:-} ]]; then
+    (cd "$HERE" && swift build -c release >/dev/null)
+    ROLL="$(cd "$HERE" && swift build -c release --show-bin-path)/roll"
+fi
+ROLL=$(realpath "$ROLL")
 
 WORK=$(mktemp -d /var/tmp/roll-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

@@ -7,11 +7,13 @@
 # auditwheel's content hash taken out (libscipy_openblas64_-<hash>.so).
 #
 #   bench/native-diffs.sh          # a markdown table per file, then totals
-# Env: WORK (default /var/tmp/native-diffs; wheels are kept in $WORK/wheels between runs).
+# Env: WORK (default /var/tmp/native-diffs; wheels are kept in $WORK/wheels between runs),
+# PACKAGES_LIST (another set, as for bench/real-packages.sh).
 # Each command runs once under GNU time: seconds (one core) and peak memory.
 set -euo pipefail
-PACKAGES=("numpy 2.2.5 2.2.6" "scipy 1.15.2 1.15.3" "pillow 11.2.1 11.3.0"
-          "cryptography 45.0.6 45.0.7" "grpcio 1.74.0 1.75.0")
+source "$(dirname "$0")/packages.sh"   # PACKAGES, PY_VERSION, PLATFORMS
+plat_args=()
+for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
 WORK=${WORK:-/var/tmp/native-diffs}
 for t in zstd bsdiff bspatch /usr/bin/time pip python3; do
     command -v "$t" >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd bsdiff time python3-pip >/dev/null; break; }
@@ -23,8 +25,8 @@ for spec in "${PACKAGES[@]}"; do
     for v in "$old" "$new"; do
         d=$WORK/wheels/$name-$v
         if ! ls "$d"/*.whl >/dev/null 2>&1; then
-            pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
-                --platform manylinux2014_x86_64 -d "$d" "$name==$v" >&2
+            PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
+                "${plat_args[@]}" -d "$d" "$name==$v" >&2
         fi
         python3 -m zipfile -e "$(ls "$d"/*.whl | head -1)" "$WORK/unpacked/$name-$v"
     done
