@@ -8,8 +8,9 @@ import Glibc
 /// The zstd level each link settled at in the last push over it (`~/.cache/roll/links`), so
 /// that the next push starts there when that is higher than the default: an update of a few
 /// megabytes is over before the level could climb from ``CompressionChoice/startLevel``, and
-/// on a slow uplink that is where the level matters most (a patch of a rebuilt library at
-/// level 12 is half the bytes of one at level 6). Like the object cache it is never needed: a missing or damaged file, or a link
+/// on a slow uplink that is where the level matters most (patches at the top level came out
+/// 1-6 % smaller than at the bottom on three real upgrades). Like the object cache it is
+/// never needed: a missing or damaged file, or a link
 /// not seen for ``lifetime``, starts at the default.
 ///
 /// One line per link, `<key> <level> <unix time>`; the key is a digest of `user@host:port`,

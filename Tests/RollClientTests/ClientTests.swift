@@ -217,10 +217,10 @@ private final class Answers: Sendable {
         #expect(!Compressibility.compressedFormat(path: Array("lib/libfoo.so.1".utf8)))
     }
 
-    @Test func patchesGoThreeLevelsUpAndToTwelveOnASlowLink() {
+    @Test func patchesGoThreeLevelsUpAndToNineOnASlowLink() {
         #expect(CompressionChoice.patchLevel(forSession: 1) == 4)
         #expect(CompressionChoice.patchLevel(forSession: 3) == 6)
-        #expect(CompressionChoice.patchLevel(forSession: 4) == 12)
+        #expect(CompressionChoice.patchLevel(forSession: 4) == 9)
     }
 }
 

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# What the encoder's level and bounds do to patches of real upgrades: every file that
+# changed between two releases of the wheels bench/real-packages.sh upgrades (2 KiB or
+# more, paired by path, or by name with versions and hashes taken out, as the agent pairs
+# them), encoded as roll encodes a patch (bench/patch-params.c, the same zstd calls as
+# Sources/RollWire/Patch.swift) under each configuration below: total bytes, and the
+# median over REPS runs of the seconds spent encoding (one core).
+#
+#   bench/patch-params.sh                      # the libraries of bench/packages.sh's set
+#   PACKAGES_LIST="pandas 2.2.2 2.2.3, lxml 5.3.0 5.3.1" bench/patch-params.sh
+# Env: WORK (default /var/tmp/patch-params; wheels are kept in $WORK/wheels), PACKAGES_LIST,
+# REPS (3), CONFIGS (lines "name: level hashLog chainLog ldmMinMatch ldmBucketLog"; a hashLog
+# such as 20s is bounded by the file's size too, as roll bounds it; the first line is the
+# reference the others are compared with).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/packages.sh"   # PACKAGES, PY_VERSION, PLATFORMS
+WORK=${WORK:-/var/tmp/patch-params}
+REPS=${REPS:-3}
+CONFIGS=${CONFIGS:-"level 12, tables 2^18, zstd's matcher: 12 18 18 64 3
+level 9, hash 2^18-2^20 by size, matcher 32/2^4 (roll): 9 20s 18 32 4
+level 9, hash 2^20: 9 20 18 32 4
+level 9, hash 2^18: 9 18 18 32 4
+level 9, hash 2^22: 9 22 18 32 4
+level 9, chain 2^20: 9 20s 20 32 4
+level 9, zstd's matcher: 9 20s 18 64 3
+level 12, hash 2^18-2^20, matcher 32/2^4: 12 20s 18 32 4
+level 6 (roll, session level 3): 6 20s 18 32 4
+level 4 (roll, session level 1): 4 20s 18 32 4"}
+for t in pip python3 cc; do command -v "$t" >/dev/null || { echo "patch-params: needs $t" >&2; exit 1; }; done
+[[ -f /usr/include/zstd.h ]] || { apt-get update -qq && apt-get install -y -qq libzstd-dev >/dev/null; }
+plat_args=()
+for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
+
+mkdir -p "$WORK/wheels"
+rm -rf "$WORK/unpacked" && mkdir -p "$WORK/unpacked"
+for spec in "${PACKAGES[@]}"; do
+    read -r name old new <<<"$spec"
+    for v in "$old" "$new"; do
+        d=$WORK/wheels/$name-$v
+        if ! ls "$d"/*.whl >/dev/null 2>&1; then
+            PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
+                "${plat_args[@]}" -d "$d" "$name==$v" >&2
+        fi
+        python3 -m zipfile -e "$(ls "$d"/*.whl | head -1)" "$WORK/unpacked/$name-$v"
+    done
+done
+
+# old<TAB>new<TAB>label for each changed file of 2 KiB or more.
+python3 - "$WORK/unpacked" "${PACKAGES[@]}" >"$WORK/pairs" <<'PY'
+import filecmp, os, re, sys
+root = sys.argv[1]
+def files(top):
+    found = {}
+    for d, _, names in os.walk(top):
+        for n in names:
+            path = os.path.join(d, n)
+            found[os.path.relpath(path, top)] = path
+    return found
+# Runs of digits joined by dots, and hex words of six or more with a digit, become one '#'.
+word = r'(?:[0-9]+|(?=[0-9a-f]*[0-9])[0-9a-f]{6,})'
+def key(rel):
+    return re.sub(r'(?<![A-Za-z0-9])' + word + r'(?:\.' + word + r')*(?![A-Za-z0-9])', '#', rel)
+for spec in sys.argv[2:]:
+    name, old, new = spec.split()
+    a, b = files(f"{root}/{name}-{old}"), files(f"{root}/{name}-{new}")
+    by_key = {}
+    for rel in a: by_key.setdefault(key(rel), []).append(rel)
+    for rel, path in sorted(b.items()):
+        size = os.path.getsize(path)
+        if size < 2048: continue
+        match = rel if rel in a else min(by_key.get(key(rel), []), default=None,
+                                         key=lambda r: abs(os.path.getsize(a[r]) - size))
+        if match is None or os.path.getsize(a[match]) < 2048 or filecmp.cmp(a[match], path, shallow=False):
+            continue
+        print(f"{a[match]}\t{path}\t{name} {rel}")
+PY
+cc -O2 -o "$WORK/patch-params" "$HERE/patch-params.c" -lzstd
+count=$(wc -l <"$WORK/pairs")
+bytes=$(cut -f2 "$WORK/pairs" | xargs -d '\n' stat -c %s | awk '{ s += $1 } END { print s }')
+echo "$count changed files, $bytes bytes, of: ${PACKAGES[*]}"
+echo
+echo "| configuration | level hash chain ldm-min ldm-bucket | bytes | / first | seconds (median of $REPS) | / first |"
+echo "|---|---|--:|--:|--:|--:|"
+ref_bytes= ref_s=
+while IFS= read -r line; do
+    [[ -n ${line// } ]] || continue
+    label=${line%%:*}
+    read -r -a args <<<"${line#*:}"
+    runs=()
+    for _ in $(seq "$REPS"); do runs+=("$("$WORK/patch-params" "$WORK/pairs" "${args[@]}")"); done
+    b=$(sed -E 's/.*bytes=([0-9]+).*/\1/' <<<"${runs[0]}")
+    s=$(printf '%s\n' "${runs[@]}" | sed -E 's/.*seconds=([0-9.]+).*/\1/' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    : "${ref_bytes:=$b}" "${ref_s:=$s}"
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "${args[*]}" "$b" \
+        "$(awk -v a="$b" -v b="$ref_bytes" 'BEGIN { printf "%.3f", a / b }')" "$s" \
+        "$(awk -v a="$s" -v b="$ref_s" 'BEGIN { printf "%.2f", a / b }')"
+done <<<"$CONFIGS"
+rm -rf "$WORK/unpacked"
