@@ -11,26 +11,13 @@
 # PACKAGES_LIST (another set, as for bench/real-packages.sh).
 # Each command runs once under GNU time: seconds (one core) and peak memory.
 set -euo pipefail
-source "$(dirname "$0")/packages.sh"   # PACKAGES, PY_VERSION, PLATFORMS
-plat_args=()
-for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
+source "$(dirname "$0")/packages.sh"   # PACKAGES, unpack_wheels
 WORK=${WORK:-/var/tmp/native-diffs}
 for t in zstd bsdiff bspatch /usr/bin/time pip python3; do
     command -v "$t" >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd bsdiff time python3-pip >/dev/null; break; }
 done
-mkdir -p "$WORK/wheels"
-rm -rf "$WORK/unpacked" "$WORK/out" && mkdir -p "$WORK/unpacked" "$WORK/out"
-for spec in "${PACKAGES[@]}"; do
-    read -r name old new <<<"$spec"
-    for v in "$old" "$new"; do
-        d=$WORK/wheels/$name-$v
-        if ! ls "$d"/*.whl >/dev/null 2>&1; then
-            PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
-                "${plat_args[@]}" -d "$d" "$name==$v" >&2
-        fi
-        python3 -m zipfile -e "$(ls "$d"/*.whl | head -1)" "$WORK/unpacked/$name-$v"
-    done
-done
+unpack_wheels "$WORK"
+rm -rf "$WORK/out" && mkdir -p "$WORK/out"
 
 # old<TAB>new<TAB>label for each pair, largest first.
 python3 - "$WORK/unpacked" "${PACKAGES[@]}" >"$WORK/pairs" <<'PY'
@@ -93,6 +80,6 @@ while IFS=$'\t' read -r old new label; do
         "$(awk -v a="$bd" -v b="$z12" 'BEGIN { printf "%.2f", a / b }')" "$z12s" "$z19s" "$bds" \
         "$((z12m / 1024))" "$((bdm / 1024))"
 done <"$WORK/pairs"
-printf '| total | %s | %s | %s | %s | %s | %s | | |\n' "${total[n]}" "${total[z3]}" "${total[z12]}" "${total[z19]}" "${total[bd]}" \
-    "$(awk -v a="${total[bd]}" -v b="${total[z12]}" 'BEGIN { printf "%.2f", a / b }')"
+printf '| total | %s | %s | %s | %s | %s | %s | | |\n' "${total[n]:-0}" "${total[z3]:-0}" "${total[z12]:-0}" "${total[z19]:-0}" "${total[bd]:-0}" \
+    "$(awk -v a="${total[bd]:-0}" -v b="${total[z12]:-0}" 'BEGIN { printf "%.2f", b ? a / b : 0 }')"
 rm -rf "$WORK/unpacked" "$WORK/out"

@@ -15,3 +15,23 @@ PY_VERSION=3.11
 # pip tries these platform tags; several because projects moved from manylinux2014 to
 # manylinux_2_28 / _2_34 at different times.
 PLATFORMS=(manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_28_x86_64 manylinux_2_34_x86_64)
+
+# Downloads (once: they are kept in WORK/wheels) and unpacks both releases of each package
+# into WORK/unpacked/<name>-<version>, emptied first.
+unpack_wheels() {  # WORK
+    local work=$1 spec name old new v d p plat_args=()
+    for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
+    mkdir -p "$work/wheels"
+    rm -rf "$work/unpacked" && mkdir -p "$work/unpacked"
+    for spec in "${PACKAGES[@]}"; do
+        read -r name old new <<<"$spec"
+        for v in "$old" "$new"; do
+            d=$work/wheels/$name-$v
+            if ! ls "$d"/*.whl >/dev/null 2>&1; then
+                PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
+                    "${plat_args[@]}" -d "$d" "$name==$v" >&2
+            fi
+            python3 -m zipfile -e "$(ls "$d"/*.whl | head -1)" "$work/unpacked/$name-$v"
+        done
+    done
+}

@@ -14,7 +14,7 @@
 # reference the others are compared with).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/packages.sh"   # PACKAGES, PY_VERSION, PLATFORMS
+source "$HERE/packages.sh"   # PACKAGES, unpack_wheels
 WORK=${WORK:-/var/tmp/patch-params}
 REPS=${REPS:-3}
 CONFIGS=${CONFIGS:-"level 12, tables 2^18, zstd's matcher: 12 18 18 64 3
@@ -29,22 +29,7 @@ level 6 (roll, session level 3): 6 20s 18 32 4
 level 4 (roll, session level 1): 4 20s 18 32 4"}
 for t in pip python3 cc; do command -v "$t" >/dev/null || { echo "patch-params: needs $t" >&2; exit 1; }; done
 [[ -f /usr/include/zstd.h ]] || { apt-get update -qq && apt-get install -y -qq libzstd-dev >/dev/null; }
-plat_args=()
-for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
-
-mkdir -p "$WORK/wheels"
-rm -rf "$WORK/unpacked" && mkdir -p "$WORK/unpacked"
-for spec in "${PACKAGES[@]}"; do
-    read -r name old new <<<"$spec"
-    for v in "$old" "$new"; do
-        d=$WORK/wheels/$name-$v
-        if ! ls "$d"/*.whl >/dev/null 2>&1; then
-            PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
-                "${plat_args[@]}" -d "$d" "$name==$v" >&2
-        fi
-        python3 -m zipfile -e "$(ls "$d"/*.whl | head -1)" "$WORK/unpacked/$name-$v"
-    done
-done
+unpack_wheels "$WORK"
 
 # old<TAB>new<TAB>label for each changed file of 2 KiB or more.
 python3 - "$WORK/unpacked" "${PACKAGES[@]}" >"$WORK/pairs" <<'PY'
