@@ -20,38 +20,7 @@ unpack_wheels "$WORK"
 rm -rf "$WORK/out" && mkdir -p "$WORK/out"
 
 # old<TAB>new<TAB>label for each pair, largest first.
-python3 - "$WORK/unpacked" "${PACKAGES[@]}" >"$WORK/pairs" <<'PY'
-import filecmp, os, re, sys
-root = sys.argv[1]
-def libraries(top):
-    found = {}
-    for d, _, names in os.walk(top):
-        for n in names:
-            if re.search(r'\.so(\.|$)', n):
-                path = os.path.join(d, n)
-                found[os.path.relpath(path, top)] = path
-    return found
-def unhashed(rel):
-    d, n = os.path.split(rel)
-    return os.path.join(d, re.sub(r'-[0-9a-f]{8}(?=[-.])', '', n))
-pairs = []
-for spec in sys.argv[2:]:
-    name, old, new = spec.split()
-    a, b = libraries(f"{root}/{name}-{old}"), libraries(f"{root}/{name}-{new}")
-    by_name = {}
-    for rel in a: by_name.setdefault(unhashed(rel), []).append(rel)
-    for rel, path in b.items():
-        if rel in a:
-            match = rel
-        else:
-            named = by_name.get(unhashed(rel), [])
-            match = named[0] if len(named) == 1 else None
-        if match is None or os.path.getsize(path) < 1_000_000 or filecmp.cmp(a[match], path, shallow=False):
-            continue
-        pairs.append((os.path.getsize(path), a[match], path, f"{name} {os.path.basename(unhashed(rel))}"))
-for size, old, new, label in sorted(pairs, reverse=True):
-    print(f"{old}\t{new}\t{label}")
-PY
+python3 "$(dirname "$0")/pairs.py" "$WORK/unpacked" --libraries "${PACKAGES[@]}" >"$WORK/pairs"
 
 timed() {  # OUT CMD... -> "bytes seconds peakKiB"
     local out=$1; shift

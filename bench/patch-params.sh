@@ -32,34 +32,7 @@ for t in pip python3 cc; do command -v "$t" >/dev/null || { echo "patch-params: 
 unpack_wheels "$WORK"
 
 # old<TAB>new<TAB>label for each changed file of 2 KiB or more.
-python3 - "$WORK/unpacked" "${PACKAGES[@]}" >"$WORK/pairs" <<'PY'
-import filecmp, os, re, sys
-root = sys.argv[1]
-def files(top):
-    found = {}
-    for d, _, names in os.walk(top):
-        for n in names:
-            path = os.path.join(d, n)
-            found[os.path.relpath(path, top)] = path
-    return found
-# Runs of digits joined by dots, and hex words of six or more with a digit, become one '#'.
-word = r'(?:[0-9]+|(?=[0-9a-f]*[0-9])[0-9a-f]{6,})'
-def key(rel):
-    return re.sub(r'(?<![A-Za-z0-9])' + word + r'(?:\.' + word + r')*(?![A-Za-z0-9])', '#', rel)
-for spec in sys.argv[2:]:
-    name, old, new = spec.split()
-    a, b = files(f"{root}/{name}-{old}"), files(f"{root}/{name}-{new}")
-    by_key = {}
-    for rel in a: by_key.setdefault(key(rel), []).append(rel)
-    for rel, path in sorted(b.items()):
-        size = os.path.getsize(path)
-        if size < 2048: continue
-        match = rel if rel in a else min(by_key.get(key(rel), []), default=None,
-                                         key=lambda r: abs(os.path.getsize(a[r]) - size))
-        if match is None or os.path.getsize(a[match]) < 2048 or filecmp.cmp(a[match], path, shallow=False):
-            continue
-        print(f"{a[match]}\t{path}\t{name} {rel}")
-PY
+python3 "$HERE/pairs.py" "$WORK/unpacked" "${PACKAGES[@]}" >"$WORK/pairs"
 cc -O2 -o "$WORK/patch-params" "$HERE/patch-params.c" -lzstd
 count=$(wc -l <"$WORK/pairs")
 bytes=$(cut -f2 "$WORK/pairs" | xargs -d '\n' stat -c %s | awk '{ s += $1 } END { print s }')
