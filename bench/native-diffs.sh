@@ -3,8 +3,8 @@
 # patch (`zstd --long=27 --patch-from`, what roll's patches are, here unbounded) at levels
 # 3, 12 and 19, and bsdiff (a diff made for executables, as Debian ships it). The files
 # are the shared libraries of 1 MB or more that changed between two consecutive releases
-# of the wheels bench/real-packages.sh upgrades, paired by path, or by name with
-# auditwheel's content hash taken out (libscipy_openblas64_-<hash>.so).
+# of the wheels bench/real-packages.sh upgrades, paired by path, or by name with versions
+# and auditwheel's content hash taken out (libscipy_openblas64_-<hash>.so; bench/pairs.py).
 #
 #   bench/native-diffs.sh          # a markdown table per file, then totals
 # Env: WORK (default /var/tmp/native-diffs; wheels are kept in $WORK/wheels between runs),
