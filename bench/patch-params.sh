@@ -6,7 +6,7 @@
 # Sources/RollWire/Patch.swift) under each configuration below: total bytes, and the
 # median over REPS runs of the seconds spent encoding (one core).
 #
-#   bench/patch-params.sh                      # the libraries of bench/packages.sh's set
+#   bench/patch-params.sh                      # the set bench/packages.sh names (native libraries)
 #   PACKAGES_LIST="pandas 2.2.2 2.2.3, lxml 5.3.0 5.3.1" bench/patch-params.sh
 # Env: WORK (default /var/tmp/patch-params; wheels are kept in $WORK/wheels), PACKAGES_LIST,
 # REPS (3), CONFIGS (lines "name: level hashLog chainLog ldmMinMatch ldmBucketLog"; a hashLog
