@@ -16,22 +16,35 @@ PY_VERSION=3.11
 # manylinux_2_28 / _2_34 at different times.
 PLATFORMS=(manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_28_x86_64 manylinux_2_34_x86_64)
 
-# Downloads (once: they are kept in WORK/wheels) and unpacks both releases of each package
-# into WORK/unpacked/<name>-<version>, emptied first.
+# The wheel of NAME==VERSION in FOLDER/NAME-VERSION, downloaded the first time (through a
+# .tmp folder, so a download cut short is not taken for one); prints its path.
+wheel() {  # NAME VERSION FOLDER
+    local d=$3/$1-$2 w p plat_args=()
+    w=$(find "$d" -maxdepth 1 -name '*.whl' 2>/dev/null | head -1)
+    if [[ -z $w ]]; then
+        for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
+        echo "== pip download $1==$2" >&2
+        rm -rf "$d.tmp" && mkdir -p "$d.tmp"
+        # PIP_FIND_LINKS emptied: a local wheelhouse must not stand in for PyPI's wheel.
+        PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
+            "${plat_args[@]}" "$1==$2" -d "$d.tmp" >&2
+        rm -rf "$d" && mv "$d.tmp" "$d"
+        w=$(find "$d" -maxdepth 1 -name '*.whl' | head -1)
+    fi
+    [[ -n $w ]] || { echo "no wheel for $1==$2" >&2; return 1; }
+    echo "$w"
+}
+
+# Both releases of each package unpacked into WORK/unpacked/<name>-<version>, emptied
+# first (wheels are kept in WORK/wheels).
 unpack_wheels() {  # WORK
-    local work=$1 spec name old new v d p plat_args=()
-    for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
-    mkdir -p "$work/wheels"
+    local work=$1 spec name old new v w
     rm -rf "$work/unpacked" && mkdir -p "$work/unpacked"
     for spec in "${PACKAGES[@]}"; do
         read -r name old new <<<"$spec"
         for v in "$old" "$new"; do
-            d=$work/wheels/$name-$v
-            if ! ls "$d"/*.whl >/dev/null 2>&1; then
-                PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
-                    "${plat_args[@]}" -d "$d" "$name==$v" >&2
-            fi
-            python3 -m zipfile -e "$(ls "$d"/*.whl | head -1)" "$work/unpacked/$name-$v"
+            w=$(wheel "$name" "$v" "$work/wheels")
+            python3 -m zipfile -e "$w" "$work/unpacked/$name-$v"
         done
     done
 }

@@ -52,6 +52,6 @@ while IFS= read -r line; do
     : "${ref_bytes:=$b}" "${ref_s:=$s}"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "${args[*]}" "$b" \
         "$(awk -v a="$b" -v b="$ref_bytes" 'BEGIN { printf "%.3f", a / b }')" "$s" \
-        "$(awk -v a="$s" -v b="$ref_s" 'BEGIN { printf "%.2f", a / b }')"
+        "$(awk -v a="$s" -v b="$ref_s" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }')"
 done <<<"$CONFIGS"
 rm -rf "$WORK/unpacked"

@@ -40,7 +40,7 @@
 set -euo pipefail
 
 # ---- what to measure -------------------------------------------------------------------
-source "$(dirname "$0")/packages.sh"   # PACKAGES, PY_VERSION, PLATFORMS
+source "$(dirname "$0")/packages.sh"   # PACKAGES, wheel
 # Folder mtimes of each tree: folders are not in a wheel, pip creates them at install time.
 DIR_MTIME_OLD="2025-01-10 12:00:00 UTC"
 DIR_MTIME_NEW="2025-02-10 12:00:00 UTC"
@@ -88,29 +88,12 @@ trap 'exit 130' INT TERM
 # ---- 1. wheels -------------------------------------------------------------------------
 # One folder per name-version, so a re-run skips what is there and a version change
 # downloads only the new one.
-plat_args=()
-for p in "${PLATFORMS[@]}"; do plat_args+=(--platform "$p"); done
-download() {  # name version -> prints the wheel path
-    local d=$CACHE/$1-$2 w
-    w=$(find "$d" -maxdepth 1 -name '*.whl' 2>/dev/null | head -1)
-    if [[ -z $w ]]; then
-        log "pip download $1==$2"
-        rm -rf "$d.tmp" && mkdir -p "$d.tmp"
-        # PIP_FIND_LINKS emptied: a local wheelhouse must not stand in for PyPI's wheel.
-        PIP_FIND_LINKS= pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
-            "${plat_args[@]}" "$1==$2" -d "$d.tmp" >&2
-        rm -rf "$d" && mv "$d.tmp" "$d"
-        w=$(find "$d" -maxdepth 1 -name '*.whl' | head -1)
-    fi
-    [[ -n $w ]] || { echo "no wheel for $1==$2" >&2; exit 1; }
-    echo "$w"
-}
 mb() { stat -c %s "$1" | awk '{ printf "%.1f", $1 / 1e6 }'; }
 OLD_WHEELS=() NEW_WHEELS=()
 for spec in "${PACKAGES[@]}"; do
     read -r name old new <<<"$spec"
-    OLD_WHEELS+=("$(download "$name" "$old")")
-    NEW_WHEELS+=("$(download "$name" "$new")")
+    OLD_WHEELS+=("$(wheel "$name" "$old" "$CACHE")")
+    NEW_WHEELS+=("$(wheel "$name" "$new" "$CACHE")")
 done
 {
     echo "| package | old wheel | MB | new wheel | MB |"

@@ -56,9 +56,8 @@ public enum PatchLimits {
     /// most 2^``hashLog``. A 600 KB page patched against its earlier version keeps 1 MiB of
     /// hash table, not the 4 MiB zstd's level 9 would take for that window.
     public static func hashLog(forSize size: Int) -> UInt32 {
-        var log: UInt32 = 0
-        while log < 62 && (2 << log) <= size { log += 1 }
-        return min(hashLog, max(18, log >= 2 ? log - 2 : 0))
+        let log = size > 0 ? UInt32(Int.bitWidth - 1 - size.leadingZeroBitCount) : 0  // log2, rounded down
+        return min(hashLog, max(20, log) - 2)
     }
 
     /// The window a patch of a `size`-byte file against a `basisSize`-byte basis needs, or
