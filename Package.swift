@@ -5,9 +5,10 @@ import PackageDescription
 //   RollSystem  (syscalls through one funnel, byte paths, *at helpers, one child process type,
 //                accounts, atomic writes, the clock; its C shims are not re-exported)
 //   RollDelta   (hot core: rolling checksum, signatures, deltas; stdlib only, plus CRollDelta,
-//                its AVX2 miss path in C)
+//                its AVX2 miss path in C, which also holds the aligner RollWire's patches use)
 //   RollTree    (walking a source tree, content hashes, manifests)
-//   RollWire    (framed messages, handshake, limits, compression: zstd on the wire, gzip for files)
+//   RollWire    (framed messages, handshake, limits, compression: zstd on the wire, gzip for files,
+//                patches)
 //   RollStore   (releases, staging, publish/switch, rollback, retention, lock)
 //   RollBundle  (tar streams in and out, safely unpacked; gzip and zstd detected)
 //   RollSSH     (libssh2: session, host keys, auth, exec channels, SFTP)
@@ -43,7 +44,7 @@ let package = Package(
             name: "RollTree",
             dependencies: ["CRollSystem", "CLibCrypto", "RollSystem", "RollDelta"]
         ),
-        .target(name: "RollWire", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem", "RollTree"]),
+        .target(name: "RollWire", dependencies: ["CRollSystem", "CRollDelta", "CZlib", "CZstd", "RollSystem", "RollTree"]),
         .target(name: "RollStore", dependencies: ["CRollSystem", "RollSystem", "RollDelta", "RollTree"]),
         .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem"]),
         .target(name: "RollSSH", dependencies: ["CRollSystem", "CLibSSH2", "CLibCrypto", "RollSystem"]),

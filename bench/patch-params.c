@@ -1,12 +1,15 @@
 // Encodes every pair of a list as roll's patches are encoded (Sources/RollWire/Patch.swift:
 // the old file as a prefix, a window over both, long-distance matching, the tables bounded),
 // with the level and bounds given, and prints the bytes and the seconds spent encoding.
-//   patch-params PAIRS LEVEL HASHLOG CHAINLOG LDM_MIN_MATCH LDM_BUCKET_LOG
+//   patch-params PAIRS LEVEL HASHLOG CHAINLOG LDM_MIN_MATCH LDM_BUCKET_LOG [ALIGN]
 // PAIRS: lines "old<TAB>new[<TAB>label]". HASHLOG and CHAINLOG bound what zstd's level
 // implies (as roll's encoder does); HASHLOG with an s (20s) bounds the hash table also to
 // the new file's size, from 2^18 entries up, as roll does; LDM_MIN_MATCH 64 and
-// LDM_BUCKET_LOG 3 are zstd's own.
-// Output: "bytes=N seconds=S files=F" (seconds: the encoding only, on one core).
+// LDM_BUCKET_LOG 3 are zstd's own. ALIGN 1: an ELF file against an ELF basis is aligned
+// first, as roll's aligned patches are (Sources/RollWire/AlignedPatch.swift, with roll's own
+// aligner, Sources/CRollDelta/align.c, compiled in), and the patch is of the aligned stream.
+// Output: "bytes=N seconds=S files=F aligned=A" (seconds: the encoding, aligning included,
+// on one core).
 #define ZSTD_STATIC_LINKING_ONLY
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
+
+#include "roll_delta.h"
 
 static const int window_log_max = 27, long_match_table_log = 19;
 
@@ -42,10 +47,12 @@ static void check(size_t rc, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s PAIRS LEVEL HASHLOG CHAINLOG LDM_MIN_MATCH LDM_BUCKET_LOG\n", argv[0]);
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr, "usage: %s PAIRS LEVEL HASHLOG CHAINLOG LDM_MIN_MATCH LDM_BUCKET_LOG [ALIGN]\n", argv[0]);
         return 64;
     }
+    int align = argc == 8 && atoi(argv[7]) == 1;
+    int aligned_files = 0;
     FILE *list = fopen(argv[1], "r");
     if (!list) { perror(argv[1]); return 1; }
     int level = atoi(argv[2]);
@@ -64,14 +71,42 @@ int main(int argc, char **argv) {
         int window_log = 10;
         while (window_log <= window_log_max && ((size_t)1 << window_log) < old_size + new_size) window_log++;
         if (window_log > window_log_max) continue;  // roll sends such a file as a block delta
+        double started = now();
+        // AlignedPatch: room for the record headers in front of the file, the anchor table
+        // sized by the basis (2^12 to 2^20 entries, every step-th position), ELF files only.
+        size_t headroom = new_size / 32 + 4096;
+        unsigned char *buffer = NULL;
+        const void *input = new;
+        size_t input_size = new_size;
+        if (align && old_size >= 4 && new_size >= 4 && memcmp(old, "\177ELF", 4) == 0 && memcmp(new, "\177ELF", 4) == 0) {
+            int w = 10;
+            while (w <= window_log_max && ((size_t)1 << w) < old_size + new_size + headroom) w++;
+            if (w <= window_log_max) {
+                unsigned log = 63 - (unsigned)__builtin_clzll(old_size > 1 ? old_size : 2);
+                log = log > 2 ? log - 2 : 0;
+                if (log < 12) log = 12;
+                if (log > 20) log = 20;
+                size_t step = old_size >> log ? old_size >> log : 1;
+                uint32_t *table = malloc(sizeof(uint32_t) << log);
+                buffer = malloc(headroom + new_size);
+                memcpy(buffer + headroom, new, new_size);
+                roll_align_stats stats;
+                input_size = roll_align(old, old_size, buffer, headroom, new_size, table, log, step, &stats);
+                input = buffer;
+                free(table);
+                window_log = 10;
+                while (((size_t)1 << window_log) < old_size + input_size) window_log++;
+                aligned_files++;
+            }
+        }
         unsigned hash_log = hash_max;
         if (scaled) {  // 4-byte entries: no more table than file
             unsigned log = 0;
-            while (((size_t)2 << log) <= new_size) log++;
+            while (((size_t)2 << log) <= input_size) log++;
             unsigned cap = log >= 20 ? log - 2 : 18;
             if (cap < hash_log) hash_log = cap;
         }
-        ZSTD_compressionParameters implied = ZSTD_getCParams(level, new_size, old_size);
+        ZSTD_compressionParameters implied = ZSTD_getCParams(level, input_size, old_size);
         ZSTD_CCtx *cctx = ZSTD_createCCtx();
         check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "level");
         check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, window_log), "windowLog");
@@ -83,11 +118,10 @@ int main(int argc, char **argv) {
         check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_ldmHashLog, window_log - 7 > long_match_table_log ? long_match_table_log : 0), "ldmHashLog");
         check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1), "contentSize");
         check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_stableInBuffer, 1), "stableInBuffer");
-        check(ZSTD_CCtx_setPledgedSrcSize(cctx, new_size), "pledgedSrcSize");
+        check(ZSTD_CCtx_setPledgedSrcSize(cctx, input_size), "pledgedSrcSize");
         check(ZSTD_CCtx_refPrefix(cctx, old, old_size), "refPrefix");
         static char out[256 << 10];
-        ZSTD_inBuffer in = {new, new_size, 0};
-        double started = now();
+        ZSTD_inBuffer in = {input, input_size, 0};
         size_t left;
         do {
             ZSTD_outBuffer sink = {out, sizeof out, 0};
@@ -97,10 +131,11 @@ int main(int argc, char **argv) {
         } while (left != 0);
         seconds += now() - started;
         files++;
+        free(buffer);
         ZSTD_freeCCtx(cctx);
         if (old_size) munmap((void *)old, old_size);
         if (new_size) munmap((void *)new, new_size);
     }
-    printf("bytes=%llu seconds=%.3f files=%d\n", total, seconds, files);
+    printf("bytes=%llu seconds=%.3f files=%d aligned=%d\n", total, seconds, files, aligned_files);
     return 0;
 }

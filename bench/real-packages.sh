@@ -14,9 +14,10 @@
 # second (update) transfer:
 #   roll local      ROLL push into a local root (agent is a child process; never compressed)
 #   roll ssh        ROLL push over ssh://  (roll's own SSH client, zstd at a level that
-#                   follows the link, 1 to 4; patches three above it, 12 at 4); changed files
+#                   follows the link, 1 to 4; patches three above it, 9 at 4); changed files
 #                   whose old version the first push left in ~/.cache/roll/objects go as
-#                   zstd patches against it
+#                   zstd patches against it (executables and libraries aligned first, above
+#                   level 1)
 #   roll ssh cold   same, but the client's ~/.cache/roll is emptied before the update push,
 #                   as on a CI runner that keeps no cache (manifest goes as a collapsed tree
 #                   instead of a difference, changed files as block deltas)
@@ -284,7 +285,7 @@ run_roll() {  # label scenario first second target [extra args]
     SECS[$label|$sc]=$(since "$t0")
     read -r o i <<<"$(json wire_out wire_in <<<"$j")"
     OUT[$label|$sc]=$o IN[$label|$sc]=$i
-    echo "| $label | $sc | $(json files sent_files sent_bytes delta_files delta_file_bytes delta_matched_bytes patch_files patch_bytes linked manifest_mode manifest_items compression_level <<<"$j" | tr ' ' '|') |" >>"$RES/roll-details.md"
+    echo "| $label | $sc | $(json files sent_files sent_bytes delta_files delta_file_bytes delta_matched_bytes patch_files aligned_patch_files patch_bytes linked manifest_mode manifest_items compression_level <<<"$j" | tr ' ' '|') |" >>"$RES/roll-details.md"
 }
 stat_num() { grep -m1 "^$1" "$2" | sed 's/.*: *//; s/,//g; s/ .*//'; }
 rsync_to() {  # label scenario src dest [opts] -> stats file
@@ -319,7 +320,7 @@ run_rsync() {  # label scenario first second [opts]
     echo "| $label | $sc | $(stat_num 'Number of regular files transferred' "$f") | $(stat_num 'Literal data' "$f") | $(stat_num 'Matched data' "$f") | $(grep -i -m1 'compress' "$f" | sed 's/^ *//' || true) |" >>"$RES/rsync-details.md"
 }
 
-echo "| tool | scen. | files | sent_files | sent_bytes | delta_files | delta_file_bytes | delta_matched_bytes | patch_files | patch_bytes | linked | manifest | manifest_items | zstd level |" >"$RES/roll-details.md"
+echo "| tool | scen. | files | sent_files | sent_bytes | delta_files | delta_file_bytes | delta_matched_bytes | patch_files | aligned_patch_files | patch_bytes | linked | manifest | manifest_items | zstd level |" >"$RES/roll-details.md"
 echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|" >>"$RES/roll-details.md"
 echo "| tool | scen. | files transferred | literal data | matched data | negotiated |" >"$RES/rsync-details.md"
 echo "|---|---|--:|--:|--:|---|" >>"$RES/rsync-details.md"

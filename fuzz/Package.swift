@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "CRollDelta"),
         .target(name: "RollDelta", dependencies: ["CRollDelta"]),
         .target(name: "RollTree", dependencies: ["CRollSystem", "CLibCrypto", "RollSystem", "RollDelta"]),
-        .target(name: "RollWire", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem", "RollTree"]),
+        .target(name: "RollWire", dependencies: ["CRollSystem", "CRollDelta", "CZlib", "CZstd", "RollSystem", "RollTree"]),
         .target(name: "RollBundle", dependencies: ["CRollSystem", "CZlib", "CZstd", "RollSystem"]),
 
         .target(name: "FuzzSupport"),

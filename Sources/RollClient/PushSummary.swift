@@ -11,7 +11,7 @@ public struct PushSummary: Encodable {
     var release, previous: String
     var upToDate: Bool
     var files: Int, treeBytes: UInt64, sentFiles: Int, sentBytes: UInt64, deltaFiles: Int, deltaFileBytes: UInt64
-    var deltaMatchedBytes: UInt64, patchFiles: Int, patchBytes: UInt64, retried: Int, reused: UInt64, deleted: UInt64, linked: UInt64, copied: UInt64, resumed: UInt64
+    var deltaMatchedBytes: UInt64, patchFiles: Int, patchBytes: UInt64, alignedPatchFiles: Int, retried: Int, reused: UInt64, deleted: UInt64, linked: UInt64, copied: UInt64, resumed: UInt64
     var manifestItems: Int, manifestMode: String, hashedFiles: Int
     var wireOut: UInt64, wireIn: UInt64, compressionLevel: Int
     var scanSeconds: Double, seconds: Double
@@ -39,7 +39,7 @@ public struct PushSummary: Encodable {
         health = r.upToDate ? "not run" : r.hooks.contains { $0.stage == "health" } ? "passed" : "not configured"
         (release, previous, upToDate, files, treeBytes) = (r.release, r.previous, r.upToDate, r.files, r.treeBytes)
         (sentFiles, sentBytes, deltaFiles, deltaFileBytes, deltaMatchedBytes) = (r.sentFiles, r.sentBytes, r.deltaFiles, r.deltaFileBytes, r.deltaMatchedBytes)
-        (patchFiles, patchBytes) = (r.patchFiles, r.patchBytes)
+        (patchFiles, patchBytes, alignedPatchFiles) = (r.patchFiles, r.patchBytes, r.alignedPatchFiles)
         (retried, reused, deleted, linked, copied, resumed) = (r.retried, r.reused, r.deleted, r.linked, r.copied, r.resumed)
         (manifestItems, manifestMode, hashedFiles) = (r.manifestItems, r.manifestMode, p.hashedFiles)
         (wireOut, wireIn, compressionLevel, pruned) = (r.wireOut, r.wireIn, r.compressionLevel, r.pruned)
@@ -53,7 +53,7 @@ public struct PushSummary: Encodable {
         case addedPaths = "added_paths", changedPaths = "changed_paths", deletedPaths = "deleted_paths"
         case upToDate = "up_to_date", treeBytes = "tree_bytes", sentFiles = "sent_files", sentBytes = "sent_bytes"
         case deltaFiles = "delta_files", deltaFileBytes = "delta_file_bytes", deltaMatchedBytes = "delta_matched_bytes"
-        case patchFiles = "patch_files", patchBytes = "patch_bytes"
+        case patchFiles = "patch_files", patchBytes = "patch_bytes", alignedPatchFiles = "aligned_patch_files"
         case manifestItems = "manifest_items", manifestMode = "manifest_mode", hashedFiles = "hashed_files"
         case wireOut = "wire_out", wireIn = "wire_in", compressionLevel = "compression_level", scanSeconds = "scan_seconds"
     }

@@ -105,6 +105,8 @@ public struct PushReport: Sendable {
     /// (``ZstdPatchEncoder``): their count and the bytes they took on the wire.
     public var patchFiles = 0
     public var patchBytes: UInt64 = 0
+    /// Of the patches, those of executables and libraries aligned first (``AlignedPatch``).
+    public var alignedPatchFiles = 0
     /// Deltas encoded by this push (the others came from another container's push).
     public var deltasEncoded = 0
     public var retried = 0

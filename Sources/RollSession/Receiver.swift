@@ -390,7 +390,8 @@ extension Receiver {
                     incoming = .delta(index, file, patcher, basisFile)
                 case .patchBegin:
                     guard incoming == nil else { throw WireError(.protocolViolation, "patch begun inside a file") }
-                    let index = try peer.decode(PatchBegin.self, frame).index
+                    let begin = try peer.decode(PatchBegin.self, frame)
+                    let index = begin.index
                     // The basis the signature was made of: mapped only at the size its digest
                     // was taken at (a shorter file is not mapped past its end).
                     let (basisFile, b) = try openDeltaBasis(index)
@@ -398,7 +399,7 @@ extension Receiver {
                         throw WireError(.store, "\(base[b].path) of the active release changed size")
                     }
                     let decoder = try ZstdPatchDecoder(basis: try MappedFile(fd: basisFile.fd, size: Int(base.size(b))),
-                                                       size: entries[index].size)
+                                                       size: entries[index].size, aligned: begin.aligned)
                     incoming = .patch(index, try staging!.createFile(entries[index]), decoder)
                 case .data:
                     switch incoming {

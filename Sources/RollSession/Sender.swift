@@ -509,9 +509,10 @@ public final class Sender {
     private func sendStoredDelta(_ i: Int, _ delta: SharedDeltas.Delta) throws {
         let entry = manifest.entries[i]
         if delta.patch {
-            try peer.send(PatchBegin(index: i))
+            try peer.send(PatchBegin(index: i, aligned: delta.aligned))
             report.patchFiles += 1
             report.patchBytes += UInt64(delta.bytes.count)
+            if delta.aligned { report.alignedPatchFiles += 1 }
         } else {
             try peer.send(DeltaBegin(index: i))
         }
@@ -548,17 +549,31 @@ public final class Sender {
     /// nothing, when the object cannot be used: the caller sends a block delta.
     private func sendPatch(_ i: Int, against object: CachedObject, keep: Bool) throws -> SharedDeltas.Delta? {
         let entry = manifest.entries[i]
-        guard let encoder = try? ZstdPatchEncoder(basis: object.bytes, size: Int(entry.size), level: peer.patchLevel) else { return nil }
+        let size = Int(entry.size)
+        // An ELF file is aligned first (``AlignedPatch``) on a slow link, in place: it is
+        // read in behind room for the stream's record headers.
+        let headroom = AlignedPatch.headroom(forSize: size)
+        guard PatchLimits.windowLog(basisSize: object.bytes.count, size: size) != nil else { return nil }
+        let alignable = peer.alignsPatches && PatchLimits.windowLog(basisSize: object.bytes.count, size: size + headroom) != nil
         // The new file whole in memory (at most ``PatchLimits/largestFile``): zstd then
         // reads it in place.
-        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(entry.size), 1), alignment: 64)
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: max((alignable ? headroom : 0) + size, 1), alignment: 64)
         defer { input.deallocate() }
+        let start = alignable ? headroom : 0
         var filled = 0
         try readChecked(entry, progress: false) { chunk in
-            UnsafeMutableRawBufferPointer(rebasing: input[filled..<(filled + chunk.count)]).copyMemory(from: chunk)
+            UnsafeMutableRawBufferPointer(rebasing: input[(start + filled)..<(start + filled + chunk.count)]).copyMemory(from: chunk)
             filled += chunk.count
         }
-        try peer.send(PatchBegin(index: i))
+        var frame = UnsafeRawBufferPointer(rebasing: input[start..<(start + filled)])
+        let aligned = alignable && AlignedPatch.suits(UnsafeRawBufferPointer(rebasing: frame.prefix(4)),
+                                                     basisHead: UnsafeRawBufferPointer(rebasing: object.bytes.prefix(4)))
+        if aligned {
+            let length = AlignedPatch.align(basis: object.bytes, buffer: input, size: filled).length
+            frame = UnsafeRawBufferPointer(rebasing: input[..<length])
+        }
+        guard let encoder = try? ZstdPatchEncoder(basis: object.bytes, size: frame.count, level: peer.patchLevel) else { return nil }
+        try peer.send(PatchBegin(index: i, aligned: aligned))
         var copy: [UInt8]? = keep ? [] : nil
         var sent: UInt64 = 0
         let peer = self.peer
@@ -567,7 +582,7 @@ public final class Sender {
         // waits behind it (grpc's rebuilt 15 MB library patches to 2.3 MB in 0.4 s at the
         // top level, which then takes 0.9 s of a 20 Mbit/s link): the stream's level alone
         // tells the link.
-        try encoder.encode(UnsafeRawBufferPointer(rebasing: input[..<filled])) { piece in
+        try encoder.encode(frame) { piece in
             if copy != nil {
                 if copy!.count + piece.count > 64 << 20 { copy = nil } else { copy!.append(contentsOf: piece) }
             }
@@ -579,10 +594,11 @@ public final class Sender {
         report.deltaFileBytes += entry.size
         report.patchFiles += 1
         report.patchBytes += sent
+        if aligned { report.alignedPatchFiles += 1 }
         report.deltasEncoded += 1
         reportPlan()
         events(.sent(bytes: entry.size))
-        return SharedDeltas.Delta(bytes: copy ?? [], matched: 0, patch: true)
+        return SharedDeltas.Delta(bytes: copy ?? [], matched: 0, patch: true, aligned: aligned)
     }
 
     /// Encodes and sends a delta of file `i` against `signature`; with `keep`, also returns

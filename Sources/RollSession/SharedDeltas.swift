@@ -21,6 +21,8 @@ public final class SharedDeltas: @unchecked Sendable {
         var bytes: [UInt8]
         var matched: UInt64
         var patch = false
+        /// A patch of the file's aligned stream (``AlignedPatch``).
+        var aligned = false
     }
 
     private enum Slot {

@@ -1,7 +1,7 @@
 import RollSystem
 import RollTree
 
-/// Version 9 of the push protocol. Neither side waits for the other per file: the agent
+/// Version 10 of the push protocol. Neither side waits for the other per file: the agent
 /// answers each manifest chunk as it arrives, and the client sends file contents as soon
 /// as they are asked for, while it still sends the manifest.
 ///
@@ -18,7 +18,8 @@ import RollTree
 /// fileBegin data* fileEnd              ──►    (whole file, for a need)
 /// deltaBegin data* fileEnd             ──►    (delta against the agent's file, for a signature)
 /// patchBegin data* fileEnd             ──►    (or, when the client still holds that basis, a
-///                                             zstd frame with the basis as its dictionary)
+///                                             zstd frame with the basis as its dictionary, of
+///                                             the file or, for a binary, its aligned stream)
 /// manifestEnd(root)                    ──►
 ///                                      ◄──    needEnd
 /// commit                               ──►
@@ -41,7 +42,7 @@ import RollTree
 /// `error` frame from either side ends the session. Every frame is ``FrameLimits``-bounded.
 public enum Protocol {
     public static let magic: [UInt8] = Array("ROLL".utf8)
-    public static let version: UInt16 = 9
+    public static let version: UInt16 = 10
     /// Set in a frame's type byte when its payload is compressed.
     public static let compressedFlag: UInt8 = 0x80
 }
@@ -614,9 +615,22 @@ public struct SignatureMessage: Message, Sendable {
 public struct PatchBegin: Message, Sendable {
     public static let type = MessageType.patchBegin
     public var index: Int
-    public init(index: Int) { self.index = index }
-    public func encode(into w: inout ByteWriter) { w.varint(UInt64(index)) }
-    public init(from r: inout ByteReader) throws { index = try r.count("file index", limit: ManifestLimits.maxEntries) }
+    /// The frame holds an aligned patch's stream (``AlignedPatch``), not the file itself.
+    public var aligned: Bool
+    public init(index: Int, aligned: Bool = false) {
+        self.index = index
+        self.aligned = aligned
+    }
+    public func encode(into w: inout ByteWriter) {
+        w.varint(UInt64(index))
+        w.u8(aligned ? 1 : 0)
+    }
+    public init(from r: inout ByteReader) throws {
+        index = try r.count("file index", limit: ManifestLimits.maxEntries)
+        let form = try r.u8("patch form")
+        guard form <= 1 else { throw DecodeError("unknown patch form \(form)") }
+        aligned = form == 1
+    }
 }
 
 public struct DeltaBegin: Message, Sendable {

@@ -132,19 +132,28 @@ public final class ZstdPatchEncoder {
 
 /// The agent's end: decodes a patch against the same basis, checking as it goes that the
 /// frame asks for no more window than ``PatchLimits/windowLogMax`` and decodes to no more
-/// than `size` bytes.
+/// than `size` bytes (an aligned patch: to no more than its stream's limit, which
+/// ``AlignedRuns`` turns into no more than `size` bytes).
 public final class ZstdPatchDecoder {
     private let context: OpaquePointer
     private let output: UnsafeMutableRawBufferPointer
     private let basis: MappedFile
     public let size: UInt64
+    /// File bytes yielded so far.
     public private(set) var produced: UInt64 = 0
+    /// Bytes the frame decoded to, and their bound.
+    private var decoded: UInt64 = 0
+    private let limit: UInt64
+    private var runs: AlignedRuns?
     private var ended = false
     private var frame = FrameMagic(FrameMagic.zstd)
 
-    public init(basis: MappedFile, size: UInt64) throws {
+    /// With `aligned`, the frame holds an aligned patch's stream (``AlignedPatch``).
+    public init(basis: MappedFile, size: UInt64, aligned: Bool = false) throws {
         self.basis = basis
         self.size = size
+        limit = aligned ? AlignedPatch.streamLimit(forSize: size) : size
+        runs = aligned ? AlignedRuns(basis: basis.bytes, size: size) : nil
         context = ZSTD_createDCtx()!
         output = .allocate(byteCount: ZSTD_DStreamOutSize(), alignment: 16)
         _ = ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, PatchLimits.windowLogMax)
@@ -170,9 +179,18 @@ public final class ZstdPatchDecoder {
             let rc = ZSTD_decompressStream(context, &sink, &source)
             if ZSTD_isError(rc) != 0 { throw PatchError("the patch is corrupt (zstd: \(String(cString: ZSTD_getErrorName(rc))))") }
             frame.advance(by: source.pos - before, frameEnded: rc == 0)
-            guard UInt64(sink.pos) <= size - produced else { throw PatchError("the patch decodes past the file's \(size) bytes") }
-            produced += UInt64(sink.pos)
-            if sink.pos > 0 { try write(UnsafeRawBufferPointer(rebasing: output[..<sink.pos])) }
+            guard UInt64(sink.pos) <= limit - decoded else {
+                throw PatchError(runs == nil ? "the patch decodes past the file's \(size) bytes" : "the aligned patch decodes past its \(limit) bytes")
+            }
+            decoded += UInt64(sink.pos)
+            let piece = UnsafeRawBufferPointer(rebasing: output[..<sink.pos])
+            if runs != nil {
+                try runs!.update(piece, write: write)
+                produced = runs!.produced
+            } else if sink.pos > 0 {
+                produced += UInt64(sink.pos)
+                try write(piece)
+            }
             if rc == 0 { ended = true }
             // Input used up and the output buffer not filled: zstd holds nothing more to give.
             if source.pos == source.size && sink.pos < sink.size { break }
@@ -182,6 +200,7 @@ public final class ZstdPatchDecoder {
     /// Checks that the frame ended and yielded exactly the file's size.
     public func finish() throws {
         guard ended else { throw PatchError("the patch ended early") }
+        try runs?.finish()
         guard produced == size else { throw PatchError("the patch yields \(produced) bytes, not \(size)") }
     }
 }

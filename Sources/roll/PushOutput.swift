@@ -40,7 +40,9 @@ func printSummary(_ push: SinglePush, seconds: Double, paths: Bool) {
     var parts = ["\(files(r.sentFiles)) whole (\(formatBytes(r.sentBytes)))"]
     if r.deltaFiles > 0 {
         parts.append("\(r.deltaFiles) as deltas (\(formatBytes(r.deltaFileBytes))"
-                     + (r.patchFiles > 0 ? "; \(r.patchFiles) as patches against what the last push sent, \(formatBytes(r.patchBytes))" : "")
+                     + (r.patchFiles > 0 ? "; \(r.patchFiles) as patches against what the last push sent"
+                        + (r.alignedPatchFiles > 0 ? " (\(r.alignedPatchFiles) of them binaries, aligned first)" : "")
+                        + ", \(formatBytes(r.patchBytes))" : "")
                      + (r.deltaMatchedBytes > 0 ? "; \(formatBytes(r.deltaMatchedBytes)) matched block by block)" : ")"))
     }
     parts.append("\(r.reused) reused" + (r.resumed > 0 ? " (\(r.resumed) delivered by an interrupted push)" : ""))

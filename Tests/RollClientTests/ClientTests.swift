@@ -217,10 +217,13 @@ private final class Answers: Sendable {
         #expect(!Compressibility.compressedFormat(path: Array("lib/libfoo.so.1".utf8)))
     }
 
-    @Test func patchesGoThreeLevelsUpAndToNineOnASlowLink() {
+    @Test func patchesGoThreeLevelsUpAndToNineAlignedOnASlowLink() {
         #expect(CompressionChoice.patchLevel(forSession: 1) == 4)
         #expect(CompressionChoice.patchLevel(forSession: 3) == 6)
         #expect(CompressionChoice.patchLevel(forSession: 4) == 9)
+        // Binaries are aligned first where patches go at 9.
+        #expect(!CompressionChoice.alignsPatches(forSession: 1) && !CompressionChoice.alignsPatches(forSession: 3))
+        #expect(CompressionChoice.alignsPatches(forSession: 4))
     }
 }
 

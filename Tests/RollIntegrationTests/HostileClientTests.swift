@@ -565,9 +565,10 @@ extension HostileClientTests {
     }
 
     /// A patch the agent cannot apply (one that decodes past the file's size, one that asks
-    /// for a 256 MiB window, garbage) is answered by asking for the whole file; a patch for a
-    /// file nobody offered a basis for is refused.
-    @Test(arguments: ["bomb", "window", "garbage", "not offered"])
+    /// for a 256 MiB window, garbage; an aligned patch whose stream decodes past its limit or
+    /// reaches past the basis) is answered by asking for the whole file; a patch for a file
+    /// nobody offered a basis for is refused.
+    @Test(arguments: ["bomb", "window", "garbage", "aligned bomb", "aligned outside", "not offered"])
     func badPatchesFallBackToTheWholeFile(kind: String) throws {
         let t = TempDir()
         var rng = SeededRandom(seed: 15)
@@ -576,16 +577,23 @@ extension HostileClientTests {
         edited[100] ^= 0xFF
         let (agent, _) = try Self.offerFile(kind == "not offered" ? "other.bin" : "big.bin", edited, root: root)
         let patch: [UInt8]
-        switch kind {
-        case "bomb":
-            // A frame of 4 MiB of zeros, without the basis: 64 times the file's size.
+        func frame(_ stream: [UInt8], times: Int = 1) -> [UInt8] {
             let c = ZstdCompressor(level: 1)
-            let zeros = [UInt8](repeating: 0, count: FrameLimits.dataChunk)
-            patch = (0..<4).flatMap { _ in zeros.withUnsafeBytes { Array(c.compress($0)) } } + Array(c.finish())
+            return (0..<times).flatMap { _ in stream.withUnsafeBytes { Array(c.compress($0)) } } + Array(c.finish())
+        }
+        switch kind {
+        case "bomb", "aligned bomb":
+            // A frame of 4 MiB of zeros, without the basis: 64 times the file's size.
+            patch = frame([UInt8](repeating: 0, count: FrameLimits.dataChunk), times: 4)
+        case "aligned outside":
+            // A record that skips one byte past the basis's end.
+            var skip = UInt64(2 * (big.count + 1)), stream = [UInt8]()
+            while skip >= 0x80 { stream.append(UInt8(truncatingIfNeeded: skip) | 0x80); skip >>= 7 }
+            patch = frame(stream + [UInt8(skip), 1, 0, 0])
         case "window": patch = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 18 << 3, 0x09, 0x00, 0x00, 0x41]
         default: patch = rng.bytes(500)
         }
-        try agent.send(PatchBegin(index: 0))
+        try agent.send(PatchBegin(index: 0, aligned: kind.hasPrefix("aligned")))
         try agent.writer.send(MessageType.data.rawValue, patch)
         try agent.send(FileEnd())
         try agent.writer.flush()

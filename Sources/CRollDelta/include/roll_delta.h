@@ -1,6 +1,7 @@
 #ifndef ROLL_DELTA_H
 #define ROLL_DELTA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* What the delta encoder's miss path asks of a signature's match index: is there a
@@ -38,5 +39,32 @@ int roll_delta_vector_available(void);
  * Call only when roll_delta_vector_available() is 1. */
 long roll_delta_find_candidate(const uint8_t *bytes, long n, long start, long stop,
                                uint32_t *a, uint32_t *b, const roll_match_tables *tables);
+
+/* Aligned patches (RollWire's AlignedPatch): the new file as runs of byte differences
+ * against the basis at a moving offset, and runs of literal bytes. Stream, record by
+ * record, each record yielding at least one byte:
+ *
+ *   zigzag varint skip      the basis cursor moves by skip (it starts at 0)
+ *   varint aligned          then `aligned` bytes, each new[i] - basis[cursor + i] (mod 256);
+ *                           the cursor moves past them
+ *   varint literal          then `literal` bytes of the new file as they are
+ *
+ * roll_align rewrites a new file of new_len bytes held at buf[new_at ..< new_at + new_len]
+ * into that stream from buf[0] on, in place, and returns the stream's length. Its record
+ * headers take at most new_at - ROLL_ALIGN_CLOSING bytes (past that, the rest of the file
+ * goes as one literal run); new_at must be at least ROLL_ALIGN_CLOSING. `table` holds
+ * 2^table_log entries (12 to 24), and every `step`-th basis position is entered in it.
+ * The basis is below 2^27 bytes (a patch's window holds it; against a larger one the whole
+ * file goes as one literal run), the file at most 2^31. */
+#define ROLL_ALIGN_CLOSING 32
+
+typedef struct {
+    uint64_t records;
+    uint64_t aligned;   /* bytes sent as differences */
+    uint64_t literal;   /* bytes sent as they are */
+} roll_align_stats;
+
+size_t roll_align(const uint8_t *basis, size_t basis_len, uint8_t *buf, size_t new_at, size_t new_len,
+                  uint32_t *table, unsigned table_log, size_t step, roll_align_stats *stats);
 
 #endif

@@ -10,7 +10,8 @@ import Glibc
 // reads, and in pieces of random size (chosen from the input, so a crash repeats) with
 // short basis reads. Both must end the same way: the same output or the same error.
 // The same input is also decoded as a zstd patch against that basis (as a hostile client
-// could send one), whole and in pieces, with the same rule.
+// could send one), plain and aligned, whole and in pieces, with the same rule; and read as
+// an aligned patch's stream itself (``AlignedRuns``), whole and in pieces.
 
 /// The basis: random bytes, a run of zeros, text.
 let basis: [UInt8] = {
@@ -79,11 +80,11 @@ enum PatchOutcome: Equatable {
 }
 
 /// Decodes `patch` as a file of at most 64 KiB (the size a manifest would give it).
-func decodeZstd(_ patch: [UInt8], split: SplitMix64?) -> PatchOutcome {
+func decodeZstd(_ patch: [UInt8], split: SplitMix64?, aligned: Bool = false) -> PatchOutcome {
     var rng = split
     var out: [UInt8] = []
     do {
-        let decoder = try ZstdPatchDecoder(basis: mappedBasis, size: 64 << 10)
+        let decoder = try ZstdPatchDecoder(basis: mappedBasis, size: 64 << 10, aligned: aligned)
         var at = 0
         while at < patch.count {
             let n = rng == nil ? patch.count : min(patch.count - at, 1 + rng!.below(700))
@@ -99,6 +100,55 @@ func decodeZstd(_ patch: [UInt8], split: SplitMix64?) -> PatchOutcome {
     }
 }
 
+/// Reads `stream` as an aligned patch's stream for a file of `size` bytes (the input's
+/// first byte picks one of four).
+func applyAligned(_ stream: ArraySlice<UInt8>, size: Int, split: SplitMix64?) -> PatchOutcome {
+    var rng = split
+    var out: [UInt8] = []
+    var runs = AlignedRuns(basis: mappedBasis.bytes, size: UInt64(size))
+    do {
+        var at = stream.startIndex
+        while at < stream.endIndex {
+            let n = rng == nil ? stream.count : min(stream.endIndex - at, 1 + rng!.below(40))
+            try stream[at..<(at + n)].withUnsafeBytes { try runs.update($0) { out.append(contentsOf: $0) } }
+            at += n
+        }
+        check(runs.produced == UInt64(out.count) && out.count <= size, "aligned runs count \(runs.produced), wrote \(out.count)")
+        return .decoded(out, complete: (try? runs.finish()) != nil)
+    } catch is PatchError {
+        return .failed
+    } catch {
+        fail("aligned runs threw \(error)")
+    }
+}
+
+/// The input as a new file, aligned (as the client aligns it, in place) against the basis
+/// and against its own last third followed by its first half, must come back whole from
+/// ``AlignedRuns``.
+func roundTripAligned(_ new: [UInt8]) {
+    for base in [basis, Array(new.suffix(new.count / 3)) + Array(new.prefix(new.count / 2))] {
+        let headroom = AlignedPatch.headroom(forSize: new.count)
+        var buffer = [UInt8](repeating: 0, count: headroom) + new
+        let length = base.withUnsafeBytes { b in
+            buffer.withUnsafeMutableBytes { AlignedPatch.align(basis: b, buffer: $0, size: new.count).length }
+        }
+        check(length <= headroom + new.count, "the aligned stream is \(length) bytes for \(new.count)")
+        let out: [UInt8]
+        do {
+            out = try base.withUnsafeBytes { b in
+                var runs = AlignedRuns(basis: b, size: UInt64(new.count))
+                var out: [UInt8] = []
+                try buffer.withUnsafeBytes { try runs.update(UnsafeRawBufferPointer(rebasing: $0[..<length])) { out.append(contentsOf: $0) } }
+                try runs.finish()
+                return out
+            }
+        } catch {
+            fail("an aligned stream the client made does not apply: \(error)")
+        }
+        check(out == new, "an aligned stream rebuilt \(out.count) bytes that differ from the \(new.count) it was made of")
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzPatch(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let delta = input(data, size)
@@ -108,5 +158,15 @@ func fuzzPatch(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let c = decodeZstd(delta, split: nil)
     let d = decodeZstd(delta, split: SplitMix64(hashing: delta))
     check(c == d, "zstd patch decoded whole gives \(c), in pieces \(d)")
+    let e = decodeZstd(delta, split: nil, aligned: true)
+    let f = decodeZstd(delta, split: SplitMix64(hashing: delta), aligned: true)
+    check(e == f, "aligned zstd patch decoded whole gives \(e), in pieces \(f)")
+    roundTripAligned(delta)
+    if let first = delta.first {
+        let size = [0, 17, 2500, 64 << 10][Int(first % 4)]
+        let g = applyAligned(delta.dropFirst(), size: size, split: nil)
+        let h = applyAligned(delta.dropFirst(), size: size, split: SplitMix64(hashing: delta))
+        check(g == h, "aligned stream read whole gives \(g), in pieces \(h)")
+    }
     return 0
 }

@@ -21,6 +21,9 @@ func patchSeeds() throws -> [Seed] {
         Seed("empty-new", try delta([], block: 64)),
         Seed("zstd-edited", try zstdPatch(edited)),
         Seed("zstd-reordered", try zstdPatch(Array(basis[1000...] + basis[..<1000]))),
+        // An aligned stream for a file of 2,500 bytes (first byte 2), and its zstd patch.
+        Seed("aligned-stream", [2] + alignedStream(Array(edited.prefix(2500)))),
+        Seed("zstd-aligned", try zstdPatch(alignedStream(edited))),
     ]
 }
 
@@ -30,6 +33,14 @@ func zstdPatch(_ new: [UInt8]) throws -> [UInt8] {
     var out = [UInt8]()
     try new.withUnsafeBytes { try encoder.encode($0) { out += $0 } }
     return out
+}
+
+/// The aligned stream of `new` against the basis, as a client makes one.
+func alignedStream(_ new: [UInt8]) -> [UInt8] {
+    let headroom = AlignedPatch.headroom(forSize: new.count)
+    var buffer = [UInt8](repeating: 0, count: headroom) + new
+    let length = buffer.withUnsafeMutableBytes { AlignedPatch.align(basis: mappedBasis.bytes, buffer: $0, size: new.count).length }
+    return Array(buffer.prefix(length))
 }
 
 /// libFuzzer calls this once before fuzzing.
