@@ -73,8 +73,8 @@ int main(int argc, char **argv) {
         if (window_log > window_log_max) continue;  // roll sends such a file as a block delta
         double started = now();
         // AlignedPatch: room for the record headers in front of the file, the anchor table
-        // sized by the basis (2^12 to 2^20 entries, every step-th position), ELF files only.
-        size_t headroom = new_size / 32 + 4096;
+        // sized by the basis, ELF files only.
+        size_t headroom = roll_align_headroom(new_size);
         unsigned char *buffer = NULL;
         const void *input = new;
         size_t input_size = new_size;
@@ -82,16 +82,11 @@ int main(int argc, char **argv) {
             int w = 10;
             while (w <= window_log_max && ((size_t)1 << w) < old_size + new_size + headroom) w++;
             if (w <= window_log_max) {
-                unsigned log = 63 - (unsigned)__builtin_clzll(old_size > 1 ? old_size : 2);
-                log = log > 2 ? log - 2 : 0;
-                if (log < 12) log = 12;
-                if (log > 20) log = 20;
-                size_t step = old_size >> log ? old_size >> log : 1;
-                uint32_t *table = malloc(sizeof(uint32_t) << log);
+                uint32_t *table = malloc(sizeof(uint32_t) << roll_align_table_log(old_size));
                 buffer = malloc(headroom + new_size);
                 memcpy(buffer + headroom, new, new_size);
                 roll_align_stats stats;
-                input_size = roll_align(old, old_size, buffer, headroom, new_size, table, log, step, &stats);
+                input_size = roll_align(old, old_size, buffer, headroom, new_size, table, &stats);
                 input = buffer;
                 free(table);
                 window_log = 10;

@@ -16,8 +16,8 @@
 #   roll ssh        ROLL push over ssh://  (roll's own SSH client, zstd at a level that
 #                   follows the link, 1 to 4; patches three above it, 9 at 4); changed files
 #                   whose old version the first push left in ~/.cache/roll/objects go as
-#                   zstd patches against it (executables and libraries aligned first, above
-#                   level 1)
+#                   zstd patches against it (executables and libraries aligned first, at
+#                   level 4)
 #   roll ssh cold   same, but the client's ~/.cache/roll is emptied before the update push,
 #                   as on a CI runner that keeps no cache (manifest goes as a collapsed tree
 #                   instead of a difference, changed files as block deltas)
@@ -321,7 +321,7 @@ run_rsync() {  # label scenario first second [opts]
 }
 
 echo "| tool | scen. | files | sent_files | sent_bytes | delta_files | delta_file_bytes | delta_matched_bytes | patch_files | aligned_patch_files | patch_bytes | linked | manifest | manifest_items | zstd level |" >"$RES/roll-details.md"
-echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|" >>"$RES/roll-details.md"
+echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|" >>"$RES/roll-details.md"
 echo "| tool | scen. | files transferred | literal data | matched data | negotiated |" >"$RES/rsync-details.md"
 echo "|---|---|--:|--:|--:|---|" >>"$RES/rsync-details.md"
 

@@ -102,15 +102,24 @@ static int emit(aligner *a, long from, long fresh_at, long aligned, long literal
     return 1;
 }
 
+size_t roll_align_headroom(size_t new_len) { return new_len / 32 + 4096; }
+
+unsigned roll_align_table_log(size_t basis_len) {
+    unsigned log2 = basis_len > 1 ? 63 - (unsigned)__builtin_clzll(basis_len) : 0;
+    unsigned log = log2 > 2 ? log2 - 2 : 0;
+    return log < 12 ? 12 : log > 20 ? 20 : log;
+}
+
 size_t roll_align(const uint8_t *basis, size_t basis_len, uint8_t *buf, size_t new_at, size_t new_len,
-                  uint32_t *table, unsigned table_log, size_t step, roll_align_stats *stats) {
+                  uint32_t *table, roll_align_stats *stats) {
     memset(stats, 0, sizeof *stats);
     /* A basis too large for the table's positions is not used: the file goes as it is. */
     const long n = (long)new_len, m = basis_len < (1UL << POSITION_BITS) ? (long)basis_len : 0;
     aligner a = {basis, m, buf + new_at, n, buf, 0, (long)new_at - ROLL_ALIGN_CLOSING, 0, stats};
-    if (step == 0) step = 1;
+    const unsigned table_log = roll_align_table_log(basis_len);
+    const long step = (m >> table_log) > 0 ? m >> table_log : 1;
     memset(table, 0xFF, sizeof(uint32_t) << table_log);
-    for (long j = 0; j + ANCHOR <= m; j += (long)step) {
+    for (long j = 0; j + ANCHOR <= m; j += step) {
         uint64_t h = anchor_hash(basis + j);
         table[slot_of(h, table_log)] = (uint32_t)j | tag_of(h, table_log) << POSITION_BITS;
     }

@@ -26,10 +26,11 @@ public enum AlignedPatch {
     /// Bytes in front of the file for the stream's record headers: `size` / 32 + 4 KiB. The
     /// upgrades above needed at most 1.9 % of a file; past the room, the rest of the file
     /// goes as new bytes.
-    public static func headroom(forSize size: Int) -> Int { size / 32 + 4096 }
+    public static func headroom(forSize size: Int) -> Int { roll_align_headroom(size) }
 
-    /// The longest stream a file of `size` bytes is sent as: the agent refuses a longer one.
-    public static func streamLimit(forSize size: UInt64) -> UInt64 { size + size / 32 + 4096 }
+    /// The longest stream a file of `size` bytes (at most ``ManifestLimits/maxFileSize``) is
+    /// sent as: the agent refuses a longer one.
+    public static func streamLimit(forSize size: UInt64) -> UInt64 { size + UInt64(headroom(forSize: Int(size))) }
 
     /// Whether a file that begins with `head` is aligned against a basis that begins with
     /// `basisHead`: both ELF objects.
@@ -45,29 +46,19 @@ public enum AlignedPatch {
         public var literal: UInt64
     }
 
-    /// The anchor table's size (log2 of its 4-byte entries) and the step between the basis
-    /// positions entered in it: as many bytes of table as the basis has, from 2^12 entries up
-    /// to 2^20 (4 MiB); a larger basis enters every `step`-th position.
-    static func table(forBasis size: Int) -> (log: UInt32, step: Int) {
-        let log2 = size > 1 ? UInt32(Int.bitWidth - 1 - size.leadingZeroBitCount) : 1
-        let log = min(20, max(12, log2 > 2 ? log2 - 2 : 0))
-        return (log, max(1, size >> log))
-    }
-
     /// Rewrites the file of `size` bytes held at `buffer[headroom(forSize: size)...]` as an
     /// aligned stream from `buffer[0]` on, and returns the stream's length (at most
     /// ``streamLimit(forSize:)``).
     public static func align(basis: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer, size: Int) -> (length: Int, stats: Stats) {
         let at = headroom(forSize: size)
         precondition(buffer.count >= at + size, "the buffer holds no file at its headroom")
-        let (log, step) = table(forBasis: basis.count)
-        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: 1 << log)
+        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: 1 << roll_align_table_log(basis.count))
         defer { table.deallocate() }
         var stats = roll_align_stats()
         let empty: [UInt8] = [0]
         let length = empty.withUnsafeBytes { placeholder in
             roll_align((basis.baseAddress ?? placeholder.baseAddress!).assumingMemoryBound(to: UInt8.self), basis.count,
-                       buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), at, size, table, log, step, &stats)
+                       buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), at, size, table, &stats)
         }
         return (length, Stats(records: stats.records, aligned: stats.aligned, literal: stats.literal))
     }

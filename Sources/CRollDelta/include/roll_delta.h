@@ -52,8 +52,8 @@ long roll_delta_find_candidate(const uint8_t *bytes, long n, long start, long st
  * roll_align rewrites a new file of new_len bytes held at buf[new_at ..< new_at + new_len]
  * into that stream from buf[0] on, in place, and returns the stream's length. Its record
  * headers take at most new_at - ROLL_ALIGN_CLOSING bytes (past that, the rest of the file
- * goes as one literal run); new_at must be at least ROLL_ALIGN_CLOSING. `table` holds
- * 2^table_log entries (12 to 24), and every `step`-th basis position is entered in it.
+ * goes as one literal run); new_at is roll_align_headroom(new_len). `table` holds
+ * 2^roll_align_table_log(basis_len) entries.
  * The basis is below 2^27 bytes (a patch's window holds it; against a larger one the whole
  * file goes as one literal run), the file at most 2^31. */
 #define ROLL_ALIGN_CLOSING 32
@@ -64,7 +64,14 @@ typedef struct {
     uint64_t literal;   /* bytes sent as they are */
 } roll_align_stats;
 
+/* Room in front of a new file for the stream's record headers: new_len / 32 + 4 KiB. */
+size_t roll_align_headroom(size_t new_len);
+
+/* The anchor table's size, log2 of its 4-byte entries: as many bytes of table as the basis
+ * has, from 2^12 entries up to 2^20 (4 MiB); a larger basis enters every n-th position. */
+unsigned roll_align_table_log(size_t basis_len);
+
 size_t roll_align(const uint8_t *basis, size_t basis_len, uint8_t *buf, size_t new_at, size_t new_len,
-                  uint32_t *table, unsigned table_log, size_t step, roll_align_stats *stats);
+                  uint32_t *table, roll_align_stats *stats);
 
 #endif
